@@ -1,0 +1,25 @@
+# Setup and checks. Pins live here (a ComfyUI install owns torch; the package never pins it).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONSTRAINTS := $(VENV)/constraints.txt
+TORCH_PIN := torch==2.13.0
+
+.PHONY: venv test bench demo clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	echo "$(TORCH_PIN)" > $(CONSTRAINTS)
+
+venv: $(BIN)/python
+	PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(BIN)/pip install -q $(TORCH_PIN)
+	PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(BIN)/pip install -q -e '.[dev]'
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python -m pfvg_core bench loop --json
+
+clean:
+	rm -rf $(VENV) .pytest_cache
