@@ -1,0 +1,172 @@
+"""Segment sampler and the long-video loop (PFVG Fig. 1; DESIGN §1).
+
+    for n = 0, 1, …:  context = FramePack(history) + ψₙ + start latent (RoPE index 0)
+                      xⁿ = rectified-flow sampler(DiT, noise, context, prompt of segment n)
+                      state = step(state, xⁿ)      (history ⊕ xⁿ, ψₙ₊₁ = Squeeze(ψₙ, Memorize(xⁿ)))
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from . import flow
+from .framepack import pack_history
+from .model import Conditioning, PFVGModel
+from .rope import time_indices
+from .state import MemoryConfig, MemoryState, check_state, init_state, step
+
+
+class Cancelled(RuntimeError):
+    """Raised when the cancel check returns True (checked before every sampling step)."""
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    steps: int = 25
+    cfg: float = 1.0  # real CFG scale (1 = off; FramePack-F1 default)
+    distilled_guidance: float = 10.0  # FramePack-F1's embedded guidance
+    guidance_rescale: float = 0.0
+    shift: float | None = None  # None: resolution-dependent (FramePack)
+    sampler: str = "euler"
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
+        if self.cfg < 1.0:
+            raise ValueError(f"cfg must be ≥ 1, got {self.cfg}")
+        if self.sampler not in flow.SAMPLERS:
+            raise ValueError(f"sampler must be one of {flow.SAMPLERS}, got {self.sampler!r}")
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Passed to the progress callback after every sampling step."""
+
+    segment: int
+    step: int  # 1-based within the segment
+    steps: int
+
+
+def sample_segment(model: PFVGModel, state: MemoryState, cond: Conditioning, negative: Conditioning | None = None,
+                   options: SamplerOptions = SamplerOptions(), on_step: Callable[[StepEvent], None] | None = None,
+                   cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+    """Sample segment xⁿ [B, C, window, H, W] given the memory state. Deterministic per (seed, segment)."""
+    check_state(model, state)
+    cfg = state.config
+    start = state.start_latent
+    b, c, _, h, w = start.shape
+    packed = pack_history(state.history, start, cfg.schedule)
+    idx = time_indices(cfg.rope, packed, state.next_index, cfg.window)
+    dev = model.device
+    gen = torch.Generator("cpu").manual_seed(state.noise_seed)
+    x = torch.randn(b, c, cfg.window, h, w, generator=gen).to(dev)
+    mu = flow.schedule_mu(options.shift, cfg.window * (h // 2) * (w // 2))
+    sched = flow.make_scheduler(options.sampler, options.steps, mu, device=dev)
+    psi_tokens = None
+    if state.psi is not None and model.semanticpack is not None:
+        psi_tokens = model.semanticpack.context_tokens(state.psi.to(dev, model.dtype))
+    use_neg = negative is not None and options.cfg != 1.0
+    with torch.no_grad():
+        for i, sigma in enumerate(sched.sigmas[:-1]):
+            if cancel is not None and cancel():
+                raise Cancelled(f"cancelled at segment {state.segment}, step {i + 1}/{options.steps}")
+            t = (1 - sigma).expand(b).float()
+            v = model.predict_velocity(x, t, cond, packed, idx, psi_tokens, state.psi_mask, options.distilled_guidance)
+            v_neg = model.predict_velocity(x, t, negative, packed, idx, psi_tokens, state.psi_mask, options.distilled_guidance) if use_neg else None
+            v = flow.guided(v, v_neg, options.cfg, options.guidance_rescale)
+            # diffusers' flow schedulers step on ε − x (= −v)
+            x = sched.step(-v, sched.timesteps[i], x, return_dict=False)[0]
+            if on_step is not None:
+                on_step(StepEvent(state.segment, i + 1, options.steps))
+    return x
+
+
+# --- prompt schedule ---------------------------------------------------------------------------
+_TIMED = re.compile(r"^\[\s*(\d+(?:\.\d+)?)\s*s?\s*\]\s*(.+)$|^(\d+(?:\.\d+)?)\s*s?\s*:\s*(.+)$")
+
+@dataclass(frozen=True)
+class PromptSchedule:
+    """Prompts with start times in seconds: segment n uses the last prompt started by its start."""
+
+    entries: tuple[tuple[float, str], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "PromptSchedule":
+        """One prompt per line, optionally prefixed with a start time: ``0: a cat`` / ``[12s] a dog``.
+        A line without a time continues from the previous one's start + 1 s (first: 0)."""
+        entries: list[tuple[float, str]] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            m = _TIMED.match(line)
+            if m:
+                t = float(m.group(1) or m.group(3))
+                prompt = (m.group(2) or m.group(4)).strip()
+            else:
+                t, prompt = (entries[-1][0] + 1.0 if entries else 0.0), line
+            if entries and t <= entries[-1][0]:
+                raise ValueError(f"prompt schedule line {n}: start {t}s is not after the previous {entries[-1][0]}s")
+            entries.append((t, prompt))
+        if not entries:
+            raise ValueError("prompt schedule is empty: give at least one prompt")
+        return cls(tuple(entries))
+
+    def prompt_at(self, seconds: float) -> str:
+        current = self.entries[0][1]
+        for t, p in self.entries:
+            if t <= seconds + 1e-9:
+                current = p
+        return current
+
+
+def segments_for_seconds(seconds: float, fps: float, window: int, temporal_factor: int = 1) -> int:
+    """Segments needed for ``seconds`` of video at ``fps`` (a segment = window latent frames)."""
+    if seconds <= 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return max(1, math.ceil(seconds * fps / (window * temporal_factor)))
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    index: int
+    latents: torch.Tensor  # [B, C, window, H, W]
+    state: MemoryState  # the state after this segment
+    prompt: str
+
+
+def generate_long_video(model: PFVGModel, start_latent: torch.Tensor, prompt: str | PromptSchedule, num_segments: int,
+                        seed: int = 0, config: MemoryConfig = MemoryConfig(), options: SamplerOptions = SamplerOptions(),
+                        fps: float = 8.0, negative_prompt: str | None = None, image_embeds: torch.Tensor | None = None,
+                        on_step: Callable[[StepEvent], None] | None = None, cancel: Callable[[], bool] | None = None,
+                        state: MemoryState | None = None) -> Iterator[SegmentResult]:
+    """Yield segments as they are made. Memory stays bounded: only the state is carried.
+
+    ``prompt`` is one prompt or a schedule (segment n's start time n·window·tf/fps picks its prompt).
+    ``state`` continues from an earlier state instead of starting from ``start_latent``."""
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be ≥ 1, got {num_segments}")
+    schedule = prompt if isinstance(prompt, PromptSchedule) else PromptSchedule(((0.0, prompt),))
+    tf = getattr(model.codec, "temporal_factor", 1) if model.codec is not None else 1
+    cache: dict[str, Conditioning] = {}
+
+    def cond_for(p: str) -> Conditioning:
+        if p not in cache:
+            with torch.no_grad():
+                cache[p] = model.conditioning(p, start_latent, image_embeds)
+        return cache[p]
+
+    negative = cond_for(negative_prompt) if negative_prompt is not None and options.cfg != 1.0 else None
+    if state is None:
+        state = init_state(model, start_latent, cond_for(schedule.entries[0][1]), seed, config)
+    for _ in range(num_segments):
+        p = schedule.prompt_at((state.next_index - 1) * tf / fps)
+        x = sample_segment(model, state, cond_for(p), negative, options, on_step, cancel)
+        state = step(model, state, x)
+        yield SegmentResult(state.segment - 1, x, state, p)

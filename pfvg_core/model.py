@@ -1,0 +1,207 @@
+"""The PFVG model bundle: packed DiT + SemanticPack (+ small encoders and codec), saved as a folder.
+
+Folder layout (safetensors only, one file per module, plus ``pfvg.json`` with every config)::
+
+    pfvg.json  dit.safetensors  semanticpack.safetensors  text_encoder.safetensors
+    image_encoder.safetensors  codec.safetensors
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import flow
+from .backbone import build_dit, dit_config, load_dit
+from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
+from .codec import PatchCodec
+from .encoders import ByteTextEncoder, LatentImageEncoder
+from .framepack import PackedContext
+from .rope import TimeIndices
+from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
+
+BUNDLE_FILE = "pfvg.json"
+FORMAT = "pfvg-bundle"
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What one prompt + reference image give the DiT.
+
+    prompt_embeds [B, L, text_dim], prompt_mask [B, L] bool, pooled [B, pooled_dim],
+    image_embeds [B, N, image_dim]."""
+
+    prompt_embeds: torch.Tensor
+    prompt_mask: torch.Tensor
+    pooled: torch.Tensor
+    image_embeds: torch.Tensor
+
+
+class PFVGModel(nn.Module):
+    def __init__(self, dit, semanticpack: SemanticPack | None = None, text_encoder: ByteTextEncoder | None = None,
+                 image_encoder: LatentImageEncoder | None = None, codec: PatchCodec | None = None, meta: dict | None = None):
+        super().__init__()
+        self.dit = dit
+        self.semanticpack = semanticpack
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.codec = codec
+        self.meta = dict(meta or {})
+        self.injector = MemoryInjector(dit) if semanticpack is not None else None
+        self._id: str | None = None
+
+    # identity ---------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """A fingerprint of the configs and weights (a sample of every tensor), cached."""
+        if self._id is None:
+            h = hashlib.sha256(json.dumps(self.bundle_config(), sort_keys=True).encode())
+            for name, p in self.state_dict().items():
+                h.update(name.encode())
+                h.update(str(tuple(p.shape)).encode())
+                h.update(p.detach().flatten()[:64].float().cpu().numpy().tobytes())
+            self._id = h.hexdigest()[:16]
+        return self._id
+
+    def refresh_id(self) -> None:
+        """Forget the cached fingerprint (after the weights changed, e.g. training)."""
+        self._id = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.dit.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+    @property
+    def latent_channels(self) -> int:
+        return self.dit.config.in_channels
+
+    # conditioning -----------------------------------------------------------------------------
+    def encode_prompt(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.text_encoder is None:
+            raise ValueError("this model has no text encoder: pass prompt features (e.g. ComfyUI CONDITIONING)")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        return self.text_encoder(prompts)
+
+    def conditioning(self, prompt: str | list[str], start_latent: torch.Tensor, image_embeds: torch.Tensor | None = None) -> Conditioning:
+        """Conditioning from a prompt and the start latent [B, C, 1, H, W] (or given image features)."""
+        emb, mask, pooled = self.encode_prompt(prompt)
+        if image_embeds is None:
+            if self.image_encoder is None:
+                raise ValueError("this model has no image encoder: pass image features (e.g. CLIP_VISION_OUTPUT)")
+            image_embeds = self.image_encoder(start_latent)
+        b = start_latent.shape[0]
+        if emb.shape[0] != b:
+            emb, mask, pooled = emb.expand(b, -1, -1), mask.expand(b, -1), pooled.expand(b, -1)
+        return Conditioning(emb, mask, pooled, image_embeds)
+
+    # one DiT evaluation -----------------------------------------------------------------------
+    def predict_velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, packed: PackedContext,
+                         indices: TimeIndices, psi_tokens: torch.Tensor | None = None, psi_mask: torch.Tensor | None = None,
+                         guidance: float | None = None) -> torch.Tensor:
+        """v_θ(x_t, t | FramePack context, ψ, prompt) in the paper's convention (x − ε).
+
+        ``x_t`` [B, C, W, H, Wd] is the window being denoised, ``t`` [B] paper time (1 = data)."""
+        b = x_t.shape[0]
+        dt = self.dtype
+        g = None
+        if self.dit.config.guidance_embeds:
+            g = torch.full((b,), 1000.0 * (guidance if guidance is not None else 1.0), device=x_t.device, dtype=dt)
+
+        def cast(x):
+            return x.to(device=x_t.device, dtype=dt)
+
+        kwargs = dict(
+            hidden_states=cast(x_t), timestep=flow.dit_timestep(t.to(x_t.device)).to(dt),
+            encoder_hidden_states=cast(cond.prompt_embeds), encoder_attention_mask=cond.prompt_mask.to(x_t.device).long(),
+            pooled_projections=cast(cond.pooled), image_embeds=cast(cond.image_embeds), guidance=g,
+            indices_latents=indices.latents,
+            latents_clean=cast(packed.clean.latents), indices_latents_clean=indices.clean,
+            latents_history_2x=cast(packed.history_2x.latents), indices_latents_history_2x=indices.history_2x,
+            latents_history_4x=cast(packed.history_4x.latents), indices_latents_history_4x=indices.history_4x,
+            return_dict=False,
+        )
+        if self.injector is not None and psi_tokens is not None:
+            with self.injector.inject(cast(psi_tokens), self.semanticpack.log_gate, psi_mask):
+                out = self.dit(**kwargs)[0]
+        else:
+            out = self.dit(**kwargs)[0]
+        return flow.velocity_from_dit(out.float())
+
+    # building, saving, loading ----------------------------------------------------------------
+    @classmethod
+    def build(cls, dit: str | dict = "tiny", semanticpack: bool | dict = True, encoders: bool = True, codec_factor: int | None = 8,
+              seed: int = 0, dtype=torch.float32) -> "PFVGModel":
+        """A randomly initialised model of a named or given DiT config (tests, training from scratch)."""
+        cfg = dit_config(dit)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            d = build_dit(cfg, seed=None, dtype=dtype)
+            sp = None
+            if semanticpack:
+                sp = SemanticPack(SemanticPackConfig.for_dit(cfg, **(semanticpack if isinstance(semanticpack, dict) else {}))).to(dtype)
+            te = ByteTextEncoder(cfg["text_embed_dim"], cfg["pooled_projection_dim"]).to(dtype) if encoders else None
+            ie = LatentImageEncoder(cfg["in_channels"], cfg["image_proj_dim"]).to(dtype) if encoders else None
+            codec = PatchCodec(cfg["in_channels"], codec_factor).to(dtype) if codec_factor else None
+        return cls(d, sp, te, ie, codec).eval()
+
+    def bundle_config(self) -> dict:
+        from .backbone import _plain_config
+
+        out = {"format": FORMAT, "version": 1, "dit": _plain_config(self.dit), "meta": self.meta}
+        out["semanticpack"] = self.semanticpack.config.to_dict() if self.semanticpack is not None else None
+        te = self.text_encoder
+        out["text_encoder"] = ({"max_len": te.max_len, "layers": len(te.encoder.layers), "heads": te.encoder.layers[0].self_attn.num_heads}
+                               if te is not None else None)
+        out["image_encoder"] = {"patch": self.image_encoder.proj.kernel_size[0]} if self.image_encoder is not None else None
+        out["codec"] = {"type": "patch", "factor": self.codec.factor} if self.codec is not None else None
+        return out
+
+    def save(self, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        for name in ("dit", "semanticpack", "text_encoder", "image_encoder", "codec"):
+            mod = getattr(self, name)
+            if mod is not None:
+                save_safetensors_atomic(mod.state_dict(), os.path.join(folder, f"{name}.safetensors"))
+        tmp = os.path.join(folder, BUNDLE_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.bundle_config(), f, indent=1)
+        os.replace(tmp, os.path.join(folder, BUNDLE_FILE))
+
+    @classmethod
+    def load(cls, folder: str, dtype=torch.float32, device="cpu") -> "PFVGModel":
+        """Load a bundle folder; every failure names the file and the problem."""
+        cfg_path = os.path.join(folder, BUNDLE_FILE)
+        if not os.path.isdir(folder):
+            raise CheckpointError(f"{folder}: model folder not found")
+        if not os.path.isfile(cfg_path):
+            raise CheckpointError(f"{folder}: not a PFVG model folder (no {BUNDLE_FILE})")
+        try:
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{cfg_path}: unreadable model config: {e}") from e
+        if cfg.get("format") != FORMAT:
+            raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
+        dcfg = dit_config(cfg["dit"])
+        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype)
+        sp = te = ie = codec = None
+        if cfg.get("semanticpack"):
+            sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig(**cfg["semanticpack"])).to(dtype), "SemanticPack")
+        if cfg.get("text_encoder"):
+            t = cfg["text_encoder"]
+            te = load_module(os.path.join(folder, "text_encoder.safetensors"),
+                             ByteTextEncoder(dcfg["text_embed_dim"], dcfg["pooled_projection_dim"], t["max_len"], t["layers"], t["heads"]).to(dtype), "text encoder")
+        if cfg.get("image_encoder"):
+            ie = load_module(os.path.join(folder, "image_encoder.safetensors"),
+                             LatentImageEncoder(dcfg["in_channels"], dcfg["image_proj_dim"], cfg["image_encoder"]["patch"]).to(dtype), "image encoder")
+        if cfg.get("codec"):
+            codec = load_module(os.path.join(folder, "codec.safetensors"), PatchCodec(dcfg["in_channels"], cfg["codec"]["factor"]).to(dtype), "codec")
+        return cls(d, sp, te, ie, codec, cfg.get("meta")).to(device).eval()

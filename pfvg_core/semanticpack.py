@@ -1,0 +1,211 @@
+"""SemanticPack: the long-term memory ψ of MemoryPack (PFVG §3.1, appendix A.1 structure A).
+
+    ψ₀      = [proj(prompt tokens) ; proj(reference-image tokens)]
+    ψₙ₊₁    = Squeeze(ψₙ, Memorize(xⁿ))
+    Memorize: self-attention inside windows of the segment's latent tokens, then attention pooling
+              to a fixed number of memory tokens (a compact embedding);
+    Squeeze : cross-attention with query = Memorize(xⁿ), key/value = ψₙ (structure A).
+
+ψ enters the DiT as extra context tokens placed before the text (``MemoryInjector``). Their weight in
+every attention of the DiT is multiplied by a gate g = exp(``log_gate``); ``log_gate`` starts at −∞
+(g = 0), so an untrained SemanticPack leaves the DiT's output exactly unchanged, and training opens
+the gate (``open_gate``) before it learns.
+
+After the first update ψ has a fixed number of tokens, so one update costs the same whatever the
+number of segments before it: O(1) per segment, O(n) for the whole video.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SemanticPackConfig:
+    latent_channels: int
+    text_dim: int
+    image_dim: int
+    context_dim: int  # width of the DiT (heads × head dim)
+    dim: int = 64
+    heads: int = 4
+    patch: int = 2
+    window: int = 64  # latent tokens per Memorize window
+    memory_tokens: int = 16
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def for_dit(cls, dit_config: dict, **kw) -> "SemanticPackConfig":
+        return cls(
+            latent_channels=dit_config["in_channels"],
+            text_dim=dit_config["text_embed_dim"],
+            image_dim=dit_config["image_proj_dim"],
+            context_dim=dit_config["num_attention_heads"] * dit_config["attention_head_dim"],
+            **kw,
+        )
+
+
+class _CrossBlock(nn.Module):
+    """Pre-norm attention (query attends to key/value) + MLP, residual on the query."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm_q, self.norm_kv, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor, kv_padding: torch.Tensor | None = None) -> torch.Tensor:
+        kv_n = self.norm_kv(kv)
+        q = q + self.attn(self.norm_q(q), kv_n, kv_n, key_padding_mask=kv_padding, need_weights=False)[0]
+        return q + self.mlp(self.norm_mlp(q))
+
+
+class SemanticPack(nn.Module):
+    def __init__(self, config: SemanticPackConfig):
+        super().__init__()
+        c = self.config = config
+        self.text_proj = nn.Linear(c.text_dim, c.dim)
+        self.image_proj = nn.Linear(c.image_dim, c.dim)
+        self.patch_embed = nn.Conv3d(c.latent_channels, c.dim, (1, c.patch, c.patch), stride=(1, c.patch, c.patch))
+        self.window_block = nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.pool_queries = nn.Parameter(torch.randn(c.memory_tokens, c.dim) * 0.02)
+        self.pool = _CrossBlock(c.dim, c.heads)
+        self.squeeze_block = _CrossBlock(c.dim, c.heads)
+        self.out_norm = nn.LayerNorm(c.dim)
+        self.out_proj = nn.Linear(c.dim, c.context_dim)
+        self.log_gate = nn.Parameter(torch.tensor(-math.inf))
+
+    # ψ₀ --------------------------------------------------------------------------------------
+    def init_memory(self, text_embeds: torch.Tensor, image_embeds: torch.Tensor, text_mask: torch.Tensor | None = None,
+                    zero: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """ψ₀ = [proj(text) ; proj(image)] (PFVG §3.1 initialisation). Returns (ψ₀ [B, L, dim], mask [B, L]).
+
+        ``zero=True`` gives ψ₀ = 0 of the same shape (the zero-MemoryPack ablation)."""
+        psi = torch.cat([self.text_proj(text_embeds), self.image_proj(image_embeds)], dim=1)
+        b = psi.shape[0]
+        if text_mask is None:
+            text_mask = torch.ones(text_embeds.shape[:2], dtype=torch.bool, device=psi.device)
+        mask = torch.cat([text_mask.bool(), torch.ones(b, image_embeds.shape[1], dtype=torch.bool, device=psi.device)], 1)
+        if zero:
+            psi = torch.zeros_like(psi)
+        return psi, mask
+
+    # Memorize ---------------------------------------------------------------------------------
+    def memorize(self, segment: torch.Tensor) -> torch.Tensor:
+        """Memorize(xⁿ): windowed self-attention over the segment's tokens, pooled to M tokens.
+
+        ``segment`` [B, C, T, H, W] → [B, M, dim]. Windows hold ``config.window`` consecutive tokens
+        (raster order over T, H, W), so cost is linear in the segment size."""
+        tokens = self.patch_embed(segment.to(self.patch_embed.weight.dtype)).flatten(2).transpose(1, 2)  # [B, N, d]
+        b, n, d = tokens.shape
+        w = self.config.window
+        pad = (-n) % w
+        padding = torch.zeros(b, n + pad, dtype=torch.bool, device=tokens.device)
+        if pad:
+            tokens = F.pad(tokens, (0, 0, 0, pad))
+            padding[:, n:] = True
+        windows = tokens.reshape(b * (n + pad) // w, w, d)
+        win_pad = padding.reshape(-1, w)
+        windows = self.window_block(windows, src_key_padding_mask=win_pad if pad else None)
+        windows = windows.reshape(b, n + pad, d)
+        queries = self.pool_queries.unsqueeze(0).expand(b, -1, -1)
+        return self.pool(queries, windows, padding if pad else None)
+
+    # Squeeze ----------------------------------------------------------------------------------
+    def squeeze(self, psi: torch.Tensor, memorized: torch.Tensor, psi_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Squeeze(ψₙ, m): cross-attention, query = m = Memorize(xⁿ), key/value = ψₙ (structure A)."""
+        kv_padding = None if psi_mask is None or bool(psi_mask.all()) else ~psi_mask.bool()
+        return self.squeeze_block(memorized, psi, kv_padding)
+
+    def update(self, psi: torch.Tensor, segment: torch.Tensor, psi_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """ψₙ₊₁ = Squeeze(ψₙ, Memorize(xⁿ)) (PFVG §3.1). Output [B, M, dim], whatever ψₙ's length."""
+        return self.squeeze(psi, self.memorize(segment), psi_mask)
+
+    # Into the DiT -----------------------------------------------------------------------------
+    def context_tokens(self, psi: torch.Tensor) -> torch.Tensor:
+        """ψ as DiT context tokens [B, L, context_dim]."""
+        return self.out_proj(self.out_norm(psi))
+
+    @property
+    def gate_open(self) -> bool:
+        return bool(torch.isfinite(self.log_gate))
+
+    @torch.no_grad()
+    def open_gate(self, log_gate: float = -4.0) -> None:
+        """Open a closed gate to ``exp(log_gate)`` so that training gets gradients (no-op if open)."""
+        if not self.gate_open:
+            self.log_gate.fill_(log_gate)
+
+
+class _GatedMemoryAttnProcessor:
+    """Wraps a diffusers attention processor: adds ``log_gate`` to the attention logits of the memory
+    keys (multiplying their softmax weight by g), and −∞ for padded memory tokens."""
+
+    def __init__(self, inner, injector: "MemoryInjector"):
+        self.inner = inner
+        self.injector = injector
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+        inj = self.injector
+        if inj.active is not None and encoder_hidden_states is not None:
+            n_lat, n_ctx = hidden_states.shape[1], encoder_hidden_states.shape[1]
+            bias = inj.key_bias(n_lat, n_ctx, hidden_states.dtype, hidden_states.device)  # [B, 1, 1, N]
+            if attention_mask is not None:
+                bias = bias.masked_fill(~attention_mask.bool(), float("-inf"))
+            attention_mask = bias
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+
+
+class MemoryInjector:
+    """Puts ψ tokens into the packed DiT as extra context tokens, without changing the DiT class.
+
+    The tokens are appended to the output of ``image_projection`` (a forward hook), i.e. after the
+    image tokens and before the text: at batch 1 the diffusers class keeps only the first
+    ``mask.sum()`` context tokens, so tokens appended after the text would be dropped silently."""
+
+    def __init__(self, transformer: nn.Module):
+        if getattr(transformer, "image_projection", None) is None:
+            raise ValueError("the packed DiT has no image_projection (has_image_proj=False): cannot inject ψ")
+        self.active = None  # (tokens [B, M, D], log_gate, mask [B, M]) during an injected forward
+        self._n_img = 0
+        self._handle = transformer.image_projection.register_forward_hook(self._hook)
+        for block in list(transformer.transformer_blocks) + list(transformer.single_transformer_blocks):
+            proc = block.attn.processor
+            if not isinstance(proc, _GatedMemoryAttnProcessor):
+                block.attn.set_processor(_GatedMemoryAttnProcessor(proc, self))
+
+    def _hook(self, module, inputs, output):
+        if self.active is None:
+            return output
+        tokens = self.active[0]
+        self._n_img = output.shape[1]
+        return torch.cat([output, tokens.to(output.dtype)], dim=1)
+
+    def key_bias(self, n_lat: int, n_ctx: int, dtype, device) -> torch.Tensor:
+        tokens, log_gate, mask = self.active
+        b, m = tokens.shape[:2]
+        start = n_lat + self._n_img
+        gate = log_gate.to(dtype).expand(b, m)
+        if mask is not None:
+            gate = gate.masked_fill(~mask.bool(), float("-inf"))
+        before = torch.zeros(b, start, dtype=dtype, device=device)
+        after = torch.zeros(b, n_lat + n_ctx - start - m, dtype=dtype, device=device)
+        return torch.cat([before, gate.to(device), after], dim=1)[:, None, None, :]
+
+    @contextlib.contextmanager
+    def inject(self, tokens: torch.Tensor | None, log_gate: torch.Tensor | None, mask: torch.Tensor | None = None):
+        """Within the block, DiT forwards see ``tokens`` as memory context (nothing if the gate is closed)."""
+        if tokens is None or log_gate is None or not bool(torch.isfinite(log_gate)):
+            yield
+            return
+        self.active = (tokens, log_gate, mask)
+        try:
+            yield
+        finally:
+            self.active = None

@@ -1,0 +1,110 @@
+"""MemoryState: the immutable value carried from segment to segment (DESIGN §1).
+
+It holds ψ, the bounded packed history with absolute time indices, the start latent, the segment
+counter, the seed stream and the id of the model that made it. ``step`` returns a new state and
+never mutates its input (ComfyUI caches node outputs, so states are shared values).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from .framepack import F1_SCHEDULE, History, Schedule
+from .rope import ROPE_MODES
+
+MEMORY_MODES = ("on", "off", "zero")  # SemanticPack on; off (FramePack only); ψ₀ = 0 ablation
+
+
+class StateMismatch(ValueError):
+    """A memory state used with a model (or layout) other than the one that made it."""
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    window: int = 9  # latent frames generated per segment (FramePack-F1's latent_window_size)
+    schedule: Schedule = F1_SCHEDULE
+    rope: str = "video"
+    memory: str = "on"
+
+    def __post_init__(self):
+        if self.window < 1:
+            raise ValueError(f"window must be ≥ 1 latent frame, got {self.window}")
+        if self.rope not in ROPE_MODES:
+            raise ValueError(f"rope must be one of {ROPE_MODES}, got {self.rope!r}")
+        if self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+
+
+@dataclass(frozen=True)
+class MemoryState:
+    model_id: str
+    config: MemoryConfig
+    start_latent: torch.Tensor  # [B, C, 1, H, W], time index 0
+    history: History  # bounded; the start latent is its first frame
+    psi: torch.Tensor | None  # [B, L, dim] (L = prompt+image tokens for ψ₀, then M)
+    psi_mask: torch.Tensor | None  # [B, L] bool
+    seed: int
+    segment: int = 0
+    next_index: int = 1  # absolute latent index of the next frame to generate
+    extras: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def noise_seed(self) -> int:
+        """The seed stream: segment n draws its noise from (seed, n)."""
+        return (self.seed * 1_000_003 + self.segment) % (2**63 - 1)
+
+    @property
+    def memory_tokens(self) -> int:
+        return 0 if self.psi is None else int(self.psi.shape[1])
+
+    def replace(self, **kw) -> "MemoryState":
+        return dataclasses.replace(self, **kw)
+
+
+def check_state(model, state: MemoryState) -> None:
+    if not isinstance(state, MemoryState):
+        raise TypeError(f"expected a MemoryState, got {type(state).__name__}")
+    if state.model_id != model.model_id:
+        raise StateMismatch(
+            f"this memory state was made by model {state.model_id}, not by the loaded model {model.model_id}: "
+            "encode ψ₀ again with this model")
+
+
+def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: MemoryConfig = MemoryConfig()) -> MemoryState:
+    """The state before segment 0: history = [start latent], ψ = ψ₀ (PFVG §3.1)."""
+    if start_latent.ndim != 5 or start_latent.shape[2] != 1:
+        raise ValueError(f"start_latent must be [B, C, 1, H, W], got {tuple(start_latent.shape)}")
+    if start_latent.shape[1] != model.latent_channels:
+        raise ValueError(f"start_latent has {start_latent.shape[1]} channels, the model expects {model.latent_channels}")
+    psi = mask = None
+    if config.memory != "off":
+        if model.semanticpack is None:
+            raise ValueError("memory='on'/'zero' needs a model with a SemanticPack; use memory='off'")
+        with torch.no_grad():
+            psi, mask = model.semanticpack.init_memory(cond.prompt_embeds.to(model.dtype), cond.image_embeds.to(model.dtype),
+                                                       cond.prompt_mask, zero=config.memory == "zero")
+    start = start_latent.detach().float()
+    history = History(start.clone(), torch.zeros(1, dtype=torch.long))
+    return MemoryState(model.model_id, config, start, history, psi, mask, int(seed))
+
+
+def step(model, state: MemoryState, segment: torch.Tensor) -> MemoryState:
+    """MemoryPack update after segment xⁿ [B, C, T, H, W]: history ⊕ xⁿ (bounded) and
+    ψₙ₊₁ = Squeeze(ψₙ, Memorize(xⁿ)). Returns a new state; ``state`` is left as it was."""
+    check_state(model, state)
+    hist = state.history
+    if segment.ndim != 5 or segment.shape[:2] != hist.frames.shape[:2] or segment.shape[3:] != hist.frames.shape[3:]:
+        raise ValueError(f"segment shape {tuple(segment.shape)} does not fit the history {tuple(hist.frames.shape)} "
+                         "([B, C, T, H, W] with the same B, C, H, W)")
+    seg = segment.detach().float()
+    t = seg.shape[2]
+    idx = torch.arange(state.next_index, state.next_index + t)
+    history = hist.append(seg, idx, state.config.schedule)
+    psi, mask = state.psi, state.psi_mask
+    if psi is not None:
+        with torch.no_grad():
+            psi = model.semanticpack.update(psi, seg.to(model.dtype).to(model.device), mask)
+        mask = None  # after Squeeze every memory token is real
+    return state.replace(history=history, psi=psi, psi_mask=mask, segment=state.segment + 1, next_index=state.next_index + t)
