@@ -1,0 +1,81 @@
+"""Benchmarks: ratios measured in one run (no timed unit tests). ``python -m pfvg_core bench loop --json``.
+
+loop:
+- ``segment_time_ratio``: mean time of segments 190–200 ÷ segments 2–12 (target ≤ 1.05: the
+  context is bounded, so segment n costs the same as segment 2);
+- ``rss_growth``: peak RSS after the last segment ÷ after segment 10, minus 1 (target ≤ 0.05);
+- ``semanticpack_overhead``: segment time with memory on (gate open, ψ injected and updated) ÷
+  memory off, minus 1 (target ≤ 0.05).
+"""
+from __future__ import annotations
+
+import gc
+import resource
+import statistics
+import time
+
+import torch
+
+from .loop import SamplerOptions, sample_segment
+from .model import PFVGModel
+from .state import MemoryConfig, init_state, step
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _segment_time(model, state, cond, options) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    x = sample_segment(model, state, cond, options=options)
+    state = step(model, state, x)
+    return time.perf_counter() - t0, state
+
+
+def bench_loop(config: str = "small", segments: int = 1000, steps: int = 4, latent: int = 16, overhead_rounds: int = 40) -> dict:
+    torch.manual_seed(0)
+    model = PFVGModel.build(config, seed=0)
+    model.semanticpack.open_gate(-1.0)  # as a trained model: ψ tokens really enter the DiT
+    model.refresh_id()
+    c = model.latent_channels
+    start = torch.randn(1, c, 1, latent, latent)
+    with torch.no_grad():
+        cond = model.conditioning("a red square moves right over a textured field", start)
+    options = SamplerOptions(steps=steps)
+    state = init_state(model, start, cond, seed=0, config=MemoryConfig(memory="on"))
+    times, rss = [], {}
+    for n in range(segments):
+        dt, state = _segment_time(model, state, cond, options)
+        times.append(dt)
+        if n + 1 in (10, segments):
+            gc.collect()
+            rss[n + 1] = _rss_mb()
+    early, late = times[2:13], times[190:201] if segments > 200 else times[-11:]
+    # SemanticPack overhead: alternate on/off segments from states of the same age.
+    s_on = init_state(model, start, cond, seed=1, config=MemoryConfig(memory="on"))
+    s_off = init_state(model, start, cond, seed=1, config=MemoryConfig(memory="off"))
+    for _ in range(3):  # past ψ₀ and the warm-up
+        _, s_on = _segment_time(model, s_on, cond, options)
+        _, s_off = _segment_time(model, s_off, cond, options)
+    on, off = [], []
+    for _ in range(overhead_rounds):
+        dt, s_on = _segment_time(model, s_on, cond, options)
+        on.append(dt)
+        dt, s_off = _segment_time(model, s_off, cond, options)
+        off.append(dt)
+    return {
+        "config": config, "segments": segments, "steps_per_segment": steps, "latent_hw": latent,
+        "segment_time_ratio": round(statistics.mean(late) / statistics.mean(early), 4),
+        "rss_growth": round(rss[segments] / rss[10] - 1.0, 4),
+        "semanticpack_overhead": round(statistics.median(on) / statistics.median(off) - 1.0, 4),
+        "segment_ms_early": round(1000 * statistics.mean(early), 2),
+        "segment_ms_late": round(1000 * statistics.mean(late), 2),
+        "rss_mb_10": round(rss[10], 1), "rss_mb_last": round(rss[segments], 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run(what: str, quick: bool = False, config: str = "small") -> dict:
+    if what == "loop":
+        return bench_loop(config, segments=220 if quick else 1000, overhead_rounds=10 if quick else 40)
+    raise ValueError(f"unknown benchmark {what!r}")

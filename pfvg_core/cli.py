@@ -1,0 +1,134 @@
+"""Command line: ``python -m pfvg_core generate|bench …``. Bad input → one clear line, exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+from .checkpoint import CheckpointError
+
+
+def resolve_model(spec: str, dtype=torch.float32):
+    """``random:<config>`` (a randomly initialised model) or a PFVG model folder."""
+    from .model import PFVGModel
+
+    if spec.startswith("random:"):
+        return PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=dtype)
+    return PFVGModel.load(spec, dtype=dtype)
+
+
+class _Progress:
+    """tqdm if available, else a plain line on stderr."""
+
+    def __init__(self, total: int, desc: str):
+        try:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="step")
+        except ImportError:  # pragma: no cover
+            self.bar = None
+        self.total, self.n = total, 0
+
+    def update(self, k: int = 1):
+        self.n += k
+        if self.bar is not None:
+            self.bar.update(k)
+        elif self.n == self.total or self.n % 10 == 0:
+            print(f"\r{self.n}/{self.total}", end="", file=sys.stderr)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_generate(a) -> int:
+    from .loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
+    from .state import MemoryConfig
+    from .framepack import Schedule
+    from .video_io import contact_sheet, load_image, to_uint8_frames, write_video
+
+    if a.seconds <= 0:
+        raise ValueError(f"--seconds must be > 0, got {a.seconds}")
+    model = resolve_model(a.model)
+    if model.codec is None:
+        raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
+    meta = model.meta
+    fps = a.fps or meta.get("fps", 8)
+    size = tuple(a.size) if a.size else tuple(meta.get("resolution", (64, 64)))
+    pixels = load_image(a.image, size=size, multiple=model.codec.factor)
+    torch.manual_seed(a.seed)
+    with torch.no_grad():
+        start = model.codec.encode(pixels)
+    config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory=a.memory)
+    options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance, shift=a.shift)
+    prompt = PromptSchedule.parse(a.prompt) if "\n" in a.prompt else a.prompt
+    n = segments_for_seconds(a.seconds, fps, config.window, model.codec.temporal_factor)
+    bar = _Progress(n * options.steps, "generate")
+    chunks = [model.codec.decode(start)]
+    try:
+        for seg in generate_long_video(model, start, prompt, n, seed=a.seed, config=config, options=options, fps=fps,
+                                       negative_prompt=a.negative, on_step=lambda e: bar.update()):
+            with torch.no_grad():
+                chunks.append(model.codec.decode(seg.latents))
+    finally:
+        bar.close()
+    frames = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(a.seconds * fps)) + 1]
+    write_video(frames, a.out, fps)
+    if a.sheet:
+        contact_sheet(frames, a.sheet)
+    print(f"wrote {a.out}: {frames.shape[0]} frames, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from . import bench
+
+    result = bench.run(a.what, quick=a.quick, config=a.config)
+    print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate", help="a long video from an image and a prompt")
+    g.add_argument("--model", default="random:tiny", help="PFVG model folder, or random:<config> (tiny, small)")
+    g.add_argument("--image", required=True)
+    g.add_argument("--prompt", required=True, help="a prompt, or a schedule: one 'SECONDS: prompt' per line")
+    g.add_argument("--negative", default=None, help="negative prompt (used when --cfg > 1)")
+    g.add_argument("--seconds", type=float, required=True)
+    g.add_argument("--out", required=True, help=".webp or .mp4")
+    g.add_argument("--sheet", default=None, help="also write a contact-sheet PNG here")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int, default=None)
+    g.add_argument("--cfg", type=float, default=1.0)
+    g.add_argument("--guidance", type=float, default=10.0, help="distilled guidance")
+    g.add_argument("--shift", type=float, default=None, help="static time shift (default: resolution-dependent)")
+    g.add_argument("--fps", type=float, default=None)
+    g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None)
+    g.add_argument("--window", type=int, default=None, help="latent frames per segment")
+    g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
+    g.add_argument("--rope", default="video", choices=["video", "local"])
+    g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    g.set_defaults(func=cmd_generate)
+    b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
+    b.add_argument("what", choices=["loop"])
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
+    b.add_argument("--config", default="small", help="DiT config to measure")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, CheckpointError, RuntimeError, OSError) as e:
+        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

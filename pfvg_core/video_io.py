@@ -1,0 +1,70 @@
+"""Reading images and writing videos (animated WebP with Pillow; MP4 through an ffmpeg binary)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def load_image(path: str, size: tuple[int, int] | None = None, multiple: int = 8) -> torch.Tensor:
+    """An image file → [1, 3, 1, H, W] in [-1, 1], resized to ``size`` (W, H) or cropped to a multiple."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        img = Image.open(path).convert("RGB")
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable image ({e})") from e
+    if size is not None:
+        img = img.resize(size, Image.BICUBIC)
+    w, h = img.size
+    w, h = w - w % multiple, h - h % multiple
+    if w < multiple or h < multiple:
+        raise ValueError(f"{path}: image is too small ({img.size}); need at least {multiple}x{multiple}")
+    img = img.crop((0, 0, w, h))
+    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0)
+    return arr.permute(2, 0, 1)[None, :, None]
+
+
+def to_uint8_frames(pixels: torch.Tensor) -> np.ndarray:
+    """[B, 3, T, H, W] (or [3, T, H, W]) in [-1, 1] → uint8 [T, H, W, 3] (first batch item)."""
+    if pixels.ndim == 5:
+        pixels = pixels[0]
+    x = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def write_video(frames: np.ndarray, path: str, fps: float) -> str:
+    """Write uint8 frames [T, H, W, 3] as ``.webp`` (animated, lossless) or ``.mp4`` (needs ffmpeg)."""
+    ext = os.path.splitext(path)[1].lower()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if ext == ".webp":
+        imgs = [Image.fromarray(f) for f in frames]
+        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=max(1, round(1000 / fps)), loop=0, lossless=True, method=0)
+    elif ext in (".mp4", ".webm"):
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise RuntimeError(f"writing {ext} needs the ffmpeg program on PATH; write .webp instead")
+        t, h, w, _ = frames.shape
+        cmd = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+               "-i", "-", "-pix_fmt", "yuv420p", path]
+        subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True)
+    else:
+        raise ValueError(f"output {path}: expected a .webp or .mp4 file name")
+    return path
+
+
+def contact_sheet(frames: np.ndarray, path: str, columns: int = 8, count: int = 24) -> str:
+    """A PNG grid of ``count`` frames evenly spread over the video."""
+    t = frames.shape[0]
+    pick = np.linspace(0, t - 1, min(count, t)).round().astype(int)
+    h, w = frames.shape[1:3]
+    rows = -(-len(pick) // columns)
+    sheet = Image.new("RGB", (columns * w, rows * h))
+    for i, k in enumerate(pick):
+        sheet.paste(Image.fromarray(frames[k]), ((i % columns) * w, (i // columns) * h))
+    sheet.save(path)
+    return path
