@@ -90,13 +90,17 @@ class PFVGModel(nn.Module):
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         return self.text_encoder(prompts)
 
+    @torch.no_grad()
     def conditioning(self, prompt: str | list[str], start_latent: torch.Tensor, image_embeds: torch.Tensor | None = None) -> Conditioning:
-        """Conditioning from a prompt and the start latent [B, C, 1, H, W] (or given image features)."""
+        """Conditioning from a prompt and the start latent [B, C, 1, H, W] (or given image features).
+
+        Always computed without gradient, so that the same inputs give bit-identical features
+        wherever they are computed (PyTorch's transformer fast path differs in the last bits)."""
         emb, mask, pooled = self.encode_prompt(prompt)
         if image_embeds is None:
             if self.image_encoder is None:
                 raise ValueError("this model has no image encoder: pass image features (e.g. CLIP_VISION_OUTPUT)")
-            image_embeds = self.image_encoder(start_latent)
+            image_embeds = self.image_encoder(start_latent.to(self.device))
         b = start_latent.shape[0]
         if emb.shape[0] != b:
             emb, mask, pooled = emb.expand(b, -1, -1), mask.expand(b, -1), pooled.expand(b, -1)
