@@ -47,10 +47,11 @@ def cmd_generate(a) -> int:
     from .loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
     from .state import MemoryConfig
     from .framepack import Schedule
-    from .video_io import contact_sheet, load_image, to_uint8_frames, write_video
+    from .video_io import check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
 
     if a.seconds <= 0:
         raise ValueError(f"--seconds must be > 0, got {a.seconds}")
+    check_video_path(a.out)
     model = resolve_model(a.model)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")

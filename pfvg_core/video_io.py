@@ -37,6 +37,16 @@ def to_uint8_frames(pixels: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
+def check_video_path(path: str) -> str:
+    """Fail before any work if ``path`` cannot be written as a video here."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".webp", ".mp4", ".webm"):
+        raise ValueError(f"output {path}: expected a .webp or .mp4 file name")
+    if ext != ".webp" and shutil.which("ffmpeg") is None:
+        raise RuntimeError(f"writing {ext} needs the ffmpeg program on PATH; write .webp instead")
+    return path
+
+
 def write_video(frames: np.ndarray, path: str, fps: float) -> str:
     """Write uint8 frames [T, H, W, 3] as ``.webp`` (animated, lossless) or ``.mp4`` (needs ffmpeg)."""
     ext = os.path.splitext(path)[1].lower()
