@@ -18,6 +18,14 @@ venv: $(BIN)/python
 test: venv
 	$(BIN)/python -m pytest
 
+# Main job: a 60 s video from the example image and prompt. Until the trained default model ships,
+# DEMO_MODEL is a randomly initialised tiny model (the pipeline runs end to end; the pictures are noise).
+DEMO_MODEL ?= random:tiny
+demo: venv
+	mkdir -p out
+	$(BIN)/python -m pfvg_core generate --model $(DEMO_MODEL) --image examples/start.png \
+		--prompt "$$(cat examples/prompt.txt)" --seconds 60 --out out/demo.webp --sheet out/demo_sheet.png
+
 bench: venv
 	$(BIN)/python -m pfvg_core bench loop --json
 
