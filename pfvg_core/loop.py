@@ -51,32 +51,59 @@ class StepEvent:
     steps: int
 
 
+@dataclass(frozen=True)
+class SegmentContext:
+    """Everything the DiT sees besides x_t for one segment: FramePack context, RoPE indices, ψ tokens."""
+
+    packed: object
+    indices: object
+    psi_tokens: torch.Tensor | None
+    psi_mask: torch.Tensor | None
+
+
+def segment_context(model: PFVGModel, state: MemoryState) -> SegmentContext:
+    """MemoryPack for the next segment: FramePack(history) + ψₙ, with the RoPE indices of the state's mode."""
+    cfg = state.config
+    packed = pack_history(state.history, state.start_latent, cfg.schedule)
+    idx = time_indices(cfg.rope, packed, state.next_index, cfg.window)
+    psi_tokens = None
+    if state.psi is not None and model.semanticpack is not None:
+        psi_tokens = model.semanticpack.context_tokens(state.psi.to(model.device, model.dtype))
+    return SegmentContext(packed, idx, psi_tokens, state.psi_mask)
+
+
+def velocity(model: PFVGModel, ctx: SegmentContext, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning,
+             guidance: float | None) -> torch.Tensor:
+    """v_θ(x_t, t) for a segment in context (paper convention)."""
+    return model.predict_velocity(x_t, t, cond, ctx.packed, ctx.indices, ctx.psi_tokens, ctx.psi_mask, guidance)
+
+
+def segment_noise(state: MemoryState, device="cpu") -> torch.Tensor:
+    """ε for the state's next segment, from the seed stream (same on every device)."""
+    b, c, _, h, w = state.start_latent.shape
+    gen = torch.Generator("cpu").manual_seed(state.noise_seed)
+    return torch.randn(b, c, state.config.window, h, w, generator=gen).to(device)
+
+
 def sample_segment(model: PFVGModel, state: MemoryState, cond: Conditioning, negative: Conditioning | None = None,
                    options: SamplerOptions = SamplerOptions(), on_step: Callable[[StepEvent], None] | None = None,
                    cancel: Callable[[], bool] | None = None) -> torch.Tensor:
     """Sample segment xⁿ [B, C, window, H, W] given the memory state. Deterministic per (seed, segment)."""
     check_state(model, state)
-    cfg = state.config
-    start = state.start_latent
-    b, c, _, h, w = start.shape
-    packed = pack_history(state.history, start, cfg.schedule)
-    idx = time_indices(cfg.rope, packed, state.next_index, cfg.window)
     dev = model.device
-    gen = torch.Generator("cpu").manual_seed(state.noise_seed)
-    x = torch.randn(b, c, cfg.window, h, w, generator=gen).to(dev)
-    mu = flow.schedule_mu(options.shift, cfg.window * (h // 2) * (w // 2))
+    x = segment_noise(state, dev)
+    b, _, win, h, w = x.shape
+    mu = flow.schedule_mu(options.shift, win * (h // 2) * (w // 2))
     sched = flow.make_scheduler(options.sampler, options.steps, mu, device=dev)
-    psi_tokens = None
-    if state.psi is not None and model.semanticpack is not None:
-        psi_tokens = model.semanticpack.context_tokens(state.psi.to(dev, model.dtype))
     use_neg = negative is not None and options.cfg != 1.0
     with torch.no_grad():
+        ctx = segment_context(model, state)
         for i, sigma in enumerate(sched.sigmas[:-1]):
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled at segment {state.segment}, step {i + 1}/{options.steps}")
             t = (1 - sigma).expand(b).float()
-            v = model.predict_velocity(x, t, cond, packed, idx, psi_tokens, state.psi_mask, options.distilled_guidance)
-            v_neg = model.predict_velocity(x, t, negative, packed, idx, psi_tokens, state.psi_mask, options.distilled_guidance) if use_neg else None
+            v = velocity(model, ctx, x, t, cond, options.distilled_guidance)
+            v_neg = velocity(model, ctx, x, t, negative, options.distilled_guidance) if use_neg else None
             v = flow.guided(v, v_neg, options.cfg, options.guidance_rescale)
             # diffusers' flow schedulers step on ε − x (= −v)
             x = sched.step(-v, sched.timesteps[i], x, return_dict=False)[0]

@@ -72,8 +72,9 @@ def check_state(model, state: MemoryState) -> None:
             "encode ψ₀ again with this model")
 
 
-def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: MemoryConfig = MemoryConfig()) -> MemoryState:
-    """The state before segment 0: history = [start latent], ψ = ψ₀ (PFVG §3.1)."""
+def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: MemoryConfig = MemoryConfig(),
+               grad: bool = False) -> MemoryState:
+    """The state before segment 0: history = [start latent], ψ = ψ₀ (PFVG §3.1). ``grad``: keep ψ₀'s graph."""
     if start_latent.ndim != 5 or start_latent.shape[2] != 1:
         raise ValueError(f"start_latent must be [B, C, 1, H, W], got {tuple(start_latent.shape)}")
     if start_latent.shape[1] != model.latent_channels:
@@ -82,7 +83,7 @@ def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: M
     if config.memory != "off":
         if model.semanticpack is None:
             raise ValueError("memory='on'/'zero' needs a model with a SemanticPack; use memory='off'")
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             psi, mask = model.semanticpack.init_memory(cond.prompt_embeds.to(model.dtype), cond.image_embeds.to(model.dtype),
                                                        cond.prompt_mask, zero=config.memory == "zero")
     start = start_latent.detach().float()
@@ -90,9 +91,12 @@ def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: M
     return MemoryState(model.model_id, config, start, history, psi, mask, int(seed))
 
 
-def step(model, state: MemoryState, segment: torch.Tensor) -> MemoryState:
+def step(model, state: MemoryState, segment: torch.Tensor, grad: bool = False) -> MemoryState:
     """MemoryPack update after segment xⁿ [B, C, T, H, W]: history ⊕ xⁿ (bounded) and
-    ψₙ₊₁ = Squeeze(ψₙ, Memorize(xⁿ)). Returns a new state; ``state`` is left as it was."""
+    ψₙ₊₁ = Squeeze(ψₙ, Memorize(xⁿ)). Returns a new state; ``state`` is left as it was.
+
+    ``grad=True`` (training) keeps the graph of this one ψ update (ψₙ itself is detached:
+    gradients flow through one update, not back through the whole video)."""
     check_state(model, state)
     hist = state.history
     if segment.ndim != 5 or segment.shape[:2] != hist.frames.shape[:2] or segment.shape[3:] != hist.frames.shape[3:]:
@@ -104,7 +108,7 @@ def step(model, state: MemoryState, segment: torch.Tensor) -> MemoryState:
     history = hist.append(seg, idx, state.config.schedule)
     psi, mask = state.psi, state.psi_mask
     if psi is not None:
-        with torch.no_grad():
-            psi = model.semanticpack.update(psi, seg.to(model.dtype).to(model.device), mask)
+        with torch.set_grad_enabled(grad):
+            psi = model.semanticpack.update(psi.detach(), seg.to(model.dtype).to(model.device), mask)
         mask = None  # after Squeeze every memory token is real
     return state.replace(history=history, psi=psi, psi_mask=mask, segment=state.segment + 1, next_index=state.next_index + t)
