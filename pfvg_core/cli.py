@@ -83,6 +83,55 @@ def cmd_generate(a) -> int:
     return 0
 
 
+def cmd_train(a) -> int:
+    import os
+
+    import torch.distributed as dist
+
+    from .train import Trainer, load_config
+
+    cfg = load_config(a.config)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
+    try:
+        trainer = Trainer(cfg)
+        if not a.fresh and trainer.resume():
+            print(f"resumed from step {trainer.pos.global_step}", file=sys.stderr)
+        bar = _Progress(trainer.total_steps(), "train") if trainer.rank == 0 else None
+        if bar is not None:
+            bar.update(trainer.pos.global_step)
+
+        def on_step(rec):
+            if bar is not None:
+                bar.update()
+                if bar.bar is not None:
+                    bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
+
+        try:
+            pos = trainer.run(on_step=on_step, max_steps=a.max_steps)
+        finally:
+            if bar is not None:
+                bar.close()
+        if trainer.rank == 0:
+            where = os.path.join(cfg.out, "model") if pos.stage >= len(cfg.stages) else "(not finished)"
+            print(f"trained {pos.global_step} steps; model: {where}; log: {os.path.join(cfg.out, cfg.log)}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def cmd_dataset(a) -> int:
+    from .data import build_dataset
+
+    model = resolve_model(a.model)
+    if model.codec is None:
+        raise ValueError(f"model {a.model} has no codec to encode videos with")
+    report = build_dataset(a.src, a.out, model.codec, size=tuple(a.size), fps=a.fps, window=a.window,
+                           log=lambda m: print(m, file=sys.stderr))
+    return 0 if any(v == "ok" for v in report.values()) else 1
+
+
 def cmd_bench(a) -> int:
     from . import bench
 
@@ -114,8 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rope", default="video", choices=["video", "local"])
     g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
     g.set_defaults(func=cmd_generate)
+    t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
+    t.add_argument("--config", required=True, help="TOML (or YAML) training config")
+    t.add_argument("--fresh", action="store_true", help="ignore checkpoints under the output folder")
+    t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    t.set_defaults(func=cmd_train)
+    d = sub.add_parser("dataset", help="encode videos / frame folders into a latent dataset")
+    d.add_argument("action", choices=["build"])
+    d.add_argument("--src", required=True)
+    d.add_argument("--out", required=True)
+    d.add_argument("--model", required=True, help="model folder (or random:<config>) whose codec encodes")
+    d.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("W", "H"))
+    d.add_argument("--fps", type=float, default=8.0)
+    d.add_argument("--window", type=int, default=9)
+    d.set_defaults(func=cmd_dataset)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop"])
+    b.add_argument("what", choices=["loop", "train"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
     b.add_argument("--config", default="small", help="DiT config to measure")

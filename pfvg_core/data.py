@@ -1,0 +1,166 @@
+"""Training data: pre-encoded latent videos, one ``<name>.safetensors`` (``latents`` [C, T, H, W])
+plus ``<name>.json`` ({"prompt", "fps", "frames", ...}) per video, and the command that builds
+such a folder from videos or frame folders with a given codec.
+
+Clips (PFVG §3.2 / A.2): latent frame 0 is the start image; clip i is frames
+[1 + i·W, 1 + (i+1)·W) for window W. Incomplete tails are dropped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import read_safetensors, save_safetensors_atomic
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
+ANIMATED_EXT = (".webp", ".gif", ".apng")
+FFMPEG_EXT = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+
+
+@dataclass(frozen=True)
+class LatentVideo:
+    name: str
+    latents: torch.Tensor  # [C, T, H, W]
+    prompt: str
+    fps: float
+
+    def num_clips(self, window: int) -> int:
+        return max(0, (self.latents.shape[1] - 1) // window)
+
+    def start(self) -> torch.Tensor:
+        """The start latent [1, C, 1, H, W]."""
+        return self.latents[None, :, :1]
+
+    def clip(self, i: int, window: int) -> torch.Tensor:
+        """Clip i [1, C, W, H, W]."""
+        a = 1 + i * window
+        return self.latents[None, :, a : a + window]
+
+
+def write_latent_video(folder: str, name: str, latents: torch.Tensor, prompt: str, fps: float, **meta) -> str:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.safetensors")
+    save_safetensors_atomic({"latents": latents.detach().float().cpu()}, path)
+    with open(os.path.join(folder, f"{name}.json"), "w") as f:
+        json.dump({"prompt": prompt, "fps": fps, "frames": int(latents.shape[1]), **meta}, f)
+    return path
+
+
+class LatentDataset:
+    """A folder of latent videos, loaded lazily by index, in name order."""
+
+    def __init__(self, folder: str):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"dataset folder not found: {folder}")
+        self.folder = folder
+        self.names = sorted(f[: -len(".safetensors")] for f in os.listdir(folder) if f.endswith(".safetensors"))
+        if not self.names:
+            raise ValueError(f"dataset folder {folder} holds no .safetensors latent videos")
+        self._meta = {}
+        for n in self.names:
+            p = os.path.join(folder, f"{n}.json")
+            if not os.path.isfile(p):
+                raise ValueError(f"{p}: metadata missing for latent video {n}")
+            with open(p) as f:
+                self._meta[n] = json.load(f)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def frames(self, i: int) -> int:
+        return int(self._meta[self.names[i]]["frames"])
+
+    def num_clips(self, i: int, window: int) -> int:
+        return max(0, (self.frames(i) - 1) // window)
+
+    def __getitem__(self, i: int) -> LatentVideo:
+        n = self.names[i]
+        t = read_safetensors(os.path.join(self.folder, f"{n}.safetensors"), "latent video")
+        if "latents" not in t or t["latents"].ndim != 4:
+            raise ValueError(f"{n}.safetensors: expected a 'latents' tensor [C, T, H, W]")
+        m = self._meta[n]
+        return LatentVideo(n, t["latents"], m.get("prompt", ""), float(m.get("fps", 8)))
+
+
+def curriculum(dataset: LatentDataset, window: int) -> list[int]:
+    """PFVG A.2: videos ordered by number of clips, single-clip videos first (ties by name).
+    Videos with no complete clip are left out."""
+    usable = [i for i in range(len(dataset)) if dataset.num_clips(i, window) > 0]
+    return sorted(usable, key=lambda i: (dataset.num_clips(i, window), dataset.names[i]))
+
+
+# --- building a dataset ------------------------------------------------------------------------
+def read_frames(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Frames [T, H, W, 3] uint8 from a frame folder, an animated image, or (with ffmpeg) a video file."""
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXT))
+        if not files:
+            raise ValueError("no image frames in folder")
+        imgs = [Image.open(os.path.join(path, f)).convert("RGB") for f in files]
+    elif path.lower().endswith(ANIMATED_EXT):
+        im = Image.open(path)
+        imgs = []
+        for k in range(getattr(im, "n_frames", 1)):
+            im.seek(k)
+            imgs.append(im.convert("RGB"))
+    elif path.lower().endswith(FFMPEG_EXT):
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise ValueError("reading this video needs ffmpeg on PATH")
+        w, h = size or (64, 64)
+        r = subprocess.run([ffmpeg, "-loglevel", "error", "-i", path, "-vf", f"scale={w}:{h}", "-f", "rawvideo",
+                            "-pix_fmt", "rgb24", "-"], capture_output=True)
+        if r.returncode != 0:
+            raise ValueError(r.stderr.decode(errors="replace").strip().splitlines()[-1] if r.stderr else "ffmpeg failed")
+        return np.frombuffer(r.stdout, np.uint8).reshape(-1, h, w, 3)
+    else:
+        raise ValueError("not a video, animated image or frame folder")
+    if size is not None:
+        imgs = [im.resize(size, Image.BICUBIC) for im in imgs]
+    return np.stack([np.asarray(im) for im in imgs])
+
+
+def _prompt_for(path: str) -> str:
+    for p in (os.path.join(path, "prompt.txt") if os.path.isdir(path) else None, os.path.splitext(path)[0] + ".txt"):
+        if p and os.path.isfile(p):
+            with open(p) as f:
+                return f.read().strip()
+    return os.path.splitext(os.path.basename(path.rstrip("/")))[0].replace("_", " ")
+
+
+def build_dataset(src: str, out: str, codec, size: tuple[int, int] = (64, 64), fps: float = 8.0, window: int = 9,
+                  log=print) -> dict[str, str]:
+    """Encode every video under ``src`` into ``out``. Returns {name: "ok" | reason skipped};
+    unreadable or too-short videos are reported by name and skipped, never silently."""
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"source folder not found: {src}")
+    report: dict[str, str] = {}
+    tf = getattr(codec, "temporal_factor", 1)
+    min_frames = 1 + window * tf
+    for entry in sorted(os.listdir(src)):
+        path = os.path.join(src, entry)
+        if entry.endswith(".txt") or entry.startswith("."):
+            continue
+        name = os.path.splitext(entry)[0]
+        try:
+            frames = read_frames(path, size)
+            if frames.shape[0] < min_frames:
+                raise ValueError(f"too short: {frames.shape[0]} frames, need at least {min_frames} (1 + one clip)")
+            pixels = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+            with torch.no_grad():
+                lat = codec.encode(pixels)[0]
+            write_latent_video(out, name, lat, _prompt_for(path), fps, source=entry)
+            report[name] = "ok"
+        except Exception as e:  # report every failure by name and go on
+            report[name] = f"skipped: {e}"
+            log(f"{entry}: skipped: {e}")
+    ok = sum(v == "ok" for v in report.values())
+    log(f"{ok} videos encoded into {out}, {len(report) - ok} skipped")
+    return report

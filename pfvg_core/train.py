@@ -1,0 +1,458 @@
+"""Training: chronological clips, forcing strategies, curriculum, stages, checkpoints, distributed.
+
+PFVG §3.2 "Optimization Strategy" and appendix A.2:
+- the clips of one video are visited in order; clip i is conditioned on the history the forcing
+  strategy gives for clip i − 1 (teacher / Direct / Student), and ψ is carried across the clips
+  (ψᵢ = Squeeze(ψᵢ₋₁, Memorize(history))), as at inference;
+- gradients accumulate over a video's clips; the optimizer steps once per video (or per N clips);
+- curriculum: videos ordered by number of clips, single-clip videos first;
+- stages: stage 1 teacher forcing on the whole net, stage 2 Direct Forcing on the final norm and
+  output layers (+ SemanticPack).
+
+Loss: flow matching MSE ‖v_θ(x_t, t) − (x − ε)‖² (eq. 5), t from a configurable distribution and shift.
+Every random draw comes from a generator seeded by (seed, stage, step, video, clip), so a resumed
+run draws exactly what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from . import flow
+from .checkpoint import read_safetensors, save_safetensors_atomic
+from .data import LatentDataset, curriculum
+from .forcing import make_strategy, sample_t
+from .framepack import Schedule
+from .loop import Cancelled, segment_context, velocity
+from .model import Conditioning, PFVGModel
+from .state import MemoryConfig, init_state, step
+
+PARAM_GROUPS = ("all", "last-layers", "semanticpack", "dit", "encoders")
+
+
+def select_parameters(model: PFVGModel, groups: str) -> list[torch.nn.Parameter]:
+    """Parameter groups joined with '+': ``all`` (everything but the codec), ``dit``, ``last-layers``
+    (the final norm's ``norm_out.linear`` and ``proj_out``: PFVG §4.1 stage 2), ``semanticpack``,
+    ``encoders`` (text and image). Sets requires_grad accordingly; returns the selected list."""
+    names = [g.strip() for g in groups.split("+") if g.strip()]
+    for g in names:
+        if g not in PARAM_GROUPS:
+            raise ValueError(f"parameter group {g!r}: expected {' | '.join(PARAM_GROUPS)} joined with '+'")
+    chosen: dict[int, torch.nn.Parameter] = {}
+
+    def add(module):
+        if module is not None:
+            for p in module.parameters():
+                chosen[id(p)] = p
+
+    for g in names:
+        if g in ("all", "dit"):
+            add(model.dit)
+        if g in ("all", "semanticpack"):
+            if model.semanticpack is None and g == "semanticpack":
+                raise ValueError("parameter group 'semanticpack': this model has no SemanticPack")
+            add(model.semanticpack)
+        if g in ("all", "encoders"):
+            add(model.text_encoder)
+            add(model.image_encoder)
+        if g == "last-layers":
+            add(model.dit.norm_out.linear)
+            add(model.dit.proj_out)
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+    if not chosen:
+        raise ValueError(f"parameter groups {groups!r} select no parameters")
+    return [p for p in model.parameters() if id(p) in chosen]
+
+
+def flow_matching_loss(model: PFVGModel, ctx, clip: torch.Tensor, cond: Conditioning, generator: torch.Generator,
+                       t_dist: str, shift: float, guidance: float | None) -> torch.Tensor:
+    """Eq. 5: E‖v_θ(x_t, t) − (x − ε)‖² for one clip [B, C, W, H, W] in its context."""
+    b = clip.shape[0]
+    t = sample_t(b, generator, t_dist, shift).to(clip.device)
+    noise = torch.randn(clip.shape, generator=generator).to(clip.device)
+    x_t = flow.interpolate(clip, noise, t)
+    v = velocity(model, ctx, x_t, t, cond, guidance)
+    return torch.nn.functional.mse_loss(v, flow.target_velocity(clip, noise).float())
+
+
+# --- configuration -----------------------------------------------------------------------------
+@dataclass
+class StageConfig:
+    name: str
+    forcing: str = "teacher"
+    params: str = "all"
+    steps: int = 100  # optimizer steps
+    lr: float | None = None  # default: TrainConfig.lr
+    student_steps: int = 5
+
+    def __post_init__(self):
+        make_strategy(self.forcing)
+        if self.steps < 1:
+            raise ValueError(f"stage {self.name!r}: steps must be ≥ 1")
+
+
+def paper_stages(stage1_steps: int = 100, stage2_steps: int = 50) -> list[StageConfig]:
+    """PFVG §4.1: stage 1 teacher forcing on the whole net; stage 2 Direct Forcing on the output layers."""
+    return [StageConfig("stage1-teacher", "teacher", "all", stage1_steps),
+            StageConfig("stage2-direct", "direct", "last-layers+semanticpack", stage2_steps)]
+
+
+@dataclass
+class TrainConfig:
+    model: str = "random:tiny"  # a PFVG model folder, or random:<config>
+    data: str = "data"
+    out: str = "runs/train"
+    stages: list[StageConfig] = field(default_factory=paper_stages)
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    seed: int = 0
+    t_dist: str = "logit_normal"
+    shift: float = 1.0
+    guidance: float = 10.0
+    window: int = 9
+    schedule: str = "td_f16k4f2k2f1k1"
+    rope: str = "video"
+    memory: str = "on"
+    accumulate: str | int = "video"  # "video" or every N clips
+    videos_per_step: int = 1  # global batch of videos per optimizer step
+    max_clips: int | None = None  # cap clips per video (None: all)
+    save_every: int = 50  # optimizer steps between checkpoints
+    keep_checkpoints: int = 2
+    open_gate: float = -4.0  # log-weight a closed SemanticPack gate opens to when it trains
+    log: str = "train_log.jsonl"
+
+    def __post_init__(self):
+        self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stage") for s in self.stages]
+        if not self.stages:
+            raise ValueError("at least one stage is needed")
+        if self.t_dist not in ("uniform", "logit_normal"):
+            raise ValueError(f"t_dist must be 'uniform' or 'logit_normal', got {self.t_dist!r}")
+        if not (isinstance(self.accumulate, int) and self.accumulate >= 1) and self.accumulate != "video":
+            raise ValueError(f"accumulate must be 'video' or a positive number of clips, got {self.accumulate!r}")
+        if self.videos_per_step < 1 or self.save_every < 1:
+            raise ValueError("videos_per_step and save_every must be ≥ 1")
+        if self.accumulate != "video" and self.videos_per_step != 1:
+            raise ValueError("accumulate by clips needs videos_per_step = 1")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        self.memory_config()  # validates window, schedule, rope, memory
+
+    def memory_config(self) -> MemoryConfig:
+        return MemoryConfig(window=self.window, schedule=Schedule.parse(self.schedule), rope=self.rope, memory=self.memory)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: dict, what: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise ValueError(f"invalid {what} options: {e}") from e
+
+
+def load_config(path: str) -> TrainConfig:
+    """Read a TOML (or YAML, if PyYAML is installed) training config; unknown options are errors."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"training config not found: {path}")
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError as e:
+            raise ValueError(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use TOML") from e
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    else:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        with open(path, "rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"{path}: invalid TOML: {e}") from e
+    if "stage" in data:  # [[stage]] tables
+        data["stages"] = data.pop("stage")
+    base = os.path.dirname(os.path.abspath(path))
+    for key in ("data", "out"):
+        if key in data and not os.path.isabs(data[key]):
+            data[key] = os.path.join(base, data[key])
+    if "model" in data and not data["model"].startswith("random:") and not os.path.isabs(data["model"]):
+        data["model"] = os.path.join(base, data["model"])
+    return _build(TrainConfig, data, "training")
+
+
+# --- the trainer -------------------------------------------------------------------------------
+@dataclass
+class Position:
+    """Where training is: stage, optimizer steps done in it, next video in the curriculum cycle."""
+
+    stage: int = 0
+    step: int = 0
+    cursor: int = 0
+    global_step: int = 0
+
+
+def _seed(*parts: int) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, model: PFVGModel | None = None, dataset: LatentDataset | None = None):
+        self.cfg = config
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        if config.videos_per_step % self.world:
+            raise ValueError(f"videos_per_step {config.videos_per_step} must be a multiple of the {self.world} processes")
+        if self.world > 1 and config.accumulate != "video":
+            raise ValueError("distributed training accumulates per video (accumulate = 'video')")
+        if model is None:
+            from .cli import resolve_model
+
+            model = resolve_model(config.model)
+        self.model = model
+        self.data = dataset if dataset is not None else LatentDataset(config.data)
+        self.order = curriculum(self.data, config.window)
+        if not self.order:
+            raise ValueError(f"no video in {config.data} has a complete clip of {config.window} latent frames after the start frame")
+        self.memory = config.memory_config()
+        self.pos = Position()
+        self.optimizer = None
+        self.scheduler = None
+        self._setup_stage()
+
+    # stage setup -------------------------------------------------------------------------------
+    @property
+    def stage(self) -> StageConfig:
+        return self.cfg.stages[self.pos.stage]
+
+    def _setup_stage(self) -> None:
+        st = self.stage
+        params = select_parameters(self.model, st.params)
+        sp = self.model.semanticpack
+        self.train_psi = sp is not None and any(p.requires_grad for p in sp.parameters())
+        if self.train_psi and not sp.gate_open:
+            sp.open_gate(self.cfg.open_gate)
+        self.model.train()
+        lr = st.lr if st.lr is not None else self.cfg.lr
+        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.weight_decay)
+        w = self.cfg.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / w) if w else 1.0)
+        self.strategy = make_strategy(st.forcing, st.student_steps)
+
+    # one video ---------------------------------------------------------------------------------
+    def _conditioning(self, video) -> Conditioning:
+        m = self.model
+        start = video.start().to(m.device)
+        enc_train = any(p.requires_grad for mod in (m.text_encoder, m.image_encoder) if mod is not None for p in mod.parameters())
+        if not enc_train:
+            return m.conditioning(video.prompt, start)
+        emb, mask, pooled = m.encode_prompt(video.prompt)
+        return Conditioning(emb, mask, pooled, m.image_encoder(start))
+
+    def train_video(self, vid: int, scale: float, step_every: int | None = None) -> list[float]:
+        """Chronological clips of one video: loss on each clip, backward (accumulated), and the
+        forcing strategy's history → the next clip's context. Returns the clip losses."""
+        cfg, m = self.cfg, self.model
+        video = self.data[vid]
+        n = video.num_clips(cfg.window)
+        if cfg.max_clips:
+            n = min(n, cfg.max_clips)
+        cond = self._conditioning(video)
+        start = video.start().to(m.device)
+        state = init_state(m, start, cond, seed=0, config=self.memory, grad=self.train_psi)
+        losses = []
+        for i in range(n):
+            gen = torch.Generator().manual_seed(_seed(cfg.seed, self.pos.stage, self.pos.global_step, vid, i))
+            clip = video.clip(i, cfg.window).to(m.device)
+            ctx = segment_context(m, state)
+            loss = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance)
+            (loss * scale).backward(retain_graph=self._needs_retain(i, n))
+            losses.append(loss.item())
+            if step_every and (i + 1) % step_every == 0 and i + 1 < n:
+                self._optimizer_step()
+            if i + 1 < n:  # the context clip i was made from is also the one its stand-in is made from
+                hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift)
+                state = step(m, state, hist, grad=self.train_psi)
+        return losses
+
+    def _needs_retain(self, i: int, n: int) -> bool:
+        # encoder features are shared by every clip of the video: keep their graph until the last clip
+        return any(p.requires_grad for mod in (self.model.text_encoder, self.model.image_encoder) if mod is not None
+                   for p in mod.parameters()) and i + 1 < n
+
+    def _optimizer_step(self) -> None:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.world > 1:  # gradient all-reduce: the sum over ranks of 1/G-scaled losses = the global mean
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # the run -----------------------------------------------------------------------------------
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.cfg.stages)
+
+    def run(self, on_step: Callable[[dict], None] | None = None, cancel: Callable[[], bool] | None = None,
+            max_steps: int | None = None) -> Position:
+        """Train from the current position to the end of the last stage (or ``max_steps`` more steps)."""
+        cfg = self.cfg
+        done = 0
+        g_local = cfg.videos_per_step // self.world
+        step_every = cfg.accumulate if cfg.accumulate != "video" else None
+        while self.pos.stage < len(cfg.stages):
+            while self.pos.step < self.stage.steps:
+                if max_steps is not None and done >= max_steps:
+                    return self.pos
+                if cancel is not None and cancel():
+                    raise Cancelled(f"training cancelled at step {self.pos.global_step}")
+                t0 = time.perf_counter()
+                batch = [self.order[(self.pos.cursor + k) % len(self.order)] for k in range(cfg.videos_per_step)]
+                mine = batch[self.rank * g_local : (self.rank + 1) * g_local]
+                losses = []
+                for vid in mine:
+                    losses += self.train_video(vid, 1.0 / cfg.videos_per_step, step_every)
+                self._optimizer_step()
+                self.pos.cursor = (self.pos.cursor + cfg.videos_per_step) % len(self.order)
+                self.pos.step += 1
+                self.pos.global_step += 1
+                done += 1
+                mean = self._mean_over_ranks(losses)
+                rec = {"global_step": self.pos.global_step, "stage": self.stage.name, "step": self.pos.step,
+                       "loss": mean, "clips": len(losses) * self.world, "videos": [self.data.names[v] for v in batch],
+                       "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 4)}
+                self._log(rec)
+                if on_step is not None:
+                    on_step(rec)
+                if self.pos.global_step % cfg.save_every == 0:
+                    self.save_checkpoint()
+            self.pos.stage += 1
+            self.pos.step = 0
+            if self.pos.stage < len(cfg.stages):
+                self._setup_stage()
+        self.model.eval()
+        self.model.refresh_id()
+        if self.rank == 0:
+            self.model.save(os.path.join(cfg.out, "model"))
+        return self.pos
+
+    def _mean_over_ranks(self, losses: list[float]) -> float:
+        if self.world == 1:
+            return sum(losses) / max(1, len(losses))
+        t = torch.tensor([sum(losses), float(len(losses))], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t[0] / t[1].clamp(min=1))
+
+    def _log(self, rec: dict) -> None:
+        if self.rank == 0:
+            os.makedirs(self.cfg.out, exist_ok=True)
+            with open(os.path.join(self.cfg.out, self.cfg.log), "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    # checkpoints -------------------------------------------------------------------------------
+    def _ckpt_root(self) -> str:
+        return os.path.join(self.cfg.out, "checkpoints")
+
+    def save_checkpoint(self) -> str | None:
+        """Model, SemanticPack, optimizer, LR scheduler, RNG and data position, written to a new
+        folder and published by an atomic rename of the ``latest`` pointer."""
+        if self.rank != 0:
+            return None
+        root = self._ckpt_root()
+        name = f"step-{self.pos.global_step:08d}"
+        tmp = os.path.join(root, f".tmp-{name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save(os.path.join(tmp, "model"))
+        opt = self.optimizer.state_dict()
+        tensors = {f"state.{k}.{n}": v for k, s in opt["state"].items() for n, v in s.items() if torch.is_tensor(v)}
+        save_safetensors_atomic(tensors or {"_empty": torch.zeros(1)}, os.path.join(tmp, "optimizer.safetensors"))
+        meta = {
+            "position": dataclasses.asdict(self.pos),
+            "optimizer_groups": opt["param_groups"],
+            "optimizer_scalars": {str(k): {n: v for n, v in s.items() if not torch.is_tensor(v)} for k, s in opt["state"].items()},
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"},
+            "rng": {"torch": torch.get_rng_state().tolist()},
+            "config": self.cfg.to_dict(),
+        }
+        with open(os.path.join(tmp, "trainer.json"), "w") as f:
+            json.dump(meta, f)
+        final = os.path.join(root, name)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        ptr = os.path.join(root, "latest.tmp")
+        with open(ptr, "w") as f:
+            f.write(name)
+        os.replace(ptr, os.path.join(root, "latest"))
+        kept = sorted(d for d in os.listdir(root) if d.startswith("step-"))
+        for old in kept[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+        return final
+
+    def resume(self) -> bool:
+        """Continue from the latest checkpoint under ``out``, if any. The log is cut back to it."""
+        root = self._ckpt_root()
+        ptr = os.path.join(root, "latest")
+        if not os.path.isfile(ptr):
+            return False
+        with open(ptr) as f:
+            folder = os.path.join(root, f.read().strip())
+        with open(os.path.join(folder, "trainer.json")) as f:
+            meta = json.load(f)
+        self.model = PFVGModel.load(os.path.join(folder, "model"), dtype=self.model.dtype, device=self.model.device)
+        self.pos = Position(**meta["position"])
+        if self.pos.stage >= len(self.cfg.stages):
+            return True
+        self._setup_stage()
+        tensors = read_safetensors(os.path.join(folder, "optimizer.safetensors"), "optimizer state")
+        state: dict = {}
+        for k, scalars in meta["optimizer_scalars"].items():
+            state[int(k)] = dict(scalars)
+        for key, v in tensors.items():
+            if key == "_empty":
+                continue
+            _, k, n = key.split(".", 2)
+            state.setdefault(int(k), {})[n] = v
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+        sched = self.scheduler.state_dict()
+        sched.update(meta["scheduler"])
+        self.scheduler.load_state_dict(sched)
+        torch.set_rng_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
+        self._truncate_log(self.pos.global_step)
+        return True
+
+    def _truncate_log(self, upto: int) -> None:
+        path = os.path.join(self.cfg.out, self.cfg.log)
+        if self.rank != 0 or not os.path.isfile(path):
+            return
+        with open(path) as f:
+            keep = [line for line in f if line.strip() and json.loads(line)["global_step"] <= upto]
+        with open(path + ".tmp", "w") as f:
+            f.writelines(keep)
+        os.replace(path + ".tmp", path)
+
+
+def read_log(out: str, log: str = "train_log.jsonl") -> list[dict]:
+    with open(os.path.join(out, log)) as f:
+        return [json.loads(line) for line in f if line.strip()]
