@@ -288,6 +288,9 @@ class Trainer:
             losses.append(loss.item())
             if step_every and (i + 1) % step_every == 0 and i + 1 < n:
                 self._optimizer_step()
+                # graphs built before the update refer to the old weights: rebuild / cut them
+                cond = self._conditioning(video)
+                state = state.replace(psi=None if state.psi is None else state.psi.detach())
             if i + 1 < n:  # the context clip i was made from is also the one its stand-in is made from
                 hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift)
                 state = step(m, state, hist, grad=self.train_psi)
@@ -301,10 +304,13 @@ class Trainer:
     def _optimizer_step(self) -> None:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.world > 1:  # gradient all-reduce: the sum over ranks of 1/G-scaled losses = the global mean
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+            dist.all_reduce(has)  # a parameter no rank used keeps grad None (AdamW skips it), as in one process
+            for p, used in zip(params, has.tolist()):
+                if used:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.optimizer.step()

@@ -1,0 +1,219 @@
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from pfvg_core.data import LatentDataset, build_dataset, curriculum, write_latent_video
+from pfvg_core.model import PFVGModel
+from pfvg_core.train import StageConfig, TrainConfig, Trainer, _seed, flow_matching_loss, load_config, read_log, select_parameters
+from pfvg_core.loop import segment_context
+from pfvg_core.state import init_state
+
+W = 4  # latent frames per clip in these tests
+
+
+def make_data(folder, clips=(1, 2, 3), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for i, n in enumerate(clips):
+        write_latent_video(str(folder), f"v{i}", torch.randn(4, 1 + n * W, 8, 8, generator=g), f"video number {i}", 8)
+    return str(folder)
+
+
+def config(tmp_path, **kw):
+    base = dict(model="random:tiny", data=str(tmp_path / "data"), out=str(tmp_path / "out"), window=W, save_every=2,
+                stages=[StageConfig("s1", "teacher", "all", 3), StageConfig("s2", "direct", "last-layers+semanticpack", 3)])
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_curriculum_orders_by_clip_count_single_clip_first(tmp_path):
+    make_data(tmp_path / "d", clips=(3, 1, 2, 1, 0))
+    ds = LatentDataset(str(tmp_path / "d"))
+    assert [ds.names[i] for i in curriculum(ds, W)] == ["v1", "v3", "v2", "v0"]  # v4 has no complete clip
+
+
+def test_accumulating_clips_equals_one_step_on_their_summed_loss(tmp_path):
+    make_data(tmp_path / "data", clips=(3,))
+    tr = Trainer(config(tmp_path, stages=[StageConfig("s", "teacher", "all", 1)], grad_clip=0))
+    ref = copy.deepcopy(tr.model)
+    tr.train_video(0, scale=1.0)
+    accumulated = {n: p.grad.clone() for n, p in tr.model.named_parameters() if p.grad is not None}
+    # by hand: one backward of the summed loss over the three clips, same draws
+    video = tr.data[0]
+    ref.train()
+    for p in ref.parameters():
+        p.requires_grad_(True)
+    cond = ref.conditioning(video.prompt, video.start())
+    emb, mask, pooled = ref.encode_prompt(video.prompt)
+    from pfvg_core.model import Conditioning
+    cond = Conditioning(emb, mask, pooled, ref.image_encoder(video.start()))
+    state = init_state(ref, video.start(), cond, config=tr.memory, grad=True)
+    from pfvg_core.state import step
+    total = 0
+    for i in range(3):
+        gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
+        clip = video.clip(i, W)
+        total = total + flow_matching_loss(ref, segment_context(ref, state), clip, cond, gen, "logit_normal", 1.0, 10.0)
+        state = step(ref, state, clip, grad=True)
+    total.backward()
+    manual = {n: p.grad for n, p in ref.named_parameters() if p.grad is not None}
+    assert set(manual) == set(accumulated) and len(manual) > 50
+    for n in manual:
+        assert torch.allclose(manual[n], accumulated[n], atol=1e-6, rtol=1e-4), n
+
+
+def test_optimizer_steps_once_per_video_or_per_n_clips(tmp_path):
+    make_data(tmp_path / "data", clips=(3,))
+    tr = Trainer(config(tmp_path, stages=[StageConfig("s", "teacher", "all", 2)]))
+    tr.run()
+    assert next(iter(tr.optimizer.state.values()))["step"] == 2  # 2 videos → 2 steps
+    tr2 = Trainer(config(tmp_path, out=str(tmp_path / "o2"), accumulate=2, stages=[StageConfig("s", "teacher", "all", 1)]))
+    tr2.run()
+    assert next(iter(tr2.optimizer.state.values()))["step"] == 2  # clips 1–2, then clip 3
+
+
+@pytest.mark.parametrize("groups, changed", [
+    ("last-layers", {"dit.norm_out.linear", "dit.proj_out"}),
+    ("semanticpack", {"semanticpack."}),
+    ("last-layers+semanticpack", {"dit.norm_out.linear", "dit.proj_out", "semanticpack."}),
+])
+def test_only_selected_parameters_change(tmp_path, groups, changed):
+    make_data(tmp_path / "data", clips=(2,))
+    tr = Trainer(config(tmp_path, stages=[StageConfig("s", "direct", groups, 1)]))
+    before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
+    tr.run()
+    after = dict(tr.model.named_parameters())
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    expected = {n for n in before if any(n.startswith(c) for c in changed)}
+    assert moved and moved <= expected, sorted(moved - expected)[:5]
+    assert any(n.startswith("dit.proj_out") for n in moved) == ("last-layers" in groups)
+    with pytest.raises(ValueError, match="parameter group"):
+        select_parameters(tr.model, "last-layer")
+
+
+def test_resume_gives_the_same_next_losses_and_weights(tmp_path):
+    make_data(tmp_path / "data")
+    full = Trainer(config(tmp_path, out=str(tmp_path / "full")))
+    full.run()
+    part = Trainer(config(tmp_path, out=str(tmp_path / "part")))
+    part.run(max_steps=5)  # "killed" after step 5; the last checkpoint is step 4
+    again = Trainer(config(tmp_path, out=str(tmp_path / "part")))
+    assert again.resume() and again.pos.global_step == 4 and again.pos.stage == 1
+    again.run()
+    a, b = read_log(str(tmp_path / "full")), read_log(str(tmp_path / "part"))
+    assert [r["global_step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    wa = load_file(str(tmp_path / "full" / "model" / "dit.safetensors"))
+    wb = load_file(str(tmp_path / "part" / "model" / "dit.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+TOML = """
+model = "random:tiny"
+data = "data"
+out = "{out}"
+window = 4
+save_every = 1
+videos_per_step = {vps}
+[[stage]]
+name = "teacher"
+forcing = "teacher"
+params = "all"
+steps = {s1}
+[[stage]]
+name = "direct"
+forcing = "direct"
+params = "last-layers+semanticpack"
+steps = {s2}
+"""
+
+
+def _cli(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "pfvg_core", *args], capture_output=True, text=True, env=env, **kw)
+
+
+def test_cli_train_two_stages_end_to_end_and_resume_after_kill(tmp_path):
+    make_data(tmp_path / "data", clips=(1, 2, 2, 1))
+    (tmp_path / "full.toml").write_text(TOML.format(out="full", vps=1, s1=4, s2=4))
+    (tmp_path / "kill.toml").write_text(TOML.format(out="kill", vps=1, s1=4, s2=4))
+    r = _cli(["train", "--config", str(tmp_path / "full.toml")], timeout=600)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "pfvg_core", "train", "--config", str(tmp_path / "kill.toml")], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "kill" / "train_log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = _cli(["train", "--config", str(tmp_path / "kill.toml")], timeout=600)
+    assert r.returncode == 0 and "resumed from step" in r.stderr, r.stderr
+    a, b = read_log(str(tmp_path / "full")), read_log(str(tmp_path / "kill"))
+    assert [x["global_step"] for x in b] == list(range(1, 9))
+    assert [x["loss"] for x in a] == [x["loss"] for x in b]
+    assert [x["stage"] for x in b] == ["teacher"] * 4 + ["direct"] * 4
+    assert PFVGModel.load(str(tmp_path / "kill" / "model")).semanticpack.gate_open
+
+
+def test_two_process_gloo_run_equals_one_process_run(tmp_path):
+    make_data(tmp_path / "data", clips=(1, 2, 2, 1))
+    (tmp_path / "one.toml").write_text(TOML.format(out="one", vps=2, s1=2, s2=1))
+    (tmp_path / "two.toml").write_text(TOML.format(out="two", vps=2, s1=2, s2=1))
+    r = _cli(["train", "--config", str(tmp_path / "one.toml")], timeout=600)
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "pfvg_core", "train", "--config", str(tmp_path / "two.toml")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for f in ("dit", "semanticpack", "text_encoder"):
+        a = load_file(str(tmp_path / "one" / "model" / f"{f}.safetensors"))
+        b = load_file(str(tmp_path / "two" / "model" / f"{f}.safetensors"))
+        assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a), f
+    la, lb = read_log(str(tmp_path / "one")), read_log(str(tmp_path / "two"))
+    assert [x["videos"] for x in la] == [x["videos"] for x in lb]
+    assert np.allclose([x["loss"] for x in la], [x["loss"] for x in lb], rtol=1e-4)
+
+
+def test_invalid_config_options_are_named(tmp_path):
+    (tmp_path / "a.toml").write_text('data = "d"\nlearning_rate = 1\n')
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config(str(tmp_path / "a.toml"))
+    (tmp_path / "b.toml").write_text('[[stage]]\nname = "x"\nforcing = "magic"\n')
+    with pytest.raises(ValueError, match="forcing must be one of"):
+        load_config(str(tmp_path / "b.toml"))
+    (tmp_path / "c.toml").write_text('accumulate = "sometimes"\n')
+    with pytest.raises(ValueError, match="accumulate"):
+        load_config(str(tmp_path / "c.toml"))
+    r = _cli(["train", "--config", str(tmp_path / "a.toml")])
+    assert r.returncode == 2 and "learning_rate" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_dataset_build_reports_bad_videos_by_name(tmp_path, tiny_model):
+    src = tmp_path / "src"
+    (src / "walk").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(src / "walk" / f"{k:03d}.png")
+    (src / "walk" / "prompt.txt").write_text("a person walks")
+    frames = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(11)]
+    frames[0].save(src / "anim.webp", save_all=True, append_images=frames[1:], lossless=True)
+    frames[0].save(src / "short.webp", save_all=True, append_images=frames[1:3], lossless=True)
+    (src / "broken.webp").write_bytes(b"not an image")
+    logs = []
+    report = build_dataset(str(src), str(tmp_path / "out"), tiny_model.codec, size=(64, 64), window=W, log=logs.append)
+    assert report["walk"] == "ok" and report["anim"] == "ok"
+    assert report["short"].startswith("skipped: too short") and report["broken"].startswith("skipped")
+    assert any(line.startswith("broken.webp: skipped") for line in logs)
+    ds = LatentDataset(str(tmp_path / "out"))
+    assert ds.names == ["anim", "walk"] and ds[1].prompt == "a person walks" and ds[1].latents.shape == (4, 12, 8, 8)
