@@ -7,6 +7,12 @@ loop:
 - ``rss_growth``: peak RSS after the last segment ÷ after segment 10, minus 1 (target ≤ 0.05);
 - ``semanticpack_overhead``: segment time with memory on (gate open, ψ injected and updated) ÷
   memory off, minus 1 (target ≤ 0.05).
+
+train (same model, same videos, one optimizer step = one video of ``clips`` clips):
+- ``direct_over_teacher``: Direct Forcing step time ÷ teacher forcing (target ≤ 1.3);
+- ``student_over_direct``: 5-step Student Forcing ÷ Direct Forcing (the paper: much larger).
+Primary figures use the paper's stage-2 parameters (last layers + SemanticPack), where Direct
+Forcing is used; the ``all_params`` entry repeats them with every parameter trained.
 """
 from __future__ import annotations
 
@@ -88,7 +94,43 @@ def bench_loop(config: str = "small", segments: int = 1000, steps: int = 4, late
     }
 
 
+def bench_train(config: str = "small", clips: int = 4, latent: int = 16, videos: int = 3, steps: int = 6) -> dict:
+    import copy
+    import tempfile
+
+    from .data import write_latent_video
+    from .train import StageConfig, TrainConfig, Trainer, read_log
+
+    base = PFVGModel.build(config, seed=0)
+    c = base.latent_channels
+    window = 9
+    out: dict = {"config": config, "clips_per_video": clips, "latent_hw": latent, "steps_timed": steps - 1}
+    with tempfile.TemporaryDirectory() as tmp:
+        g = torch.Generator().manual_seed(0)
+        for v in range(videos):
+            write_latent_video(f"{tmp}/data", f"v{v}", torch.randn(c, 1 + clips * window, latent, latent, generator=g), f"video {v}", 8)
+        for label, params in (("stage2", "last-layers+semanticpack"), ("all_params", "all")):
+            times = {}
+            for forcing in ("teacher", "direct", "student"):
+                cfg = TrainConfig(model=f"random:{config}", data=f"{tmp}/data", out=f"{tmp}/{label}-{forcing}", window=window,
+                                  stages=[StageConfig(forcing, forcing, params, steps)], save_every=10**9)
+                tr = Trainer(cfg, model=copy.deepcopy(base))
+                tr.run()
+                secs = [r["seconds"] for r in read_log(cfg.out)][1:]  # first step is warm-up
+                times[forcing] = statistics.median(secs)
+            figures = {"direct_over_teacher": round(times["direct"] / times["teacher"], 4),
+                       "student_over_direct": round(times["student"] / times["direct"], 4),
+                       "step_seconds": {k: round(v, 4) for k, v in times.items()}}
+            if label == "stage2":
+                out.update(figures)
+            else:
+                out[label] = figures
+    return out
+
+
 def run(what: str, quick: bool = False, config: str = "small") -> dict:
     if what == "loop":
         return bench_loop(config, segments=220 if quick else 1000, overhead_rounds=4 if quick else 12)
+    if what == "train":
+        return bench_train(config, steps=3 if quick else 6)
     raise ValueError(f"unknown benchmark {what!r}")

@@ -10,6 +10,11 @@ and ψ). The strategies differ in what stands in for it:
   baseline.
 
 Every strategy sees the context that xⁱ⁻¹ itself was generated from (``ctx``), as at inference.
+
+Direct Forcing costs no extra model evaluation in training: the loss of clip i − 1 already evaluated
+v_θ(x_t, t) at x_t = t·xⁱ⁻¹ + (1 − t)·ε, which is exactly what eq. 7 needs; the trainer passes that
+evaluation in (``forward``) and x̃ is one fused multiply-add (PFVG Fig. 2: "no additional
+computational burden").
 """
 from __future__ import annotations
 
@@ -42,7 +47,8 @@ class TeacherForcing:
     name = "teacher"
 
     def history(self, model: PFVGModel, ctx: SegmentContext, clip: torch.Tensor, cond: Conditioning,
-                generator: torch.Generator, guidance: float | None, t_dist: str = "logit_normal", shift: float = 1.0) -> torch.Tensor:
+                generator: torch.Generator, guidance: float | None, t_dist: str = "logit_normal", shift: float = 1.0,
+                forward: tuple | None = None) -> torch.Tensor:
         return clip
 
 
@@ -52,7 +58,11 @@ class DirectForcing:
 
     name = "direct"
 
-    def history(self, model, ctx, clip, cond, generator, guidance, t_dist="logit_normal", shift=1.0):
+    def history(self, model, ctx, clip, cond, generator, guidance, t_dist="logit_normal", shift=1.0, forward=None):
+        """``forward`` = (x_t, t, v_θ(x_t, t)) of clip i − 1's loss, reused when given."""
+        if forward is not None:
+            x_t, t, v = forward
+            return flow.one_step_estimate(x_t.detach(), v.detach(), t.detach())
         b = clip.shape[0]
         t = sample_t(b, generator, t_dist, shift).to(clip.device)
         noise = torch.randn(clip.shape, generator=generator).to(clip.device)
@@ -69,7 +79,7 @@ class StudentForcing:
     k: int = 5
     name = "student"
 
-    def history(self, model, ctx, clip, cond, generator, guidance, t_dist="logit_normal", shift=1.0):
+    def history(self, model, ctx, clip, cond, generator, guidance, t_dist="logit_normal", shift=1.0, forward=None):
         x = torch.randn(clip.shape, generator=generator).to(clip.device)
         b = clip.shape[0]
         sched = flow.make_scheduler("euler", self.k, math.log(shift))

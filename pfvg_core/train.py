@@ -75,14 +75,16 @@ def select_parameters(model: PFVGModel, groups: str) -> list[torch.nn.Parameter]
 
 
 def flow_matching_loss(model: PFVGModel, ctx, clip: torch.Tensor, cond: Conditioning, generator: torch.Generator,
-                       t_dist: str, shift: float, guidance: float | None) -> torch.Tensor:
-    """Eq. 5: E‖v_θ(x_t, t) − (x − ε)‖² for one clip [B, C, W, H, W] in its context."""
+                       t_dist: str, shift: float, guidance: float | None, return_forward: bool = False):
+    """Eq. 5: E‖v_θ(x_t, t) − (x − ε)‖² for one clip [B, C, W, H, W] in its context.
+    ``return_forward``: also return (x_t, t, v_θ) — Direct Forcing's eq. 7 reuses them."""
     b = clip.shape[0]
     t = sample_t(b, generator, t_dist, shift).to(clip.device)
     noise = torch.randn(clip.shape, generator=generator).to(clip.device)
     x_t = flow.interpolate(clip, noise, t)
     v = velocity(model, ctx, x_t, t, cond, guidance)
-    return torch.nn.functional.mse_loss(v, flow.target_velocity(clip, noise).float())
+    loss = torch.nn.functional.mse_loss(v, flow.target_velocity(clip, noise).float())
+    return (loss, (x_t, t, v)) if return_forward else loss
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -283,7 +285,7 @@ class Trainer:
             gen = torch.Generator().manual_seed(_seed(cfg.seed, self.pos.stage, self.pos.global_step, vid, i))
             clip = video.clip(i, cfg.window).to(m.device)
             ctx = segment_context(m, state)
-            loss = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance)
+            loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True)
             (loss * scale).backward(retain_graph=self._needs_retain(i, n))
             losses.append(loss.item())
             if step_every and (i + 1) % step_every == 0 and i + 1 < n:
@@ -292,7 +294,7 @@ class Trainer:
                 cond = self._conditioning(video)
                 state = state.replace(psi=None if state.psi is None else state.psi.detach())
             if i + 1 < n:  # the context clip i was made from is also the one its stand-in is made from
-                hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift)
+                hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift, forward=fwd)
                 state = step(m, state, hist, grad=self.train_psi)
         return losses
 

@@ -50,3 +50,13 @@ def test_sample_t_distribution_and_shift():
     t3 = sample_t(20000, torch.Generator().manual_seed(0), "uniform", 3.0)
     assert float(t3.mean()) < 0.4  # shift > 1 moves training towards noise, as in sampling
     assert torch.allclose(1 - t3, torch.as_tensor(flow.shift_sigmas(1 - t, torch.log(torch.tensor(3.0)).item())), atol=1e-5)
+
+
+def test_direct_forcing_reuses_the_loss_forward(tiny_model):
+    cond, ctx, clip = _setup(tiny_model)
+    x_t, t, v = torch.randn_like(clip), torch.tensor([0.4]), torch.randn_like(clip)
+    calls = []
+    h = tiny_model.dit.register_forward_hook(lambda *a: calls.append(1))
+    got = DirectForcing().history(tiny_model, ctx, clip, cond, torch.Generator(), 10.0, forward=(x_t, t, v))
+    h.remove()
+    assert calls == [] and torch.allclose(got, x_t + 0.6 * v)

@@ -217,3 +217,28 @@ def test_dataset_build_reports_bad_videos_by_name(tmp_path, tiny_model):
     assert any(line.startswith("broken.webp: skipped") for line in logs)
     ds = LatentDataset(str(tmp_path / "out"))
     assert ds.names == ["anim", "walk"] and ds[1].prompt == "a person walks" and ds[1].latents.shape == (4, 12, 8, 8)
+
+
+def test_direct_forcing_costs_no_extra_model_evaluation(tmp_path):
+    make_data(tmp_path / "data", clips=(3,))
+    counts = {}
+    for forcing in ("teacher", "direct", "student"):
+        tr = Trainer(config(tmp_path, out=str(tmp_path / forcing), stages=[StageConfig("s", forcing, "all", 1)]))
+        calls = []
+        h = tr.model.dit.register_forward_hook(lambda *a: calls.append(1))
+        tr.run()
+        h.remove()
+        counts[forcing] = len(calls)
+    assert counts == {"teacher": 3, "direct": 3, "student": 3 + 2 * 5}
+
+
+def test_bench_train_quick_prints_the_two_ratios(monkeypatch, capsys):
+    import json
+
+    from pfvg_core import bench
+    from pfvg_core.cli import main
+
+    monkeypatch.setattr(bench, "run", lambda what, quick, config: bench.bench_train("tiny", clips=2, latent=8, videos=1, steps=2))
+    assert main(["bench", "train", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["direct_over_teacher"] > 0 and out["student_over_direct"] > 1.0
