@@ -106,10 +106,14 @@ def read_frames(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
         imgs = [Image.open(os.path.join(path, f)).convert("RGB") for f in files]
     elif path.lower().endswith(ANIMATED_EXT):
         im = Image.open(path)
-        imgs = []
+        imgs, durations = [], []
         for k in range(getattr(im, "n_frames", 1)):
             im.seek(k)
             imgs.append(im.convert("RGB"))
+            durations.append(max(1, int(im.info.get("duration", 0) or 1)))
+        # encoders merge identical consecutive frames into one longer frame: expand them again
+        base = min(durations)
+        imgs = [img for img, d in zip(imgs, durations) for _ in range(max(1, round(d / base)))]
     elif path.lower().endswith(FFMPEG_EXT):
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is None:

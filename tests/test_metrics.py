@@ -61,3 +61,22 @@ def test_evaluate_world_video_against_its_truth(tmp_path):
     assert Image.open(png).size == (640, 360)
     with pytest.raises(ValueError, match="frames must be"):
         evaluate(np.zeros((3, 4, 4)))
+
+
+def test_world_and_eval_commands(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "w.webp"
+    r = subprocess.run([sys.executable, "-m", "pfvg_core", "world", "--seed", "2", "--seconds", "24", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "pfvg_core", "eval", "--video", str(out), "--truth", str(tmp_path / "w.json"),
+                        "--plot", str(tmp_path / "p.png"), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["frames"] == 24 * 8 + 1 and res["mean_mse_to_truth"] == 0 and res["revisit_pairs"] > 0
+    assert (tmp_path / "p.png").exists()
+    r = subprocess.run([sys.executable, "-m", "pfvg_core", "eval", "--video", str(tmp_path / "nope.webp")], capture_output=True, text=True)
+    assert r.returncode == 2 and "video not found" in r.stderr
