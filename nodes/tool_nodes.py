@@ -1,0 +1,67 @@
+from . import common as c
+
+
+class DecodeLatents:
+    DESCRIPTION = "Decode PFVG video latents to IMAGE frames with the model's own codec (embedded model)."
+    CATEGORY = c.CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    FUNCTION = "decode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": (c.MODEL,), "latent": ("LATENT",)},
+                "optional": {"memory": (c.MEMORY, {"tooltip": "Connect the first memory state to put the start frame first."})}}
+
+    def decode(self, model, latent, memory=None):
+        from pfvg_core import comfy
+
+        start = comfy.check_memory(memory).start_latent if memory is not None else None
+        return (comfy.decode(model, comfy.latent_samples(latent), include_start=start),)
+
+
+class EvaluateDrift:
+    DESCRIPTION = "Drift (Δdrift over the first/last 15 %) and consistency metrics of a video, as text and a plot."
+    CATEGORY = c.CATEGORY
+    RETURN_TYPES = ("STRING", "IMAGE")
+    RETURN_NAMES = ("report", "plot")
+    FUNCTION = "evaluate"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",), "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0})}}
+
+    def evaluate(self, images, fps):
+        from pfvg_core import comfy
+
+        report, plot = comfy.evaluate_images(images, fps)
+        return {"ui": {"text": [report]}, "result": (report, plot)}
+
+
+class WorldVideos:
+    DESCRIPTION = "Render procedural world videos (with prompts) into ComfyUI's input folder, e.g. as training data."
+    CATEGORY = c.CATEGORY
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("dataset",)
+    FUNCTION = "render"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "folder": ("STRING", {"default": "pfvg_world", "tooltip": "Folder name inside ComfyUI's input folder."}),
+            "count": ("INT", {"default": 4, "min": 1, "max": 1000}),
+            "seconds": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 60.0}),
+            "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 30.0}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+        }}
+
+    def render(self, folder, count, seconds, fps, seed):
+        from pfvg_core import comfy
+
+        comfy.write_world_videos(folder, count, seconds, fps, seed)
+        return (folder,)
+
+
+NODES = {"PFVGDecodeLatents": (DecodeLatents, "Decode Latents (PFVG codec)"), "PFVGEvaluateDrift": (EvaluateDrift, "Evaluate Drift (PFVG)"),
+         "PFVGWorldVideos": (WorldVideos, "World Videos (PFVG)")}
