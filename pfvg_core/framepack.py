@@ -50,7 +50,10 @@ class Schedule:
         if m.group(1):
             tail = _TAIL_CODE[m.group(1)]
         groups = tuple((int(f), int(k)) for f, k in re.findall(r"f(\d+)k(\d+)", m.group(2)))
-        return cls(groups=groups, tail=tail)
+        try:
+            return cls(groups=groups, tail=tail)
+        except ValueError as e:
+            raise ValueError(f"schedule {text!r}: {e}") from None
 
     @property
     def name(self) -> str:
