@@ -8,6 +8,7 @@ class DirectForcingTrain:
     RETURN_TYPES = (c.MODEL, "STRING")
     RETURN_NAMES = ("model", "path")
     FUNCTION = "train"
+    OUTPUT_NODE = True  # it writes a model: runs even when nothing consumes its outputs
 
     @classmethod
     def INPUT_TYPES(cls):
