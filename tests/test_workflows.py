@@ -167,3 +167,23 @@ def test_other_workflows_run_to_the_end(env, name):
             node["inputs"]["seconds"] = min(node["inputs"]["seconds"], 12.0)
     (video,) = run_api(wf, env)
     assert video["images"].ndim == 4 and video["images"].shape[0] > 8
+
+
+def test_web_extension_listens_to_the_event_the_nodes_send():
+    import re
+
+    js = open(os.path.join(os.path.dirname(HERE), "web", "pfvg.js")).read()
+    py = open(os.path.join(os.path.dirname(HERE), "pfvg_core", "comfy.py")).read()
+    event = re.search(r'send_sync\("([^"]+)"', py).group(1)
+    assert f'"{event}"' in js and "registerExtension" in js and '"PFVGLongVideoLoop"' in js
+    for key in ("segment", "segments", "seconds", "memory_tokens"):
+        assert f"d.{key}" in js and f'"{key}"' in py
+
+
+def test_headless_client_is_stdlib_only():
+    import ast
+
+    tree = ast.parse(open(os.path.join(WF, "run_api.py")).read())
+    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert mods <= set(sys.stdlib_module_names) | {"__future__"}, mods
