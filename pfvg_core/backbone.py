@@ -34,6 +34,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
         rope_axes_dim=(4, 6, 6), has_image_proj=True, image_proj_dim=16,
         has_clean_x_embedder=True,
     ),
+    # The embedded default model (trained on the procedural world, shipped in the package).
+    "embedded": dict(
+        in_channels=4, out_channels=4, num_attention_heads=4, attention_head_dim=32,
+        num_layers=2, num_single_layers=2, num_refiner_layers=1, mlp_ratio=4.0,
+        patch_size=2, patch_size_t=1, qk_norm="rms_norm", guidance_embeds=True,
+        text_embed_dim=64, pooled_projection_dim=32, rope_theta=256.0,
+        rope_axes_dim=(8, 12, 12), has_image_proj=True, image_proj_dim=64,
+        has_clean_x_embedder=True,
+    ),
     # Benchmarks on CPU: a few blocks, wider.
     "small": dict(
         in_channels=8, out_channels=8, num_attention_heads=4, attention_head_dim=32,

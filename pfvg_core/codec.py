@@ -43,3 +43,44 @@ class PatchCodec(nn.Module):
         z = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).to(self.dec.weight.dtype)
         x = self.dec(z).clamp(-1, 1)
         return x.reshape(b, t, *x.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+class ConvCodec(nn.Module):
+    """A small learned convolutional autoencoder: 64×64 RGB ↔ 16×16×C (factor 4), per frame.
+
+    ``latent_scale``/``latent_shift`` (buffers, set after training) make the latents roughly zero-mean
+    and unit-variance for the flow model."""
+
+    temporal_factor = 1
+
+    def __init__(self, latent_channels: int = 4, factor: int = 4, width: int = 64):
+        super().__init__()
+        if factor not in (2, 4, 8):
+            raise ValueError("ConvCodec factor must be 2, 4 or 8")
+        self.factor, self.latent_channels, self.width = factor, latent_channels, width
+        downs = {2: 1, 4: 2, 8: 3}[factor]
+        enc = [nn.Conv2d(3, width, 3, padding=1), nn.SiLU()]
+        for _ in range(downs):
+            enc += [nn.Conv2d(width, width, 4, stride=2, padding=1), nn.SiLU()]
+        enc += [nn.Conv2d(width, latent_channels, 3, padding=1)]
+        dec = [nn.Conv2d(latent_channels, width, 3, padding=1), nn.SiLU()]
+        for _ in range(downs):
+            dec += [nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.SiLU()]
+        dec += [nn.Conv2d(width, 3, 3, padding=1)]
+        self.enc, self.dec = nn.Sequential(*enc), nn.Sequential(*dec)
+        self.register_buffer("latent_scale", torch.ones(()))
+        self.register_buffer("latent_shift", torch.zeros(()))
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        b, _, t, h, w = pixels.shape
+        if h % self.factor or w % self.factor:
+            raise ValueError(f"image size {h}x{w} must be a multiple of {self.factor}")
+        x = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w).to(self.latent_scale.dtype)
+        z = (self.enc(x) - self.latent_shift) / self.latent_scale
+        return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = latents.shape
+        z = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).to(self.latent_scale.dtype)
+        x = self.dec(z * self.latent_scale + self.latent_shift).clamp(-1, 1)
+        return x.reshape(b, t, *x.shape[1:]).permute(0, 2, 1, 3, 4)

@@ -18,7 +18,7 @@ from torch import nn
 from . import flow
 from .backbone import build_dit, dit_config, load_dit
 from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
-from .codec import PatchCodec
+from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
 from .framepack import PackedContext
 from .rope import TimeIndices
@@ -26,6 +26,22 @@ from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
 
 BUNDLE_FILE = "pfvg.json"
 FORMAT = "pfvg-bundle"
+
+
+def codec_config(codec) -> dict | None:
+    if codec is None:
+        return None
+    if isinstance(codec, ConvCodec):
+        return {"type": "conv", "factor": codec.factor, "width": codec.width}
+    return {"type": "patch", "factor": codec.factor}
+
+
+def build_codec(cfg: dict, latent_channels: int):
+    if cfg.get("type") == "conv":
+        return ConvCodec(latent_channels, cfg["factor"], cfg.get("width", 64))
+    if cfg.get("type", "patch") == "patch":
+        return PatchCodec(latent_channels, cfg["factor"])
+    raise CheckpointError(f"unknown codec type {cfg.get('type')!r}")
 
 
 @dataclass(frozen=True)
@@ -165,7 +181,7 @@ class PFVGModel(nn.Module):
         out["text_encoder"] = ({"max_len": te.max_len, "layers": len(te.encoder.layers), "heads": te.encoder.layers[0].self_attn.num_heads}
                                if te is not None else None)
         out["image_encoder"] = {"patch": self.image_encoder.proj.kernel_size[0]} if self.image_encoder is not None else None
-        out["codec"] = {"type": "patch", "factor": self.codec.factor} if self.codec is not None else None
+        out["codec"] = codec_config(self.codec)
         return out
 
     def save(self, folder: str) -> None:
@@ -207,5 +223,5 @@ class PFVGModel(nn.Module):
             ie = load_module(os.path.join(folder, "image_encoder.safetensors"),
                              LatentImageEncoder(dcfg["in_channels"], dcfg["image_proj_dim"], cfg["image_encoder"]["patch"]).to(dtype), "image encoder")
         if cfg.get("codec"):
-            codec = load_module(os.path.join(folder, "codec.safetensors"), PatchCodec(dcfg["in_channels"], cfg["codec"]["factor"]).to(dtype), "codec")
+            codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
         return cls(d, sp, te, ie, codec, cfg.get("meta")).to(device).eval()
