@@ -413,11 +413,8 @@ def train_model(model: PFVGModel, *, dataset: str, output_name: str, stage1_step
                 stage2_params: str, window: int, fps: float, seed: int, resume: bool, node_id: str | None = None):
     """Direct Forcing Train: encode the dataset if needed, run the paper's two stages, save to
     models/pfvg/<output_name>. Returns (trained model, its folder)."""
-    import copy
-
-    from .data import LatentDataset, build_dataset
-    from .loop import Cancelled
-    from .train import StageConfig, TrainConfig, Trainer
+    from .data import build_dataset
+    from .train import StageConfig, TrainConfig
 
     src = safe_join(input_root(), dataset, "dataset")
     if not os.path.isdir(src):
@@ -438,7 +435,32 @@ def train_model(model: PFVGModel, *, dataset: str, output_name: str, stage1_step
         raise ValueError("stage1_steps and stage2_steps are both 0: nothing to train")
     cfg = TrainConfig(model="(node)", data=data, out=os.path.join(out, "run"), stages=stages, lr=lr, window=window,
                       seed=seed, save_every=max(1, (stage1_steps + stage2_steps) // 10))
-    trainer = Trainer(cfg, model=copy.deepcopy(model))  # never train the input model in place
+    # ComfyUI runs nodes under torch.inference_mode(): train outside it, on a copy with ordinary tensors
+    # (never the input model in place: ComfyUI caches it).
+    with torch.inference_mode(False), torch.enable_grad():
+        return _train(model, cfg, resume, node_id, out)
+
+
+def trainable_copy(model: PFVGModel) -> PFVGModel:
+    """A deep copy whose parameters and buffers are ordinary tensors (not inference tensors)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        for name, p in list(mod._parameters.items()):
+            if p is not None:
+                mod._parameters[name] = torch.nn.Parameter(p.detach().clone(), requires_grad=True)
+        for name, b in list(mod._buffers.items()):
+            if b is not None:
+                mod._buffers[name] = b.detach().clone()
+    return m
+
+
+def _train(model, cfg, resume, node_id, out):
+    from .loop import Cancelled
+    from .train import Trainer
+
+    trainer = Trainer(cfg, model=trainable_copy(model))
     if resume:
         trainer.resume()
     progress = Progress(trainer.total_steps(), node_id)

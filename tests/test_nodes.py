@@ -222,7 +222,10 @@ def test_direct_forcing_train_node_saves_into_models_and_resumes(comfy_env):
     model = _model()
     ds = N["PFVGWorldVideos"]().render("world", 2, 2.5, 8.0, 0)[0]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trained, path = N["PFVGDirectForcingTrain"]().train(model, ds, "mine", 1, 1, 1e-3, "last-layers+semanticpack", 4, 8.0, 0, True)
+    with torch.inference_mode():  # as ComfyUI runs nodes
+        model = _model()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        trained, path = N["PFVGDirectForcingTrain"]().train(model, ds, "mine", 1, 1, 1e-3, "last-layers+semanticpack", 4, 8.0, 0, True)
     assert path == str(comfy_env.root / "models" / "pfvg" / "mine") and os.path.isfile(os.path.join(path, "pfvg.json"))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the input model is untouched
     assert trained.model_id != model.model_id
