@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := $(VENV)/constraints.txt
 TORCH_PIN := torch==2.13.0
 
-.PHONY: venv test bench demo clean
+.PHONY: venv test bench demo train-default clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: venv
 	mkdir -p out
 	$(BIN)/python -m pfvg_core generate --model $(DEMO_MODEL) --image examples/start.png \
 		--prompt "$$(cat examples/prompt.txt)" --seconds 60 --out out/demo.webp --sheet out/demo_sheet.png
+
+# Reproduces the embedded default model (pfvg_core/assets/default) and its training log.
+train-default: venv
+	$(BIN)/python -m pfvg_core.default_model --work build/default
 
 bench: venv
 	$(BIN)/python -m pfvg_core bench loop --json

@@ -31,13 +31,13 @@ ASSETS = os.path.join(os.path.dirname(__file__), "assets", "default")
 def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print) -> ConvCodec:
     """Fit the ConvCodec on frames [N, H, W, 3] uint8 (L1 + MSE), then normalise its latents."""
     torch.manual_seed(seed)
-    codec = ConvCodec(4, 4, 64)
+    codec = ConvCodec(4, 4, 32)
     opt = torch.optim.AdamW(codec.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     x_all = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2)
     g = torch.Generator().manual_seed(seed)
     for s in range(steps):
-        idx = torch.randint(len(x_all), (32,), generator=g)
+        idx = torch.randint(len(x_all), (16,), generator=g)
         x = x_all[idx]
         rec = codec.dec(codec.enc(x))
         loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
