@@ -81,16 +81,27 @@ def safe_join(root: str, name: str, what: str = "name") -> str:
 def list_models() -> list[str]:
     """Model folders (with pfvg.json) and single DiT .safetensors files under models/pfvg."""
     root = models_root()
-    if not os.path.isdir(root):
-        return []
     out = []
-    for entry in sorted(os.listdir(root)):
+    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         p = os.path.join(root, entry)
         if os.path.isdir(p) and (os.path.isfile(os.path.join(p, "pfvg.json")) or os.path.isfile(os.path.join(p, "config.json"))):
             out.append(entry)
         elif entry.endswith(".safetensors"):
             out.append(entry)
-    return out
+    return out + [DIFFUSION_PREFIX + f for f in _diffusion_models()]
+
+
+DIFFUSION_PREFIX = "diffusion_models/"
+
+
+def _diffusion_models() -> list[str]:
+    """Single-file DiTs in ComfyUI's diffusion_models folder (where FramePack-F1 users keep theirs)."""
+    try:
+        import folder_paths  # type: ignore
+
+        return [f for f in folder_paths.get_filename_list("diffusion_models") if f.endswith(".safetensors")]
+    except Exception:
+        return []
 
 
 def load_named_model(name: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None) -> PFVGModel:
@@ -102,14 +113,19 @@ def load_named_model(name: str, dtype: torch.dtype = torch.float32, semanticpack
 
     if name == EMBEDDED:
         model = default_model(dtype)
+    elif name.startswith(DIFFUSION_PREFIX):
+        import folder_paths  # type: ignore
+
+        rel = name[len(DIFFUSION_PREFIX):]
+        if rel not in _diffusion_models():
+            raise ValueError(f"model {name}: not found in ComfyUI's diffusion_models folder")
+        model = _wrap_dit(folder_paths.get_full_path("diffusion_models", rel), name, dtype)
     else:
         path = safe_join(models_root(), name, "model")
         if os.path.isdir(path) and os.path.isfile(os.path.join(path, "pfvg.json")):
             model = PFVGModel.load(path, dtype=dtype)
         else:
-            dit = load_dit(path, dtype=dtype)
-            sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(dtype)
-            model = PFVGModel(dit, sp, meta={"source": name})
+            model = _wrap_dit(path, name, dtype)
     if semanticpack:
         if model.semanticpack is None:
             raise ValueError(f"model {name} has no SemanticPack to load {semanticpack} into")
@@ -119,6 +135,17 @@ def load_named_model(name: str, dtype: torch.dtype = torch.float32, semanticpack
 
 
 EMBEDDED = "(embedded default)"
+
+
+def _wrap_dit(path: str, name: str, dtype) -> PFVGModel:
+    """A FramePack-F1 DiT (diffusers folder or single file) with a fresh SemanticPack (gate closed:
+    exactly FramePack-F1 until SemanticPack weights are loaded or trained)."""
+    from .backbone import load_dit
+    from .semanticpack import SemanticPack, SemanticPackConfig
+
+    dit = load_dit(path, dtype=dtype)
+    sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(dtype)
+    return PFVGModel(dit, sp, meta={"source": name})
 
 
 # --- ComfyUI types -----------------------------------------------------------------------------

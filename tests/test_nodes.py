@@ -20,6 +20,9 @@ def comfy_env(tmp_path, monkeypatch):
     fp.folder_names_and_paths = {}
     fp.get_input_directory = lambda: str(tmp_path / "input")
     fp.get_output_directory = lambda: str(tmp_path / "output")
+    dm = tmp_path / "diffusion_models"
+    fp.get_filename_list = lambda name: sorted(os.listdir(dm)) if name == "diffusion_models" and dm.exists() else []
+    fp.get_full_path = lambda name, f: str(dm / f)
     os.makedirs(tmp_path / "input")
     bars = []
 
@@ -251,3 +254,16 @@ def test_pack_entry_imports_without_comfyui():
     finally:
         sys.modules.pop("pfvg_pack", None)
     assert set(mod.NODE_CLASS_MAPPINGS) == set(N) and mod.WEB_DIRECTORY == "./web"
+
+
+def test_framepack_dit_from_comfy_diffusion_models_folder(comfy_env):
+    from pfvg_core.backbone import build_dit, save_dit
+
+    os.makedirs(comfy_env.root / "diffusion_models")
+    save_dit(build_dit("tiny", seed=4), str(comfy_env.root / "diffusion_models" / "f1_tiny.safetensors"))
+    names = N["PFVGLoadPackedDiT"].INPUT_TYPES()["required"]["model_name"][0]
+    assert "diffusion_models/f1_tiny.safetensors" in names
+    model = N["PFVGLoadPackedDiT"]().load("diffusion_models/f1_tiny.safetensors", "float32", "(none)")[0]
+    assert model.semanticpack is not None and not model.semanticpack.gate_open  # exactly FramePack-F1
+    with pytest.raises(ValueError, match="not found"):
+        N["PFVGLoadPackedDiT"]().load("diffusion_models/none.safetensors", "float32", "(none)")

@@ -212,7 +212,7 @@ def evaluate():
 def framepack_f1():
     """For users with FramePack-F1 and HunyuanVideo encoder weights in their ComfyUI model folders."""
     g = Graph()
-    model = g.add("PFVGLoadPackedDiT", model_name="FramePackI2V_HY_F1.safetensors", dtype="bfloat16")
+    model = g.add("PFVGLoadPackedDiT", model_name="diffusion_models/FramePackI2V_HY_F1.safetensors", dtype="bfloat16")
     clip = g.add("DualCLIPLoader")
     text = g.add("CLIPTextEncode", clip=(clip, 0), text=PROMPT)
     img = g.add("LoadImage")
