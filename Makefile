@@ -18,9 +18,8 @@ venv: $(BIN)/python
 test: venv
 	$(BIN)/python -m pytest
 
-# Main job: a 60 s video from the example image and prompt. Until the trained default model ships,
-# DEMO_MODEL is a randomly initialised tiny model (the pipeline runs end to end; the pictures are noise).
-DEMO_MODEL ?= random:tiny
+# Main job: a 60 s video from the example image and prompt with the embedded default model.
+DEMO_MODEL ?= default
 demo: venv
 	mkdir -p out
 	$(BIN)/python -m pfvg_core generate --model $(DEMO_MODEL) --image examples/start.png \

@@ -53,7 +53,7 @@ class WorldVideos:
             "count": ("INT", {"default": 4, "min": 1, "max": 1000}),
             "seconds": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 60.0}),
             "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 30.0}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True}),
         }}
 
     def render(self, folder, count, seconds, fps, seed):

@@ -22,7 +22,7 @@ class DirectForcingTrain:
             "stage2_params": (["last-layers+semanticpack", "last-layers", "semanticpack", "all"], {"default": "last-layers+semanticpack"}),
             "window": ("INT", {"default": 9, "min": 1, "max": 64, "tooltip": "Latent frames per clip."}),
             "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True}),
             "resume": ("BOOLEAN", {"default": True, "tooltip": "Continue from the last checkpoint of this output name."}),
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 

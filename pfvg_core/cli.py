@@ -11,9 +11,13 @@ from .checkpoint import CheckpointError
 
 
 def resolve_model(spec: str, dtype=torch.float32):
-    """``random:<config>`` (a randomly initialised model) or a PFVG model folder."""
+    """``default`` (the embedded default model), ``random:<config>`` (randomly initialised) or a PFVG model folder."""
     from .model import PFVGModel
 
+    if spec == "default":
+        from .comfy import default_model
+
+        return default_model(dtype)
     if spec.startswith("random:"):
         return PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=dtype)
     return PFVGModel.load(spec, dtype=dtype)
@@ -63,7 +67,8 @@ def cmd_generate(a) -> int:
     with torch.no_grad():
         start = model.codec.encode(pixels)
     config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory=a.memory)
-    options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance, shift=a.shift)
+    options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance,
+                             shift=a.shift if a.shift is not None else meta.get("shift"))
     prompt = PromptSchedule.parse(a.prompt) if "\n" in a.prompt else a.prompt
     n = segments_for_seconds(a.seconds, fps, config.window, model.codec.temporal_factor)
     bar = _Progress(n * options.steps, "generate")
@@ -200,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="a long video from an image and a prompt")
-    g.add_argument("--model", default="random:tiny", help="PFVG model folder, or random:<config> (tiny, small)")
+    g.add_argument("--model", default="default", help="'default' (the embedded model), a PFVG model folder, or random:<config>")
     g.add_argument("--image", required=True)
     g.add_argument("--prompt", required=True, help="a prompt, or a schedule: one 'SECONDS: prompt' per line")
     g.add_argument("--negative", default=None, help="negative prompt (used when --cfg > 1)")

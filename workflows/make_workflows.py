@@ -48,7 +48,9 @@ def spec(class_type):
             kind, opts = entry[0], (entry[1] if len(entry) > 1 else {})
             if isinstance(kind, list) or kind in WIDGET_KINDS:
                 default = opts.get("default", kind[0] if isinstance(kind, list) else None)
-                widgets.append((name, default, bool(opts.get("control_after_generate"))))
+                # the frontend adds a control widget after any INT named seed/noise_seed
+                control = bool(opts.get("control_after_generate")) or (kind == "INT" and name in ("seed", "noise_seed"))
+                widgets.append((name, default, control))
             else:
                 links.append((name, kind))
     return links, widgets, list(zip(cls.RETURN_NAMES, cls.RETURN_TYPES))
