@@ -159,6 +159,12 @@ def cmd_eval(a) -> int:
     from .data import read_frames
     from .metrics import evaluate, plot_metrics
 
+    if a.ablation:
+        from .ablation import main_ablation, markdown
+
+        table = main_ablation(a.work, quick=a.quick, log=lambda m: print(m, file=sys.stderr))
+        print(json.dumps(table) if a.json else markdown(table))
+        return 0
     if not a.video:
         raise ValueError("eval needs --video (or --ablation)")
     if not os.path.exists(a.video):
@@ -252,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="write a PNG of the metrics over time")
     e.add_argument("--json", action="store_true")
     e.add_argument("--per-frame", action="store_true", help="include per-frame values")
+    e.add_argument("--ablation", action="store_true", help="train and evaluate the five Table-2 variants (same budget)")
+    e.add_argument("--quick", action="store_true", help="with --ablation: a tiny budget (smoke run)")
+    e.add_argument("--work", default="build/ablation", help="with --ablation: working folder")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
     b.add_argument("what", choices=["loop", "train"])

@@ -1,0 +1,121 @@
+"""The paper's Table 2 in miniature (``python -m pfvg_core eval --ablation``).
+
+Five variants trained with the same budget (optimizer steps, videos, seed) on the same world videos,
+then evaluated on a fixed split of held-out world videos, generated from each first frame + prompt:
+
+- ``F1 w/ CT``: FramePack only (memory off), teacher forcing;
+- ``MemoryPack``: + SemanticPack, teacher forcing;
+- ``zero-ψ₀ MemoryPack``: SemanticPack with ψ₀ = 0;
+- ``Student Forcing``: MemoryPack, stage 2 with 5-step Student Forcing;
+- ``All``: MemoryPack, stage 2 with Direct Forcing (the paper's method).
+
+Columns: Δdrift of sharpness and of the error to the truth, consistency to the first frame and
+between neighbours, revisit consistency, and mean error to the truth.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+
+from .data import write_latent_video
+from .loop import SamplerOptions, generate_long_video, segments_for_seconds
+from .metrics import evaluate
+from .model import PFVGModel
+from .state import MemoryConfig
+from .train import StageConfig, TrainConfig, Trainer
+from .video_io import to_uint8_frames
+from .world import make_video
+
+VARIANTS = {
+    "F1 w/ CT": dict(memory="off", stage2=None),
+    "MemoryPack": dict(memory="on", stage2="teacher"),
+    "zero-ψ₀ MemoryPack": dict(memory="zero", stage2="teacher"),
+    "Student Forcing": dict(memory="on", stage2="student"),
+    "All (MemoryPack + Direct Forcing)": dict(memory="on", stage2="direct"),
+}
+COLUMNS = ["delta_drift_sharpness", "delta_drift_mse_to_truth", "consistency_first", "consistency_neighbour",
+           "revisit_consistency", "mean_mse_to_truth"]
+
+
+def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 24, seconds: float = 4.5, stage1: int = 200,
+                 stage2: int = 100, eval_seeds=(20_000, 20_001, 20_002), eval_seconds: float = 24.0, window: int = 4,
+                 steps: int = 8, seed: int = 0, log=print) -> dict:
+    """Train every variant with the same budget and evaluate it; returns {variant: {column: value}}."""
+    data = os.path.join(work, "latents")
+    shutil.rmtree(data, ignore_errors=True)
+    with torch.no_grad():
+        for k in range(train_videos):
+            v = make_video(seed + k, seconds=seconds, fps=8)
+            px = torch.from_numpy(v.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+            write_latent_video(data, f"world_{k:05d}", codec.encode(px)[0], v.prompt, 8.0)
+    evals = [make_video(s, seconds=eval_seconds, fps=8) for s in eval_seeds]
+    table = {}
+    for name, spec in VARIANTS.items():
+        model = PFVGModel.build(dit, semanticpack=spec["memory"] != "off", seed=seed)
+        model.codec = codec
+        stages = [StageConfig("stage1", "teacher", "all", stage1)]
+        if spec["stage2"] is not None:
+            stages.append(StageConfig("stage2", spec["stage2"], "last-layers+semanticpack", stage2))
+        else:  # same budget: the second stage keeps teacher forcing on the output layers
+            stages.append(StageConfig("stage2", "teacher", "last-layers", stage2))
+        cfg = TrainConfig(model="(ablation)", data=data, out=os.path.join(work, _slug(name)), stages=stages, window=window,
+                          memory=spec["memory"], seed=seed, accumulate=2, lr=3e-4, save_every=10**9, shift=2.0)
+        trainer = Trainer(cfg, model=model)
+        trainer.run()
+        model = trainer.model.eval()
+        model.refresh_id()
+        rows = []
+        for v in evals:
+            rows.append(_generate_and_score(model, v, spec["memory"], window, steps))
+        table[name] = {c: _mean([r[c] for r in rows]) for c in COLUMNS}
+        log(f"{name}: {table[name]}")
+    return table
+
+
+def _generate_and_score(model, video, memory, window, steps) -> dict:
+    px = torch.from_numpy(video.frames[:1]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    with torch.no_grad():
+        start = model.codec.encode(px)
+        n = segments_for_seconds((len(video.frames) - 1) / video.fps, video.fps, window)
+        chunks = [model.codec.decode(start)]
+        for r in generate_long_video(model, start, video.prompt, n, seed=0, config=MemoryConfig(window=window, memory=memory),
+                                     options=SamplerOptions(steps=steps, shift=2.0)):
+            chunks.append(model.codec.decode(r.latents))
+    frames = to_uint8_frames(torch.cat(chunks, 2))[: len(video.frames)]
+    return evaluate(frames, video.truth, truth_frames=video.frames, fps=video.fps)
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower()
+
+
+def markdown(table: dict) -> str:
+    head = "| variant | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
+    rows = "".join(f"| {name} | " + " | ".join("—" if r[c] is None else f"{r[c]:.4f}" for c in COLUMNS) + " |\n"
+                   for name, r in table.items())
+    return head + rows
+
+
+def main_ablation(work: str = "build/ablation", quick: bool = False, log=print) -> dict:
+    from .comfy import default_model
+
+    base = default_model()
+    if base.codec is None:
+        raise ValueError("the ablation needs the embedded default model's codec")
+    kw = dict(train_videos=4, stage1=2, stage2=2, eval_seeds=(20_000,), eval_seconds=4.0, steps=2) if quick else {}
+    table = run_ablation(work, base.codec, **kw, log=log)
+    os.makedirs(work, exist_ok=True)
+    with open(os.path.join(work, "ablation.json"), "w") as f:
+        json.dump(table, f, indent=1)
+    with open(os.path.join(work, "ablation.md"), "w") as f:
+        f.write(markdown(table))
+    return table
