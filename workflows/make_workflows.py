@@ -135,11 +135,11 @@ class Graph:
                 "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
-SAMPLER = dict(steps=8, cfg=1.0, distilled_guidance=10.0, shift=0.0)
+SAMPLER = dict(steps=12, cfg=1.0, distilled_guidance=10.0, shift=2.0)  # the embedded default's settings
 PROMPT = "a red ball rolls right across a green striped field past a yellow triangle"
 
 
-def start(g, prompt=PROMPT, model=None, seed=1, window=9):
+def start(g, prompt=PROMPT, model=None, seed=1, window=4):
     model = model or g.add("PFVGLoadPackedDiT")
     img = g.add("LoadImage")
     mem = g.add("PFVGEncodePsi0", model=(model, 0), image=(img, 0), prompt=prompt, seed=seed, window=window)
@@ -192,7 +192,7 @@ def training():
     model = g.add("PFVGLoadPackedDiT")
     world = g.add("PFVGWorldVideos", folder="pfvg_world", count=4, seconds=4.0, fps=8.0, seed=0)
     train = g.add("PFVGDirectForcingTrain", model=(model, 0), dataset=(world, 0), output_name="pfvg_trained",
-                  stage1_steps=4, stage2_steps=4, learning_rate=1e-4, window=9)
+                  stage1_steps=4, stage2_steps=4, learning_rate=1e-4, window=4)
     _, _, mem = start(g, model=train)
     loop = g.add("PFVGLongVideoLoop", model=(train, 0), memory=(mem, 0), seed=1, seconds=5.0, segments=0,
                  prompt_schedule=f"0: {PROMPT}", **SAMPLER)
