@@ -76,14 +76,15 @@ def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 24
     return table
 
 
-def _generate_and_score(model, video, memory, window, steps) -> dict:
+def _generate_and_score(model, video, memory, window, steps, shift: float | None = 2.0) -> dict:
+    """Generate the world video from its first frame and prompt; score it against its truth."""
     px = torch.from_numpy(video.frames[:1]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
     with torch.no_grad():
         start = model.codec.encode(px)
         n = segments_for_seconds((len(video.frames) - 1) / video.fps, video.fps, window)
         chunks = [model.codec.decode(start)]
         for r in generate_long_video(model, start, video.prompt, n, seed=0, config=MemoryConfig(window=window, memory=memory),
-                                     options=SamplerOptions(steps=steps, shift=2.0)):
+                                     options=SamplerOptions(steps=steps, shift=shift)):
             chunks.append(model.codec.decode(r.latents))
     frames = to_uint8_frames(torch.cat(chunks, 2))[: len(video.frames)]
     return evaluate(frames, video.truth, truth_frames=video.frames, fps=video.fps)

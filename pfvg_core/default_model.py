@@ -55,7 +55,8 @@ def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print) -> Con
 
 
 def build(out: str = ASSETS, work: str = "build/default", videos: int = 160, seconds: float = 4.5, stage1: int = 3000,
-          stage2: int = 600, codec_steps: int = 1500, seed: int = 0, log=print) -> str:
+          stage2: int = 600, codec_steps: int = 1500, seed: int = 0, eval_seeds=(10_000, 10_001, 10_002),
+          eval_seconds: float = 20.0, log=print) -> str:
     t0 = time.time()
     os.makedirs(work, exist_ok=True)
     vids = [make_video(seed + k, seconds=seconds, fps=8) for k in range(videos)]
@@ -95,7 +96,7 @@ def build(out: str = ASSETS, work: str = "build/default", videos: int = 160, sec
     trained.save(out)
     shutil.copy(os.path.join(cfg.out, cfg.log), os.path.join(out, "train_log.jsonl"))
     log(f"saved {out} ({time.time() - t0:.0f}s)")
-    figures = evaluate_default(PFVGModel.load(out))
+    figures = evaluate_default(PFVGModel.load(out), eval_seeds, eval_seconds)
     with open(os.path.join(out, "figures.json"), "w") as f:
         json.dump(figures, f, indent=1)
     write_model_card(out, figures, os.path.join(out, "train_log.jsonl"))
@@ -124,25 +125,15 @@ if __name__ == "__main__":
 def evaluate_default(model: PFVGModel, seeds=(10_000, 10_001, 10_002), seconds: float = 20.0, steps: int | None = None) -> dict:
     """Held-out world videos: generate from each first frame + prompt and compare with the truth and
     with the 'repeat the first frame' baseline."""
-    from .loop import SamplerOptions, generate_long_video, segments_for_seconds
+    from .ablation import _generate_and_score
     from .metrics import evaluate
-    from .state import MemoryConfig
     from .video_io import to_uint8_frames
 
     rows = []
     meta = model.meta
-    opts = SamplerOptions(steps=steps or meta.get("steps", 12), shift=meta.get("shift"))
     for s in seeds:
         v = make_video(s, seconds=seconds, fps=8)
-        px = torch.from_numpy(v.frames[:1]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-        with torch.no_grad():
-            start = model.codec.encode(px)
-            n = segments_for_seconds(seconds, 8, meta.get("window", 4))
-            chunks = [model.codec.decode(start)]
-            for r in generate_long_video(model, start, v.prompt, n, seed=0, config=MemoryConfig(window=meta.get("window", 4)), options=opts):
-                chunks.append(model.codec.decode(r.latents))
-        gen = to_uint8_frames(torch.cat(chunks, 2))[: len(v.frames)]
-        m = evaluate(gen, v.truth, truth_frames=v.frames, fps=8)
+        m = _generate_and_score(model, v, "on", meta.get("window", 4), steps or meta.get("steps", 12), meta.get("shift"))
         still = evaluate(np.repeat(v.frames[:1], len(v.frames), 0), v.truth, truth_frames=v.frames, fps=8)
         with torch.no_grad():
             rec = to_uint8_frames(model.codec.decode(model.codec.encode(
