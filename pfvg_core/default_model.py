@@ -54,8 +54,8 @@ def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print) -> Con
     return codec.eval()
 
 
-def build(out: str = ASSETS, work: str = "build/default", videos: int = 160, seconds: float = 4.5, stage1: int = 3000,
-          stage2: int = 600, codec_steps: int = 1500, seed: int = 0, eval_seeds=(10_000, 10_001, 10_002),
+def build(out: str = ASSETS, work: str = "build/default", videos: int = 120, seconds: float = 4.5, stage1: int = 1500,
+          stage2: int = 300, codec_steps: int = 800, seed: int = 0, eval_seeds=(10_000, 10_001, 10_002),
           eval_seconds: float = 20.0, log=print) -> str:
     t0 = time.time()
     os.makedirs(work, exist_ok=True)
@@ -108,10 +108,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pfvg_core.default_model", description=__doc__)
     ap.add_argument("--out", default=ASSETS)
     ap.add_argument("--work", default="build/default")
-    ap.add_argument("--videos", type=int, default=160)
-    ap.add_argument("--stage1", type=int, default=3000)
-    ap.add_argument("--stage2", type=int, default=600)
-    ap.add_argument("--codec-steps", type=int, default=1500)
+    ap.add_argument("--videos", type=int, default=120)
+    ap.add_argument("--stage1", type=int, default=1500)
+    ap.add_argument("--stage2", type=int, default=300)
+    ap.add_argument("--codec-steps", type=int, default=800)
     a = ap.parse_args(argv)
     build(a.out, a.work, a.videos, stage1=a.stage1, stage2=a.stage2, codec_steps=a.codec_steps,
           log=lambda m: print(m, file=sys.stderr, flush=True))
