@@ -9,9 +9,9 @@ TORCH_PIN := torch==2.13.0
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	echo "$(TORCH_PIN)" > $(CONSTRAINTS)
 
 venv: $(BIN)/python
+	echo "$(TORCH_PIN)" > $(CONSTRAINTS)
 	PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(BIN)/pip install -q $(TORCH_PIN)
 	PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(BIN)/pip install -q -e '.[dev]'
 
