@@ -204,8 +204,8 @@ def test_links_out_of_the_folder_are_refused(tmp_path):
 
 def test_bad_inputs_give_clear_errors(comfy_env):
     model = _model()
-    with pytest.raises(ValueError, match="multiple of 8"):
-        N["PFVGEncodePsi0"]().encode(model, 0, 4, "td_f16k4f2k2f1k1", "video", "on", 8.0, prompt="x", image=_image(60, 64))
+    with pytest.raises(ValueError, match="is not a multiple of"):
+        N["PFVGEncodePsi0"]().encode(model, 0, 4, "td_f16k4f2k2f1k1", "video", "on", 8.0, prompt="x", image=_image(61, 64))
     with pytest.raises(ValueError, match="start image"):
         N["PFVGEncodePsi0"]().encode(model, 0, 4, "td_f16k4f2k2f1k1", "video", "on", 8.0, prompt="x")
     with pytest.raises(ValueError, match="schedule"):

@@ -156,7 +156,10 @@ def test_long_video_workflow_makes_60_seconds_and_unrolled_equals_loop(env):
     loop_id = next(k for k, v in wf.items() if v["class_type"] == "PFVGLongVideoLoop")
     wf[loop_id]["inputs"].update(segments=3, prompt_schedule=mw.PROMPT)
     (three,) = run_api(wf, env)
-    assert torch.equal(unrolled["images"], three["images"])  # Sampler → Step chained = the loop
+    # Sampler → Step chained = the loop (latents are bit-identical, see test_nodes; decoding per segment vs
+    # all at once may differ in the last bits of the convolution)
+    assert unrolled["images"].shape == three["images"].shape
+    assert torch.allclose(unrolled["images"], three["images"], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["pfvg_story_prompt_schedule", "pfvg_generate_and_evaluate", "pfvg_direct_forcing_training"])
