@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -295,8 +294,6 @@ def preview_image(model: PFVGModel, latents: torch.Tensor):
     arr = ((px[0, :, 0].permute(1, 2, 0).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
     return Image.fromarray(arr)
 
-
-Cancel = Callable[[], bool]
 
 
 # --- operations behind the nodes ---------------------------------------------------------------

@@ -12,7 +12,7 @@ the schedule: ``td_`` delete (default), ``tc_`` compress (their temporal mean, o
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -116,7 +116,6 @@ class PackedContext:
     clean: PackedGroup  # start latent ⊕ 1x frames (kernel 1)
     history_2x: PackedGroup
     history_4x: PackedGroup
-    extras: dict = field(default_factory=dict)
 
     def num_tokens(self, patch_size: int = 2) -> int:
         """Context tokens these groups become in the DiT."""

@@ -7,7 +7,7 @@ never mutates its input (ComfyUI caches node outputs, so states are shared value
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -48,7 +48,6 @@ class MemoryState:
     seed: int
     segment: int = 0
     next_index: int = 1  # absolute latent index of the next frame to generate
-    extras: dict = field(default_factory=dict, compare=False)
 
     @property
     def noise_seed(self) -> int:
