@@ -1,23 +1,37 @@
 import torch
 
-from pfvg_core.ablation import COLUMNS, VARIANTS, markdown, run_ablation
+from pfvg_core.ablation import COLUMNS, VARIANTS, _from_pretrained, _slug, markdown, run_ablation
 from pfvg_core.codec import PatchCodec
+from pfvg_core.model import PFVGModel
+from pfvg_core.train import read_log
 
 
 def test_ablation_trains_and_scores_every_variant_with_the_same_budget(tmp_path):
     codec = PatchCodec(4, 8)
     logs = []
-    table = run_ablation(str(tmp_path), codec, dit="tiny", train_videos=2, seconds=2.0, stage1=1, stage2=1,
+    table = run_ablation(str(tmp_path), codec, dit="tiny", train_videos=2, seconds=2.0, base=2, stage1=1, stage2=1,
                          eval_seeds=(20_000,), eval_seconds=2.0, window=4, steps=1, log=logs.append)
     assert list(table) == list(VARIANTS)
     for row in table.values():
         assert set(row) == set(COLUMNS)
         assert 0 <= row["consistency_neighbour"] <= 1 and row["mean_mse_to_truth"] > 0
-    from pfvg_core.train import read_log
-
-    from pfvg_core.ablation import _slug
-
-    budgets = {name: len(read_log(str(tmp_path / _slug(name)))) for name in VARIANTS}
-    assert set(budgets.values()) == {2}, budgets  # the same number of optimizer steps (videos) each
+    # the same budget each: one shared pretraining, stage 1 per memory mode, stage 2 per variant
+    assert len(read_log(str(tmp_path / "base"))) == 2
+    for memory in ("off", "on", "zero"):
+        assert len(read_log(str(tmp_path / f"stage1_memory_{memory}"))) == 1
+    stage2 = {name: [r["stage"] for r in read_log(str(tmp_path / _slug(name)))] for name in VARIANTS}
+    assert all(s == ["stage2"] for s in stage2.values()), stage2
     md = markdown(table)
     assert md.count("\n") == 2 + len(VARIANTS) and "F1 w/ CT" in md
+
+
+def test_variants_start_from_the_pretrained_backbone_with_a_fresh_semanticpack():
+    pretrained = PFVGModel.build("tiny", semanticpack=False, seed=3)
+    with torch.no_grad():
+        for p in pretrained.dit.parameters():
+            p.add_(0.01)  # stands in for pretraining
+    model = _from_pretrained(pretrained, "tiny", semanticpack=True, seed=3)
+    for (k, a), (_, b) in zip(pretrained.dit.state_dict().items(), model.dit.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert model.semanticpack is not None and not model.semanticpack.gate_open
+    assert _from_pretrained(pretrained, "tiny", semanticpack=False, seed=3).semanticpack is None
