@@ -45,7 +45,7 @@ COLUMNS = ["delta_drift_sharpness", "delta_drift_mse_to_truth", "consistency_fir
 
 def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 48, seconds: float = 4.5, base: int = 600,
                  stage1: int = 200, stage2: int = 100, eval_seeds=(20_000, 20_001, 20_002, 20_003), eval_seconds: float = 24.0,
-                 window: int = 4, steps: int = 12, seed: int = 0, log=print) -> dict:
+                 window: int = 4, steps: int = 12, seed: int = 0, log=print, per_video: dict | None = None) -> dict:
     """Train every variant with the same budget and evaluate it; returns {variant: {column: value}}.
 
     As in the paper, every variant starts from the same pretrained FramePack-style backbone (here: the
@@ -53,7 +53,8 @@ def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 48
     FramePack-F1), then gets ``stage1`` videos of teacher forcing on the whole net with its own memory
     mode (a fresh SemanticPack where it has one) and ``stage2`` videos of its stage-2 strategy. Runs
     that are identical up to a point (the three memory-on variants share stage 1) are trained once
-    and reloaded from the saved model: training is deterministic, so this changes no number, only the time."""
+    and reloaded from the saved model: training is deterministic, so this changes no number, only the time.
+    ``per_video`` (a dict), when given, receives {variant: [scores of each evaluation video]}."""
     data = os.path.join(work, "latents")
     shutil.rmtree(data, ignore_errors=True)
     with torch.no_grad():
@@ -93,6 +94,8 @@ def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 48
         model.refresh_id()
         rows = [_generate_and_score(model, v, memory, window, steps) for v in evals]
         table[name] = {c: _mean([r[c] for r in rows]) for c in COLUMNS}
+        if per_video is not None:
+            per_video[name] = [{"seed": int(s), **{c: r[c] for c in COLUMNS}} for s, r in zip(eval_seeds, rows)]
         log(f"{name}: {table[name]}")
     return table
 
@@ -129,24 +132,34 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower()
 
 
-def markdown(table: dict) -> str:
+def markdown(table: dict, per_video: dict | None = None) -> str:
+    """The table as Markdown; with ``per_video``, each cell also shows the standard deviation over the
+    evaluation videos (mean ± std)."""
+    def cell(name, c):
+        v = table[name][c]
+        if v is None:
+            return "—"
+        vals = [r[c] for r in (per_video or {}).get(name, []) if r[c] is not None]
+        return f"{v:.4f} ± {np.std(vals):.4f}" if len(vals) > 1 else f"{v:.4f}"
+
     head = "| variant | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
-    rows = "".join(f"| {name} | " + " | ".join("—" if r[c] is None else f"{r[c]:.4f}" for c in COLUMNS) + " |\n"
-                   for name, r in table.items())
-    return head + rows
+    return head + "".join(f"| {name} | " + " | ".join(cell(name, c) for c in COLUMNS) + " |\n" for name in table)
 
 
-def main_ablation(work: str = "build/ablation", quick: bool = False, log=print) -> dict:
+def main_ablation(work: str = "build/ablation", quick: bool = False, log=print) -> tuple[dict, dict]:
+    """Run the ablation with the embedded model's codec; writes ablation.{json,md} in ``work`` and
+    returns (mean table, per-video scores)."""
     from .comfy import default_model
 
     base = default_model()
     if base.codec is None:
         raise ValueError("the ablation needs the embedded default model's codec")
     kw = dict(train_videos=4, base=2, stage1=2, stage2=2, eval_seeds=(20_000,), eval_seconds=4.0, steps=2) if quick else {}
-    table = run_ablation(work, base.codec, **kw, log=log)
+    per_video: dict = {}
+    table = run_ablation(work, base.codec, **kw, log=log, per_video=per_video)
     os.makedirs(work, exist_ok=True)
     with open(os.path.join(work, "ablation.json"), "w") as f:
-        json.dump(table, f, indent=1)
+        json.dump({"mean": table, "videos": per_video}, f, indent=1)
     with open(os.path.join(work, "ablation.md"), "w") as f:
-        f.write(markdown(table))
-    return table
+        f.write(markdown(table, per_video))
+    return table, per_video

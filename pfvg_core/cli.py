@@ -162,8 +162,8 @@ def cmd_eval(a) -> int:
     if a.ablation:
         from .ablation import main_ablation, markdown
 
-        table = main_ablation(a.work, quick=a.quick, log=lambda m: print(m, file=sys.stderr))
-        print(json.dumps(table) if a.json else markdown(table))
+        table, per_video = main_ablation(a.work, quick=a.quick, log=lambda m: print(m, file=sys.stderr))
+        print(json.dumps({"mean": table, "videos": per_video}) if a.json else markdown(table, per_video))
         return 0
     if not a.video:
         raise ValueError("eval needs --video (or --ablation)")

@@ -8,9 +8,9 @@ from pfvg_core.train import read_log
 
 def test_ablation_trains_and_scores_every_variant_with_the_same_budget(tmp_path):
     codec = PatchCodec(4, 8)
-    logs = []
+    logs, per_video = [], {}
     table = run_ablation(str(tmp_path), codec, dit="tiny", train_videos=2, seconds=2.0, base=2, stage1=1, stage2=1,
-                         eval_seeds=(20_000,), eval_seconds=2.0, window=4, steps=1, log=logs.append)
+                         eval_seeds=(20_000, 20_001), eval_seconds=2.0, window=4, steps=1, log=logs.append, per_video=per_video)
     assert list(table) == list(VARIANTS)
     for row in table.values():
         assert set(row) == set(COLUMNS)
@@ -21,8 +21,13 @@ def test_ablation_trains_and_scores_every_variant_with_the_same_budget(tmp_path)
         assert len(read_log(str(tmp_path / f"stage1_memory_{memory}"))) == 1
     stage2 = {name: [r["stage"] for r in read_log(str(tmp_path / _slug(name)))] for name in VARIANTS}
     assert all(s == ["stage2"] for s in stage2.values()), stage2
+    for name, rows in per_video.items():  # the table is the mean over the evaluation videos
+        assert [r["seed"] for r in rows] == [20_000, 20_001]
+        assert abs(table[name]["mean_mse_to_truth"] - sum(r["mean_mse_to_truth"] for r in rows) / 2) < 1e-9
     md = markdown(table)
-    assert md.count("\n") == 2 + len(VARIANTS) and "F1 w/ CT" in md
+    assert md.count("\n") == 2 + len(VARIANTS) and "F1 w/ CT" in md and "±" not in md
+    known = sum(v is not None for row in table.values() for v in row.values())  # revisits need a longer video
+    assert known >= len(VARIANTS) and markdown(table, per_video).count("±") == known
 
 
 def test_variants_start_from_the_pretrained_backbone_with_a_fresh_semanticpack():
