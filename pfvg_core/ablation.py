@@ -39,6 +39,7 @@ VARIANTS = {
     "Student Forcing": dict(memory="on", stage2="student"),
     "All (MemoryPack + Direct Forcing)": dict(memory="on", stage2="direct"),
 }
+REFERENCES = ["(reference) true video", "(reference) true video through the codec", "(reference) first frame repeated"]
 COLUMNS = ["delta_drift_sharpness", "delta_drift_mse_to_truth", "consistency_first", "consistency_neighbour",
            "revisit_consistency", "mean_mse_to_truth"]
 
@@ -97,7 +98,26 @@ def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 48
         if per_video is not None:
             per_video[name] = [{"seed": int(s), **{c: r[c] for c in COLUMNS}} for s, r in zip(eval_seeds, rows)]
         log(f"{name}: {table[name]}")
+    for name, rows in reference_scores(evals, codec).items():
+        table[name] = {c: _mean([r[c] for r in rows]) for c in COLUMNS}
+        if per_video is not None:
+            per_video[name] = [{"seed": int(s), **{c: r[c] for c in COLUMNS}} for s, r in zip(eval_seeds, rows)]
     return table
+
+
+def reference_scores(videos, codec) -> dict[str, list[dict]]:
+    """The same metrics for videos no model generated, to read the table against: the truth itself
+    (what a perfect model scores), the truth through the codec (the best any latent model can do) and
+    the first frame repeated (a model that never moves: perfect consistency, no motion)."""
+    out = {name: [] for name in REFERENCES}
+    for v in videos:
+        with torch.no_grad():
+            px = torch.from_numpy(v.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+            rec = to_uint8_frames(codec.decode(codec.encode(px)))[: len(v.frames)]
+        still = np.repeat(v.frames[:1], len(v.frames), 0)
+        for name, frames in zip(REFERENCES, (v.frames, rec, still)):
+            out[name].append(evaluate(frames, v.truth, truth_frames=v.frames, fps=v.fps))
+    return out
 
 
 def _from_pretrained(pretrained: PFVGModel, dit: str, semanticpack: bool, seed: int) -> PFVGModel:
