@@ -132,7 +132,7 @@ class TrainConfig:
     max_clips: int | None = None  # cap clips per video (None: all)
     save_every: int = 50  # optimizer steps between checkpoints
     keep_checkpoints: int = 2
-    open_gate: float = -4.0  # log-weight a closed SemanticPack gate opens to when it trains
+    open_gate: float = 0.0  # log-weight a closed SemanticPack gate opens to when it trains (0: plain context, as the paper)
     log: str = "train_log.jsonl"
 
     def __post_init__(self):
