@@ -55,7 +55,7 @@ def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print) -> Con
 
 
 def build(out: str = ASSETS, work: str = "build/default", videos: int = 120, seconds: float = 4.5, stage1: int = 1500,
-          stage2: int = 300, codec_steps: int = 800, seed: int = 0, eval_seeds=(10_000, 10_001, 10_002),
+          stage2: int = 300, codec_steps: int = 800, seed: int = 0, open_gate: float = 0.0, eval_seeds=(10_000, 10_001, 10_002),
           eval_seconds: float = 20.0, log=print) -> str:
     t0 = time.time()
     os.makedirs(work, exist_ok=True)
@@ -74,7 +74,7 @@ def build(out: str = ASSETS, work: str = "build/default", videos: int = 120, sec
     model.codec = codec
     model.meta.update({"resolution": [64, 64], "fps": 8, "window": 4, "steps": 12, "shift": 2.0})
     cfg = TrainConfig(model="(built)", data=data, out=os.path.join(work, "run"), window=4, lr=3e-4, warmup_steps=100,
-                      accumulate=2, seed=seed, save_every=250, shift=2.0,
+                      accumulate=2, seed=seed, save_every=250, shift=2.0, open_gate=open_gate,
                       stages=[StageConfig("stage1-teacher", "teacher", "all", stage1),
                               StageConfig("stage2-direct", "direct", "last-layers+semanticpack", stage2, lr=1e-4)])
     trainer = Trainer(cfg, model=model)
@@ -112,8 +112,9 @@ def main(argv=None) -> int:
     ap.add_argument("--stage1", type=int, default=1500)
     ap.add_argument("--stage2", type=int, default=300)
     ap.add_argument("--codec-steps", type=int, default=800)
+    ap.add_argument("--open-gate", type=float, default=0.0, help="log-weight the SemanticPack gate opens to (0: plain context)")
     a = ap.parse_args(argv)
-    build(a.out, a.work, a.videos, stage1=a.stage1, stage2=a.stage2, codec_steps=a.codec_steps,
+    build(a.out, a.work, a.videos, stage1=a.stage1, stage2=a.stage2, codec_steps=a.codec_steps, open_gate=a.open_gate,
           log=lambda m: print(m, file=sys.stderr, flush=True))
     return 0
 
