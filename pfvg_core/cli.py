@@ -190,6 +190,11 @@ def cmd_eval(a) -> int:
             if truth_frames.shape[1:] != frames.shape[1:]:
                 truth_frames = None
     result = evaluate(frames, truth, truth_frames, fps=fps or 8.0)
+    if a.features:
+        from .features import evaluate_features, load_image_features
+
+        result["features"] = {os.path.basename(os.path.normpath(p)): evaluate_features(frames, load_image_features(p))
+                              for p in a.features}
     if a.plot:
         plot_metrics(result["per_frame"], a.plot, fps=fps or 8.0)
     per = result.pop("per_frame")
@@ -258,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="write a PNG of the metrics over time")
     e.add_argument("--json", action="store_true")
     e.add_argument("--per-frame", action="store_true", help="include per-frame values")
+    e.add_argument("--features", action="append", metavar="FOLDER",
+                   help="a local transformers vision model (CLIP, SigLIP, DINOv2…) for feature consistency; repeatable")
     e.add_argument("--ablation", action="store_true", help="train and evaluate the five Table-2 variants (same budget)")
     e.add_argument("--quick", action="store_true", help="with --ablation: a tiny budget (smoke run)")
     e.add_argument("--work", default="build/ablation", help="with --ablation: working folder")
