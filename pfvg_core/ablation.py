@@ -79,6 +79,12 @@ def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 48
     pretrained = train(pretrained, "base", StageConfig("base", "teacher", "all", base), "off")
     after_stage1 = {}
     table = {}
+
+    def record(name, rows):
+        table[name] = {c: _mean([r[c] for r in rows]) for c in COLUMNS}
+        if per_video is not None:
+            per_video[name] = [{"seed": int(s), **{c: r[c] for c in COLUMNS}} for s, r in zip(eval_seeds, rows)]
+
     for name, spec in VARIANTS.items():
         memory = spec["memory"]
         if memory not in after_stage1:
@@ -93,15 +99,10 @@ def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 48
         model = train(model, _slug(name), st2, memory).eval()
         model.codec = codec
         model.refresh_id()
-        rows = [_generate_and_score(model, v, memory, window, steps) for v in evals]
-        table[name] = {c: _mean([r[c] for r in rows]) for c in COLUMNS}
-        if per_video is not None:
-            per_video[name] = [{"seed": int(s), **{c: r[c] for c in COLUMNS}} for s, r in zip(eval_seeds, rows)]
+        record(name, [_generate_and_score(model, v, memory, window, steps) for v in evals])
         log(f"{name}: {table[name]}")
     for name, rows in reference_scores(evals, codec).items():
-        table[name] = {c: _mean([r[c] for r in rows]) for c in COLUMNS}
-        if per_video is not None:
-            per_video[name] = [{"seed": int(s), **{c: r[c] for c in COLUMNS}} for s, r in zip(eval_seeds, rows)]
+        record(name, rows)
     return table
 
 
