@@ -19,10 +19,11 @@ class SegmentSampler:
             },
         }
 
-    def sample(self, model, memory, seed, steps, cfg, distilled_guidance, shift, prompt="", conditioning=None, negative_prompt=""):
+    def sample(self, model, memory, seed, steps, cfg, distilled_guidance, shift, sampler="euler", prompt="", conditioning=None,
+               negative_prompt=""):
         from pfvg_core import comfy
 
-        opts = c.options(steps, cfg, distilled_guidance, shift)
+        opts = c.options(steps, cfg, distilled_guidance, shift, sampler)
         cond = comfy.make_conditioning(model, comfy.check_memory(memory), prompt or None, conditioning)
         neg = comfy.make_conditioning(model, memory, negative_prompt) if negative_prompt and cfg != 1.0 else None
         x = comfy.sample_next(model, memory, cond, seed, opts, neg, comfy.Progress(steps))
@@ -54,7 +55,7 @@ class LongVideoLoop:
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def run(self, model, memory, seed, seconds, segments, prompt_schedule, steps, cfg, distilled_guidance, shift,
+    def run(self, model, memory, seed, seconds, segments, prompt_schedule, steps, cfg, distilled_guidance, shift, sampler="euler",
             conditioning=None, negative_prompt="", unique_id=None):
         from pfvg_core import comfy
         from pfvg_core.loop import segments_for_seconds
@@ -62,7 +63,7 @@ class LongVideoLoop:
         memory = comfy.check_memory(memory)
         tf = getattr(model.codec, "temporal_factor", 1) if model.codec is not None else 1
         n = segments or segments_for_seconds(seconds, memory.fps, memory.state.config.window, tf)
-        latents, mem = comfy.long_video(model, memory, segments=n, seed=seed, options=c.options(steps, cfg, distilled_guidance, shift),
+        latents, mem = comfy.long_video(model, memory, segments=n, seed=seed, options=c.options(steps, cfg, distilled_guidance, shift, sampler),
                                         prompt_schedule=prompt_schedule, conditioning=conditioning,
                                         negative=negative_prompt or None, node_id=unique_id)
         images = comfy.decode(model, latents, include_start=memory.start_latent if memory.state.segment == 0 else None) \

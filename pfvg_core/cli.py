@@ -68,7 +68,7 @@ def cmd_generate(a) -> int:
         start = model.codec.encode(pixels)
     config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory=a.memory)
     options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance,
-                             shift=a.shift if a.shift is not None else meta.get("shift"))
+                             shift=a.shift if a.shift is not None else meta.get("shift"), sampler=a.sampler)
     prompt = PromptSchedule.parse(a.prompt) if "\n" in a.prompt else a.prompt
     n = segments_for_seconds(a.seconds, fps, config.window, model.codec.temporal_factor)
     bar = _Progress(n * options.steps, "generate")
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sheet", default=None, help="also write a contact-sheet PNG here")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=None)
+    g.add_argument("--sampler", choices=("euler", "unipc"), default="euler", help="euler, or unipc (FramePack's UniPC bh2)")
     g.add_argument("--cfg", type=float, default=1.0)
     g.add_argument("--guidance", type=float, default=10.0, help="distilled guidance")
     g.add_argument("--shift", type=float, default=None, help="static time shift (default: resolution-dependent)")

@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
-SAMPLERS = ("euler",)
+SAMPLERS = ("euler", "unipc")  # first-order Euler; UniPC bh2, order 2 (FramePack's sampler)
 
 
 def interpolate(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
@@ -59,15 +59,20 @@ def shift_sigmas(sigmas: np.ndarray | torch.Tensor, mu: float) -> np.ndarray | t
 
 
 def make_scheduler(sampler: str, steps: int, mu: float, device="cpu"):
-    """A diffusers flow-matching scheduler with FramePack's shifted sigmas set for ``steps`` steps."""
+    """A diffusers flow-matching scheduler with FramePack's shifted sigmas set for ``steps`` steps:
+    ``euler`` (FlowMatchEulerDiscreteScheduler) or ``unipc`` (UniPCMultistepScheduler, bh2, order 2, as
+    FramePack samples). Both step on the model output ε − x and use the same σ schedule."""
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1]
     if sampler == "euler":
         sched = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential")
-        sched.set_timesteps(sigmas=sigmas, mu=mu, device=device)
+    elif sampler == "unipc":
+        sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, use_dynamic_shifting=True,
+                                        time_shift_type="exponential", solver_order=2, solver_type="bh2")
     else:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    sched.set_timesteps(sigmas=sigmas, mu=mu, device=device)
     return sched
 
 

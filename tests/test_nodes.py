@@ -133,13 +133,14 @@ def test_each_node_returns_what_it_declares(comfy_env):
     assert sorted(os.listdir(comfy_env.root / "input" / "w")) == ["world_00000.txt", "world_00000.webp"]
 
 
-def test_unrolled_graph_equals_the_loop(comfy_env):
+@pytest.mark.parametrize("sampler", ["euler", "unipc"])
+def test_unrolled_graph_equals_the_loop(comfy_env, sampler):
     model = _model()
     mem = _memory(model, seed=5)
-    loop_latents, loop_mem, = N["PFVGLongVideoLoop"]().run(model, mem, 7, 0.0, 3, "a red ball", 2, 1.0, 10.0, 0.0)[0::2]
+    loop_latents, loop_mem, = N["PFVGLongVideoLoop"]().run(model, mem, 7, 0.0, 3, "a red ball", 3, 1.0, 10.0, 0.0, sampler)[0::2]
     m, chunks = mem, []
     for _ in range(3):
-        seg = N["PFVGSegmentSampler"]().sample(model, m, 7, 2, 1.0, 10.0, 0.0, prompt="a red ball")[0]
+        seg = N["PFVGSegmentSampler"]().sample(model, m, 7, 3, 1.0, 10.0, 0.0, sampler, prompt="a red ball")[0]
         chunks.append(seg["samples"])
         m = N["PFVGMemoryPackStep"]().step(model, m, seg)[0]
     assert torch.equal(loop_latents["samples"], torch.cat(chunks, 2))
@@ -156,6 +157,19 @@ def test_nodes_never_mutate_their_inputs(comfy_env):
     N["PFVGLongVideoLoop"]().run(model, mem, 3, 0.0, 1, "x", 1, 1.0, 10.0, 0.0)
     assert torch.equal(mem.state.history.frames, snap[0]) and torch.equal(mem.state.psi, snap[1]) and mem.state.segment == snap[2]
     assert torch.equal(seg["samples"], seg_snap)
+
+
+def test_sampler_widget_offers_the_core_samplers(comfy_env):
+    from nodes import common
+    from pfvg_core import flow
+
+    assert common.SAMPLERS == flow.SAMPLERS
+    assert N["PFVGSegmentSampler"].INPUT_TYPES()["required"]["sampler"][0] == list(flow.SAMPLERS)
+    model = _model()
+    mem = _memory(model)
+    euler, unipc = (N["PFVGSegmentSampler"]().sample(model, mem, 3, 3, 1.0, 10.0, 0.0, s, prompt="a")[0]["samples"]
+                    for s in ("euler", "unipc"))
+    assert not torch.equal(euler, unipc)  # a second-order step changes the result
 
 
 def test_memory_from_another_model_is_refused(comfy_env):

@@ -225,7 +225,7 @@ def framepack_f1():
     mem = g.add("PFVGEncodePsi0", model=(model, 0), conditioning=(text, 0), latent=(lat, 0), clip_vision_output=(vis, 0),
                 seed=1, window=9, fps=30.0)
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), conditioning=(text, 0), seed=1, seconds=30.0,
-                 segments=0, prompt_schedule="", steps=25, cfg=1.0, distilled_guidance=10.0, shift=0.0)
+                 segments=0, prompt_schedule="", steps=25, cfg=1.0, distilled_guidance=10.0, shift=0.0, sampler="unipc")
     dec = g.add("VAEDecode", samples=(loop, 0), vae=(vae, 0))
     save(g, (dec, 0), "pfvg_framepack_f1", fps=30.0)
     return g
