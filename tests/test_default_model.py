@@ -18,3 +18,16 @@ def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
     assert "Direct" in card and "MSE to the true video" in card
     size = sum(os.path.getsize(out / f) for f in os.listdir(out) if f.endswith(".safetensors"))
     assert size <= 25e6
+
+
+def test_honest_reading_follows_the_figures():
+    from pfvg_core.default_model import honest_reading
+
+    fig = {"mean": {"mse_generated": 0.02, "mse_first_frame_repeated": 0.03, "mse_codec_reconstruction": 0.002}}
+    log = [{"seconds": 30.0}] * 4
+    good = honest_reading(fig, log, 0.0)
+    assert "below the 'first frame repeated' baseline" in good and "2 minutes" in good and "g = 1.000" in good
+    fig["mean"]["mse_generated"] = 0.04
+    bad = honest_reading(fig, log, -4.0)
+    assert "above the 'first frame repeated' baseline" in bad and "much less than" in bad
+    assert "gate" not in honest_reading(fig, log, None)
