@@ -154,14 +154,14 @@ def _slug(name: str) -> str:
 
 
 def markdown(table: dict, per_video: dict | None = None) -> str:
-    """The table as Markdown; with ``per_video``, each cell also shows the standard deviation over the
-    evaluation videos (mean ± std)."""
+    """The table as Markdown (4 significant digits); with ``per_video``, each cell also shows the
+    standard deviation over the evaluation videos (mean ± std)."""
     def cell(name, c):
         v = table[name][c]
         if v is None:
             return "—"
         vals = [r[c] for r in (per_video or {}).get(name, []) if r[c] is not None]
-        return f"{v:.4f} ± {np.std(vals):.4f}" if len(vals) > 1 else f"{v:.4f}"
+        return f"{v:.4g} ± {np.std(vals):.2g}" if len(vals) > 1 else f"{v:.4g}"
 
     head = "| variant | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
     return head + "".join(f"| {name} | " + " | ".join(cell(name, c) for c in COLUMNS) + " |\n" for name in table)
