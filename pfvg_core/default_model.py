@@ -120,9 +120,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def evaluate_default(model: PFVGModel, seeds=(10_000, 10_001, 10_002), seconds: float = 20.0, steps: int | None = None) -> dict:
     """Held-out world videos: generate from each first frame + prompt and compare with the truth and
@@ -215,3 +212,7 @@ gets a real long video on a CPU with no download. Reproduce with `make train-def
 """
     with open(os.path.join(folder, "MODEL_CARD.md"), "w") as f:
         f.write(card)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
