@@ -114,8 +114,10 @@ def main(argv=None) -> int:
     ap.add_argument("--stage2", type=int, default=300)
     ap.add_argument("--codec-steps", type=int, default=800)
     ap.add_argument("--open-gate", type=float, default=0.0, help="log-weight the SemanticPack gate opens to (0: plain context)")
+    ap.add_argument("--videos-seconds", type=float, default=4.5, help="length of each training video")
+    ap.add_argument("--eval-seconds", type=float, default=20.0, help="length of each held-out evaluation video")
     a = ap.parse_args(argv)
-    build(a.out, a.work, a.videos, stage1=a.stage1, stage2=a.stage2, codec_steps=a.codec_steps, open_gate=a.open_gate,
+    build(a.out, a.work, a.videos, seconds=a.videos_seconds, eval_seconds=a.eval_seconds, stage1=a.stage1, stage2=a.stage2, codec_steps=a.codec_steps, open_gate=a.open_gate,
           log=lambda m: print(m, file=sys.stderr, flush=True))
     return 0
 
@@ -141,7 +143,8 @@ def evaluate_default(model: PFVGModel, seeds=(10_000, 10_001, 10_002), seconds: 
                      "mse_codec_reconstruction": float(((rec.astype(np.float32) - v.frames) ** 2).mean() / 255**2),
                      "delta_drift_sharpness": m["delta_drift_sharpness"], "consistency_neighbour": m["consistency_neighbour"],
                      "revisit_consistency": m["revisit_consistency"]})
-    return {"videos": rows, "mean": {k: float(np.mean([r[k] for r in rows if r[k] is not None])) for k in rows[0] if k != "seed"}}
+    known = {k: [r[k] for r in rows if r[k] is not None] for k in rows[0] if k != "seed"}
+    return {"videos": rows, "mean": {k: float(np.mean(v)) if v else None for k, v in known.items()}}
 
 
 def honest_reading(figures: dict, log: list[dict], log_gate: float | None) -> str:
@@ -167,6 +170,9 @@ def write_model_card(folder: str, figures: dict, log_path: str) -> None:
         cfg = json.load(f)
     recipe = cfg["meta"].get("recipe", {})
     losses = [json.loads(line) for line in open(log_path) if line.strip()]
+    def mean(xs):
+        return float(np.mean(xs)) if xs else float("nan")
+
     first = [r["loss"] for r in losses[:50]]
     last1 = [r["loss"] for r in losses if r["stage"] == "stage1-teacher"][-50:]
     last2 = [r["loss"] for r in losses if r["stage"] == "stage2-direct"][-50:]
@@ -194,7 +200,7 @@ gets a real long video on a CPU with no download. Reproduce with `make train-def
   Forcing on `norm_out.linear` + `proj_out` + SemanticPack for {recipe.get('stage2')} videos; AdamW, lr 3e-4 then 1e-4,
   an optimizer step every 2 clips, logit-normal t with shift 2; the SemanticPack gate opens to
   g = e^{recipe.get('train_config', {}).get('open_gate', -4.0):g} when training starts.
-- **Loss**: first 50 logged videos {np.mean(first):.4f}; last 50 of stage 1 {np.mean(last1):.4f}; last 50 of stage 2 {np.mean(last2) if last2 else float('nan'):.4f}.
+- **Loss**: first 50 logged videos {mean(first):.4f}; last 50 of stage 1 {mean(last1):.4f}; last 50 of stage 2 {mean(last2):.4f}.
 - **Weights**: {size / 1e6:.1f} MB of safetensors.
 
 ## Figures (held-out world videos, {len(figures['videos'])} × 20 s, generated from the first frame and prompt)
@@ -206,7 +212,7 @@ gets a real long video on a CPU with no download. Reproduce with `make train-def
 | MSE of the codec's own reconstruction (the floor) | {m['mse_codec_reconstruction']:.4f} |
 | Δdrift of sharpness | {m['delta_drift_sharpness']:.5f} |
 | neighbour consistency | {m['consistency_neighbour']:.4f} |
-| revisit consistency | {m.get('revisit_consistency', float('nan')):.4f} |
+| revisit consistency | {m.get('revisit_consistency') or float('nan'):.4f} |
 
 {reading}
 """

@@ -1,15 +1,17 @@
 import json
 import os
+import subprocess
+import sys
 
-from pfvg_core.default_model import build
 from pfvg_core.model import PFVGModel
 
 
 def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
-    """A tiny budget of the `make train-default` recipe: codec, latents, two stages, bundle, card."""
+    """A tiny budget of the `make train-default` command: codec, latents, two stages, bundle, card."""
     out = tmp_path / "default"
-    build(str(out), str(tmp_path / "work"), videos=2, seconds=2.5, stage1=1, stage2=1, codec_steps=3,
-          eval_seeds=(10_000,), eval_seconds=2.0, log=lambda m: None)
+    subprocess.run([sys.executable, "-m", "pfvg_core.default_model", "--out", str(out), "--work", str(tmp_path / "work"),
+                    "--videos", "2", "--videos-seconds", "2.5", "--stage1", "1", "--stage2", "1", "--codec-steps", "3",
+                    "--eval-seconds", "2"], check=True, capture_output=True)
     model = PFVGModel.load(str(out))
     assert model.codec is not None and model.semanticpack.gate_open and model.meta["window"] == 4
     stages = [json.loads(line)["stage"] for line in open(out / "train_log.jsonl")]
