@@ -23,13 +23,13 @@ import time
 import numpy as np
 import torch
 
-from .data import write_latent_video
+from .data import write_encoded_video
 from .loop import SamplerOptions, generate_long_video, segments_for_seconds
 from .metrics import evaluate
 from .model import PFVGModel
 from .state import MemoryConfig
 from .train import StageConfig, TrainConfig, Trainer
-from .video_io import to_uint8_frames
+from .video_io import to_pixels, to_uint8_frames
 from .world import make_video
 
 VARIANTS = {
@@ -58,11 +58,9 @@ def run_ablation(work: str, codec, dit: str = "embedded", train_videos: int = 48
     ``per_video`` (a dict), when given, receives {variant: [scores of each evaluation video]}."""
     data = os.path.join(work, "latents")
     shutil.rmtree(data, ignore_errors=True)
-    with torch.no_grad():
-        for k in range(train_videos):
-            v = make_video(seed + k, seconds=seconds, fps=8)
-            px = torch.from_numpy(v.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-            write_latent_video(data, f"world_{k:05d}", codec.encode(px)[0], v.prompt, 8.0)
+    for k in range(train_videos):
+        v = make_video(seed + k, seconds=seconds, fps=8)
+        write_encoded_video(data, f"world_{k:05d}", v.frames, codec, v.prompt, 8.0)
     evals = [make_video(s, seconds=eval_seconds, fps=8) for s in eval_seeds]
 
     def train(model, name, stage, memory):
@@ -113,8 +111,7 @@ def reference_scores(videos, codec) -> dict[str, list[dict]]:
     out = {name: [] for name in REFERENCES}
     for v in videos:
         with torch.no_grad():
-            px = torch.from_numpy(v.frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-            rec = to_uint8_frames(codec.decode(codec.encode(px)))[: len(v.frames)]
+            rec = to_uint8_frames(codec.decode(codec.encode(to_pixels(v.frames))))[: len(v.frames)]
         still = np.repeat(v.frames[:1], len(v.frames), 0)
         for name, frames in zip(REFERENCES, (v.frames, rec, still)):
             out[name].append(evaluate(frames, v.truth, truth_frames=v.frames, fps=v.fps))
@@ -132,9 +129,8 @@ def _from_pretrained(pretrained: PFVGModel, dit: str, semanticpack: bool, seed: 
 
 def _generate_and_score(model, video, memory, window, steps, shift: float | None = 2.0) -> dict:
     """Generate the world video from its first frame and prompt; score it against its truth."""
-    px = torch.from_numpy(video.frames[:1]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
     with torch.no_grad():
-        start = model.codec.encode(px)
+        start = model.codec.encode(to_pixels(video.frames[:1]))
         n = segments_for_seconds((len(video.frames) - 1) / video.fps, video.fps, window)
         chunks = [model.codec.decode(start)]
         for r in generate_long_video(model, start, video.prompt, n, seed=0, config=MemoryConfig(window=window, memory=memory),

@@ -106,9 +106,7 @@ def _diffusion_models() -> list[str]:
 def load_named_model(name: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None) -> PFVGModel:
     """``(embedded default)`` or a name under models/pfvg: a PFVG bundle, a diffusers FramePack-F1
     folder or a single .safetensors DiT (those two get a fresh SemanticPack unless one is given)."""
-    from .backbone import load_dit
     from .checkpoint import load_module
-    from .semanticpack import SemanticPack, SemanticPackConfig
 
     if name == EMBEDDED:
         model = default_model(dtype)

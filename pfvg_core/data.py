@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import read_safetensors, save_safetensors_atomic
+from .video_io import to_pixels
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
 ANIMATED_EXT = (".webp", ".gif", ".apng")
@@ -42,6 +43,13 @@ class LatentVideo:
         """Clip i [1, C, W, H, W]."""
         a = 1 + i * window
         return self.latents[None, :, a : a + window]
+
+
+def write_encoded_video(folder: str, name: str, frames: np.ndarray, codec, prompt: str, fps: float, **meta) -> str:
+    """Encode uint8 frames [T, H, W, 3] with ``codec`` and write them as a latent video."""
+    with torch.no_grad():
+        latents = codec.encode(to_pixels(frames))[0]
+    return write_latent_video(folder, name, latents, prompt, fps, **meta)
 
 
 def write_latent_video(folder: str, name: str, latents: torch.Tensor, prompt: str, fps: float, **meta) -> str:
@@ -157,10 +165,7 @@ def build_dataset(src: str, out: str, codec, size: tuple[int, int] = (64, 64), f
             frames = read_frames(path, size)
             if frames.shape[0] < min_frames:
                 raise ValueError(f"too short: {frames.shape[0]} frames, need at least {min_frames} (1 + one clip)")
-            pixels = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-            with torch.no_grad():
-                lat = codec.encode(pixels)[0]
-            write_latent_video(out, name, lat, _prompt_for(path), fps, source=entry)
+            write_encoded_video(out, name, frames, codec, _prompt_for(path), fps, source=entry)
             report[name] = "ok"
         except Exception as e:  # report every failure by name and go on
             report[name] = f"skipped: {e}"

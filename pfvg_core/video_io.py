@@ -29,6 +29,11 @@ def load_image(path: str, size: tuple[int, int] | None = None, multiple: int = 8
     return arr.permute(2, 0, 1)[None, :, None]
 
 
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] → pixels [1, 3, T, H, W] in [-1, 1] (the inverse of ``to_uint8_frames``)."""
+    return torch.from_numpy(np.asarray(frames)).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+
+
 def to_uint8_frames(pixels: torch.Tensor) -> np.ndarray:
     """[B, 3, T, H, W] (or [3, T, H, W]) in [-1, 1] → uint8 [T, H, W, 3] (first batch item)."""
     if pixels.ndim == 5:

@@ -1,4 +1,3 @@
-import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pfvg_core.world import SPRITE_COLOURS, WorldParams, background_view, camera, make_video, render, sprite_position
+from pfvg_core.world import SPRITE_COLOURS, WorldParams, background_view, camera, make_video, render
 
 
 def test_same_seed_same_video_other_seed_other_video():
