@@ -27,7 +27,7 @@ demo: venv
 
 # Reproduces the embedded default model (pfvg_core/assets/default) and its training log.
 train-default: venv
-	$(BIN)/python -m pfvg_core.default_model --work build/default
+	$(BIN)/python -m pfvg_core.tools.embedded_recipe --work build/default
 
 bench: venv
 	$(BIN)/python -m pfvg_core bench loop --json

@@ -11,21 +11,17 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import Conditioning, PFVGModel
+from .model import EMBEDDED_DIR, Conditioning, PFVGModel, load_embedded_model
 from .state import MemoryState
 
-DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(__file__), "assets", "default")
+DEFAULT_MODEL_DIR = EMBEDDED_DIR
 MODEL_FOLDER = "pfvg"  # ComfyUI models/<MODEL_FOLDER>
 
 
 # --- models ------------------------------------------------------------------------------------
 def default_model(dtype=torch.float32) -> PFVGModel:
-    """The embedded default model (shipped in the package); an untrained tiny model until it ships."""
-    if os.path.isfile(os.path.join(DEFAULT_MODEL_DIR, "pfvg.json")):
-        return PFVGModel.load(DEFAULT_MODEL_DIR, dtype=dtype)
-    m = PFVGModel.build("tiny", seed=0, dtype=dtype)
-    m.meta.update({"placeholder": True, "resolution": [64, 64], "fps": 8, "window": 9, "steps": 8})
-    return m
+    """The embedded default model (shipped in the package)."""
+    return load_embedded_model(dtype)
 
 
 def models_root() -> str:

@@ -25,6 +25,7 @@ from .rope import TimeIndices
 from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
 
 BUNDLE_FILE = "pfvg.json"
+EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "assets", "default")  # the shipped default model
 FORMAT = "pfvg-bundle"
 
 
@@ -225,3 +226,17 @@ class PFVGModel(nn.Module):
         if cfg.get("codec"):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
         return cls(d, sp, te, ie, codec, cfg.get("meta")).to(device).eval()
+
+
+def load_embedded_model(dtype=torch.float32) -> PFVGModel:
+    """The embedded default model shipped in ``pfvg_core/assets/default``."""
+    return PFVGModel.load(EMBEDDED_DIR, dtype=dtype)
+
+
+def resolve_model(spec: str, dtype=torch.float32) -> PFVGModel:
+    """``default`` (the embedded default model), ``random:<config>`` (randomly initialised) or a PFVG model folder."""
+    if spec == "default":
+        return load_embedded_model(dtype)
+    if spec.startswith("random:"):
+        return PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=dtype)
+    return PFVGModel.load(spec, dtype=dtype)

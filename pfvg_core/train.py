@@ -33,7 +33,7 @@ from .data import LatentDataset, curriculum
 from .forcing import make_strategy, sample_t
 from .framepack import Schedule
 from .loop import Cancelled, segment_context, velocity
-from .model import Conditioning, PFVGModel
+from .model import Conditioning, PFVGModel, resolve_model
 from .state import MemoryConfig, init_state, step
 
 PARAM_GROUPS = ("all", "last-layers", "semanticpack", "dit", "encoders")
@@ -226,8 +226,6 @@ class Trainer:
         if self.world > 1 and config.accumulate != "video":
             raise ValueError("distributed training accumulates per video (accumulate = 'video')")
         if model is None:
-            from .cli import resolve_model
-
             model = resolve_model(config.model)
         self.model = model
         self.data = dataset if dataset is not None else LatentDataset(config.data)

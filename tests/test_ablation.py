@@ -1,6 +1,6 @@
 import torch
 
-from pfvg_core.ablation import COLUMNS, REFERENCES, VARIANTS, _from_pretrained, _slug, markdown, run_ablation
+from pfvg_core.tools.ablation import COLUMNS, REFERENCES, VARIANTS, _from_pretrained, _slug, markdown, run_ablation
 from pfvg_core.codec import PatchCodec
 from pfvg_core.model import PFVGModel
 from pfvg_core.train import read_log

@@ -235,8 +235,8 @@ def test_direct_forcing_costs_no_extra_model_evaluation(tmp_path):
 def test_bench_train_quick_prints_the_two_ratios(monkeypatch, capsys):
     import json
 
-    from pfvg_core import bench
-    from pfvg_core.cli import main
+    from pfvg_core.tools import bench
+    from pfvg_core.tools.cli import main
 
     monkeypatch.setattr(bench, "run", lambda what, quick, config: bench.bench_train("tiny", clips=2, latent=8, videos=1, steps=2))
     assert main(["bench", "train", "--json"]) == 0

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .codec import ConvCodec
-from .data import write_encoded_video
-from .model import PFVGModel
-from .train import StageConfig, TrainConfig, Trainer
-from .world import make_video
+from ..codec import ConvCodec
+from ..data import write_encoded_video
+from ..model import EMBEDDED_DIR, PFVGModel
+from ..train import StageConfig, TrainConfig, Trainer
+from ..world import make_video
 
-ASSETS = os.path.join(os.path.dirname(__file__), "assets", "default")
+ASSETS = EMBEDDED_DIR
 
 
 def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print) -> ConvCodec:
@@ -103,7 +103,7 @@ def build(out: str = ASSETS, work: str = "build/default", videos: int = 120, sec
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.default_model", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.embedded_recipe", description=__doc__)
     ap.add_argument("--out", default=ASSETS)
     ap.add_argument("--work", default="build/default")
     ap.add_argument("--videos", type=int, default=120)
@@ -178,7 +178,7 @@ def write_model_card(folder: str, figures: dict, log_path: str) -> None:
 
 A small model of the paper's architecture trained on the procedural world, shipped so that a new user
 gets a real long video on a CPU with no download. Reproduce with `make train-default`
-(`python -m pfvg_core.default_model`); the training log is `train_log.jsonl` beside this card.
+(`python -m pfvg_core.tools.embedded_recipe`); the training log is `train_log.jsonl` beside this card.
 
 - **Data**: {recipe.get('videos')} procedural world videos (seeds 0–{recipe.get('videos', 1) - 1}), {recipe.get('seconds')} s each,
   64×64 at 8 fps; prompts generated from each video's parameters.

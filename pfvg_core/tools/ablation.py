@@ -23,14 +23,14 @@ import time
 import numpy as np
 import torch
 
-from .data import write_encoded_video
-from .loop import SamplerOptions, generate_long_video, segments_for_seconds
-from .metrics import evaluate
-from .model import PFVGModel
-from .state import MemoryConfig
-from .train import StageConfig, TrainConfig, Trainer
-from .video_io import to_pixels, to_uint8_frames
-from .world import make_video
+from ..data import write_encoded_video
+from ..loop import SamplerOptions, generate_long_video, segments_for_seconds
+from ..metrics import evaluate
+from ..model import PFVGModel, load_embedded_model
+from ..state import MemoryConfig
+from ..train import StageConfig, TrainConfig, Trainer
+from ..video_io import to_pixels, to_uint8_frames
+from ..world import make_video
 
 VARIANTS = {
     "F1 w/ CT": dict(memory="off", stage2=None),
@@ -166,9 +166,7 @@ def markdown(table: dict, per_video: dict | None = None) -> str:
 def main_ablation(work: str = "build/ablation", quick: bool = False, log=print) -> tuple[dict, dict]:
     """Run the ablation with the embedded model's codec; writes ablation.{json,md} in ``work`` and
     returns (mean table, per-video scores)."""
-    from .comfy import default_model
-
-    base = default_model()
+    base = load_embedded_model()
     if base.codec is None:
         raise ValueError("the ablation needs the embedded default model's codec")
     kw = dict(train_videos=4, base=2, stage1=2, stage2=2, eval_seeds=(20_000,), eval_seconds=4.0, steps=2) if quick else {}

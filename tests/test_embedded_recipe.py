@@ -9,7 +9,7 @@ from pfvg_core.model import PFVGModel
 def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
     """A tiny budget of the `make train-default` command: codec, latents, two stages, bundle, card."""
     out = tmp_path / "default"
-    subprocess.run([sys.executable, "-m", "pfvg_core.default_model", "--out", str(out), "--work", str(tmp_path / "work"),
+    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(out), "--work", str(tmp_path / "work"),
                     "--videos", "2", "--videos-seconds", "2.5", "--stage1", "1", "--stage2", "1", "--codec-steps", "3",
                     "--eval-seconds", "2"], check=True, capture_output=True)
     model = PFVGModel.load(str(out))
@@ -23,7 +23,7 @@ def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
 
 
 def test_honest_reading_follows_the_figures():
-    from pfvg_core.default_model import honest_reading
+    from pfvg_core.tools.embedded_recipe import honest_reading
 
     fig = {"mean": {"mse_generated": 0.02, "mse_first_frame_repeated": 0.03, "mse_codec_reconstruction": 0.002}}
     log = [{"seconds": 30.0}] * 4

@@ -7,20 +7,8 @@ import sys
 
 import torch
 
-from .checkpoint import CheckpointError
-
-
-def resolve_model(spec: str, dtype=torch.float32):
-    """``default`` (the embedded default model), ``random:<config>`` (randomly initialised) or a PFVG model folder."""
-    from .model import PFVGModel
-
-    if spec == "default":
-        from .comfy import default_model
-
-        return default_model(dtype)
-    if spec.startswith("random:"):
-        return PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=dtype)
-    return PFVGModel.load(spec, dtype=dtype)
+from ..checkpoint import CheckpointError
+from ..model import resolve_model
 
 
 class _Progress:
@@ -48,10 +36,10 @@ class _Progress:
 
 
 def cmd_generate(a) -> int:
-    from .loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
-    from .state import MemoryConfig
-    from .framepack import Schedule
-    from .video_io import check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
+    from ..loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
+    from ..state import MemoryConfig
+    from ..framepack import Schedule
+    from ..video_io import check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
 
     if a.seconds <= 0:
         raise ValueError(f"--seconds must be > 0, got {a.seconds}")
@@ -93,7 +81,7 @@ def cmd_train(a) -> int:
 
     import torch.distributed as dist
 
-    from .train import Trainer, load_config
+    from ..train import Trainer, load_config
 
     cfg = load_config(a.config)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -127,7 +115,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_dataset(a) -> int:
-    from .data import build_dataset
+    from ..data import build_dataset
 
     model = resolve_model(a.model)
     if model.codec is None:
@@ -140,8 +128,8 @@ def cmd_dataset(a) -> int:
 def cmd_world(a) -> int:
     import os
 
-    from .video_io import check_video_path, write_video
-    from .world import make_video
+    from ..video_io import check_video_path, write_video
+    from ..world import make_video
 
     check_video_path(a.out)
     v = make_video(a.seed, seconds=a.seconds, fps=a.fps, view=a.size)
@@ -156,8 +144,8 @@ def cmd_world(a) -> int:
 def cmd_eval(a) -> int:
     import os
 
-    from .data import read_frames
-    from .metrics import evaluate, plot_metrics
+    from ..data import read_frames
+    from ..metrics import evaluate, plot_metrics
 
     if a.ablation:
         from .ablation import main_ablation, markdown
@@ -179,7 +167,7 @@ def cmd_eval(a) -> int:
             truth = json.load(f)
         fps = fps or truth.get("fps")
         if "params" in truth:  # a world video: re-render the true frames
-            from .world import Sprite, WorldParams, render
+            from ..world import Sprite, WorldParams, render
 
             p = dict(truth["params"])
             p["sprites"] = tuple(Sprite(**s) for s in p["sprites"])
@@ -191,7 +179,7 @@ def cmd_eval(a) -> int:
                 truth_frames = None
     result = evaluate(frames, truth, truth_frames, fps=fps or 8.0)
     if a.features:
-        from .features import evaluate_features, load_image_features
+        from ..features import evaluate_features, load_image_features
 
         result["features"] = {os.path.basename(os.path.normpath(p)): evaluate_features(frames, load_image_features(p))
                               for p in a.features}

@@ -26,9 +26,9 @@ import time
 
 import torch
 
-from .loop import SamplerOptions, sample_segment
-from .model import PFVGModel
-from .state import MemoryConfig, init_state, step
+from ..loop import SamplerOptions, sample_segment
+from ..model import PFVGModel
+from ..state import MemoryConfig, init_state, step
 
 
 def _rss_mb() -> float:
@@ -101,8 +101,8 @@ def bench_train(config: str = "small", clips: int = 4, latent: int = 16, videos:
     import copy
     import tempfile
 
-    from .data import write_latent_video
-    from .train import StageConfig, TrainConfig, Trainer, read_log
+    from ..data import write_latent_video
+    from ..train import StageConfig, TrainConfig, Trainer, read_log
 
     base = PFVGModel.build(config, seed=0)
     c = base.latent_channels
