@@ -17,6 +17,7 @@ from torch import nn
 
 from . import flow
 from .backbone import build_dit, dit_config, load_dit
+from .atomic import write_json
 from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
@@ -191,14 +192,19 @@ class PFVGModel(nn.Module):
             mod = getattr(self, name)
             if mod is not None:
                 save_safetensors_atomic(mod.state_dict(), os.path.join(folder, f"{name}.safetensors"))
-        tmp = os.path.join(folder, BUNDLE_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.bundle_config(), f, indent=1)
-        os.replace(tmp, os.path.join(folder, BUNDLE_FILE))
+        write_json(os.path.join(folder, BUNDLE_FILE), self.bundle_config(), indent=1)
 
     @classmethod
     def load(cls, folder: str, dtype=torch.float32, device="cpu") -> "PFVGModel":
         """Load a bundle folder; every failure names the file and the problem."""
+        try:
+            return cls._load(folder, dtype, device)
+        except (TypeError, KeyError, AttributeError, ValueError) as e:  # a pfvg.json of the wrong structure
+            raise CheckpointError(f"{os.path.join(folder, BUNDLE_FILE)}: invalid model config "
+                                  f"({type(e).__name__}: {str(e)[:200]})") from e
+
+    @classmethod
+    def _load(cls, folder: str, dtype, device) -> "PFVGModel":
         cfg_path = os.path.join(folder, BUNDLE_FILE)
         if not os.path.isdir(folder):
             raise CheckpointError(f"{folder}: model folder not found")
@@ -209,6 +215,7 @@ class PFVGModel(nn.Module):
                 cfg = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{cfg_path}: unreadable model config: {e}") from e
+        check_bundle_config(cfg, cfg_path)
         if cfg.get("format") != FORMAT:
             raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
         dcfg = dit_config(cfg["dit"])
@@ -226,6 +233,24 @@ class PFVGModel(nn.Module):
         if cfg.get("codec"):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
         return cls(d, sp, te, ie, codec, cfg.get("meta")).to(device).eval()
+
+
+BUNDLE_KEYS = {"format": str, "version": int, "dit": (dict, str), "meta": (dict, type(None)), "semanticpack": (dict, type(None)),
+               "text_encoder": (dict, type(None)), "image_encoder": (dict, type(None)), "codec": (dict, type(None))}
+
+
+def check_bundle_config(cfg, path: str) -> None:
+    """``pfvg.json`` structure: an object with the known keys of the right types and a ``dit``."""
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: expected a JSON object with the model configs, got a {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - set(BUNDLE_KEYS))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown keys {[k[:40] for k in unknown][:5]}; known: {sorted(BUNDLE_KEYS)}")
+    if "dit" not in cfg:
+        raise CheckpointError(f"{path}: no 'dit' config")
+    for k, v in cfg.items():
+        if not isinstance(v, BUNDLE_KEYS[k]) or isinstance(v, bool):
+            raise CheckpointError(f"{path}: '{k}' has the wrong type ({type(v).__name__})")
 
 
 def load_embedded_model(dtype=torch.float32) -> PFVGModel:
