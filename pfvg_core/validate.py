@@ -73,7 +73,7 @@ SEED = Limit(0, 2**64 - 1, integer=True)
 # generation / sampling (CLI generate, Segment Sampler, Long Video Loop, Encode ψ₀)
 SAMPLING: dict[str, Limit] = {
     "seconds": Limit(0, 3600, lo_open=True),
-    "fps": Limit(0, 240, lo_open=True),
+    "fps": Limit(0.1, 240),
     "steps": Limit(1, 1000, integer=True),
     "cfg": Limit(1, 100),
     "distilled_guidance": Limit(0, 100),

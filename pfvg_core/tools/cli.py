@@ -195,13 +195,13 @@ def cmd_eval(a) -> int:
         table, per_video = main_ablation(a.work, quick=a.quick, log=lambda m: print(m, file=sys.stderr))
         print(json.dumps({"mean": table, "videos": per_video}) if a.json else markdown(table, per_video))
         return 0
+    from ..validate import SAMPLING, number
+
+    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
     if not a.video:
         raise ValueError("eval needs --video (or --ablation)")
     if not os.path.exists(a.video):
         raise FileNotFoundError(f"video not found: {a.video}")
-    from ..validate import SAMPLING, number
-
-    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
     if a.plot:
         from ..video_io import check_image_path
 
