@@ -256,8 +256,17 @@ def cmd_bench(a) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors do not echo a huge value in full."""
+
+    def error(self, message):
+        if len(message) > 300:
+            message = message[:300] + f"… ({len(message)} characters)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
+    p = _Parser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="a long video from an image and a prompt")
     g.add_argument("--model", default="default", help="'default' (the embedded model), a PFVG model folder, or random:<config>")
