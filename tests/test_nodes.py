@@ -304,3 +304,36 @@ def test_framepack_dit_from_comfy_diffusion_models_folder(comfy_env):
     assert model.semanticpack is not None and not model.semanticpack.gate_open  # exactly FramePack-F1
     with pytest.raises(ValueError, match="not found"):
         N["PFVGLoadPackedDiT"]().load("diffusion_models/none.safetensors", "float32", "(none)")
+
+
+def test_a_widget_is_declared_once_and_reaches_the_engine_as_one_value():
+    from dataclasses import dataclass
+
+    from nodes import common as c
+    from pfvg_core.loop import SamplerOptions
+    from pfvg_core.operations import TrainOptions
+    from pfvg_core.framepack import Schedule
+    from pfvg_core.options import option
+    from pfvg_core.state import MemoryConfig
+
+    @dataclass(frozen=True)
+    class Opts:
+        n: int = option(3, "count", min=1, max=9)
+        x: float = option(0.5, "x", min=0.0, max=1.0, step=0.1)
+        mode: str = option("a", "mode", choices=("a", "b"))
+        on: bool = option(True, "on")
+        internal: int = 7  # not an input
+
+    assert c.widgets(Opts) == {"n": ("INT", {"default": 3, "tooltip": "count", "min": 1, "max": 9}),
+                               "x": ("FLOAT", {"default": 0.5, "tooltip": "x", "min": 0.0, "max": 1.0, "step": 0.1}),
+                               "mode": (["a", "b"], {"default": "a", "tooltip": "mode"}),
+                               "on": ("BOOLEAN", {"default": True, "tooltip": "on"})}
+    assert c.options(Opts, {"n": 4, "x": 0.1, "mode": "b", "on": False, "seed": 3}) == Opts(4, 0.1, "b", False)
+    # the nodes' widgets are exactly the engine's declared options
+    for key, cls in [("PFVGSegmentSampler", SamplerOptions), ("PFVGLongVideoLoop", SamplerOptions),
+                     ("PFVGEncodePsi0", MemoryConfig), ("PFVGDirectForcingTrain", TrainOptions)]:
+        required = N[key].INPUT_TYPES()["required"]
+        assert {k: required[k] for k in c.widgets(cls)} == c.widgets(cls), key
+    # widget values become engine values: shift 0 = resolution-dependent, schedule text is parsed
+    assert c.options(SamplerOptions, {"steps": 3, "shift": 0.0}).shift is None
+    assert c.options(MemoryConfig, {"schedule": "tc_f8k4f2k2f1k1"}).schedule == Schedule.parse("tc_f8k4f2k2f1k1")
