@@ -224,7 +224,7 @@ class PFVGModel(nn.Module):
         d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype)
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
-            sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig(**cfg["semanticpack"])).to(dtype), "SemanticPack")
+            sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")
         if cfg.get("text_encoder"):
             t = cfg["text_encoder"]
             te = load_module(os.path.join(folder, "text_encoder.safetensors"),

@@ -31,7 +31,7 @@ class MemoryConfig:
     schedule: Schedule = option("td_f16k4f2k2f1k1", "FramePack packing schedule (FramePack §5 notation).")
     rope: str = option("video", "video: start image at index 0 of the whole video (PFVG); local: FramePack-F1.",
                        choices=ROPE_MODES)
-    memory: str = option("on", "SemanticPack on, off, or ψ₀ = 0 (ablation).", choices=MEMORY_MODES)
+    memory_mode: str = option("on", "SemanticPack on, off, or ψ₀ = 0 (ablation).", choices=MEMORY_MODES)
 
     def __post_init__(self):
         if isinstance(self.schedule, str):
@@ -40,8 +40,8 @@ class MemoryConfig:
             raise ValueError(f"window must be ≥ 1 latent frame, got {self.window}")
         if self.rope not in ROPE_MODES:
             raise ValueError(f"rope must be one of {ROPE_MODES}, got {self.rope!r}")
-        if self.memory not in MEMORY_MODES:
-            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+        if self.memory_mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {MEMORY_MODES}, got {self.memory_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,12 @@ def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: M
     if start_latent.shape[1] != model.latent_channels:
         raise ValueError(f"start_latent has {start_latent.shape[1]} channels, the model expects {model.latent_channels}")
     psi = mask = None
-    if config.memory != "off":
+    if config.memory_mode != "off":
         if model.semanticpack is None:
-            raise ValueError("memory='on'/'zero' needs a model with a SemanticPack; use memory='off'")
+            raise ValueError("memory_mode 'on'/'zero' needs a model with a SemanticPack; use memory_mode='off'")
         with torch.set_grad_enabled(grad):
             psi, mask = model.semanticpack.init_memory(cond.prompt_embeds.to(model.dtype), cond.image_embeds.to(model.dtype),
-                                                       cond.prompt_mask, zero=config.memory == "zero")
+                                                       cond.prompt_mask, zero=config.memory_mode == "zero")
     start = start_latent.detach().float()
     history = History(start.clone(), torch.zeros(1, dtype=torch.long))
     embeds = cond.image_embeds.detach() if cond is not None and cond.image_embeds is not None else None

@@ -67,7 +67,7 @@ def _model():
     return N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)")[0]
 
 
-MEMORY = dict(window=4, schedule="td_f16k4f2k2f1k1", rope="video", memory="on", fps=8.0)
+MEMORY = dict(window=4, schedule="td_f16k4f2k2f1k1", rope="video", memory_mode="on", fps=8.0)
 SAMPLING = dict(cfg=1.0, distilled_guidance=10.0, shift=0.0, sampler="euler")
 
 
