@@ -74,15 +74,17 @@ class LongVideoLoop:
         else:
             raise ValueError("give a prompt schedule (text) or a CONDITIONING")
         progress = io.Progress(n * opts.steps, unique_id, segments=n)
+        chunks, last = [], state
         with io.interruptible():
-            results = list(generate_long_video(
-                model, state, prompt, n, seed=seed, options=opts, negative_prompt=negative_prompt or None, conditioning=fixed,
-                on_step=lambda e: progress.update(), cancel=io.interrupted,
-                on_segment=lambda r: progress.segment_done(model, r)))
-        latents = torch.cat([r.latents.cpu() for r in results], dim=2)
+            for r in generate_long_video(model, state, prompt, n, seed=seed, options=opts, negative_prompt=negative_prompt or None,
+                                         conditioning=fixed, on_step=lambda e: progress.update(), cancel=io.interrupted,
+                                         on_segment=lambda r: progress.segment_done(model, r)):
+                chunks.append(r.latents.cpu())  # only the latest state is kept: memory stays bounded
+                last = r.state
+        latents = torch.cat(chunks, dim=2)
         images = (io.pixels_to_image(ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None))
                   if model.codec is not None else io.placeholder_image())
-        return ({"samples": latents}, images, results[-1].state)
+        return ({"samples": latents}, images, last)
 
 
 NODES = {"PFVGSegmentSampler": (SegmentSampler, "Segment Sampler (PFVG)"), "PFVGLongVideoLoop": (LongVideoLoop, "Long Video Loop (PFVG)")}
