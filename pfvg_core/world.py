@@ -365,7 +365,7 @@ def render(params: WorldParams, seconds: float = 10.0, fps: float = 8.0) -> Worl
              "sprite_in_view": per_frame(in_view, bool), "sprite_occluded": per_frame(occluded, bool),
              "sprite_visible": (counts > 0).tolist(), "sprite_pixels": counts.tolist(),
              "sprite_colours": [[list(SPRITE_COLOURS[s.colour]) for s in p.sprites]] * n,
-             "sprites": [s.colour + " " + s.shape for s in p.sprites]}
+             "sprites": [s.colour + " " + s.shape for s in p.sprites], "fps": fps, "params": asdict(p)}
     return WorldVideo(p, fps, np.ascontiguousarray(frames), truth, ids)
 
 
