@@ -5,8 +5,8 @@
 - Δdrift^M(V) = |M(V_start) − M(V_end)| with V_start / V_end the first / last 15 % of frames (§4.2).
 - Consistency: similarity of each frame to the first, and to its predecessor.
 - Revisit consistency: when the camera returns to a view (ground-truth camera position within
-  ``tol`` pixels, at least ``min_gap`` frames later), similarity of the frame then to the frame when
-  that view was first generated.
+  ``tol`` pixels, at least ``min_gap`` frames later, having left it by ``away`` px in between),
+  similarity of the frame then to the frame when that view was first generated.
 Similarity of two frames is 1 − mean |a − b| on [0, 1] pixels: 1 for identical frames, 0 for
 black vs white. Networks (CLIP, DINO, …) are optional adapters a user with local weights can pass.
 
@@ -84,21 +84,16 @@ def consistency(frames: np.ndarray) -> dict[str, float]:
     return {"consistency_first": float(np.mean(to_first)), "consistency_neighbour": float(np.mean(to_prev))}
 
 
-def revisit_pairs(cameras: np.ndarray, min_gap: int, tol: float = 0.0) -> list[tuple[int, int]]:
-    """(first, later) frame pairs with the camera back at a view seen ≥ ``min_gap`` frames before."""
-    cams = np.asarray(cameras, np.float64).reshape(len(cameras), -1)
-    pairs = []
-    for j in range(len(cams)):
-        d = np.abs(cams[: max(0, j - min_gap + 1)] - cams[j]).max(axis=1) if j >= min_gap else np.array([])
-        hits = np.nonzero(d <= tol)[0]
-        if hits.size:
-            pairs.append((int(hits[0]), j))
-    return pairs
+def revisit_pairs(cameras: np.ndarray, min_gap: int, tol: float = 0.0, away: float = 0.0) -> list[tuple[int, int]]:
+    """(first, later) frame pairs with the camera back at a view seen ≥ ``min_gap`` frames before
+    (and, with ``away`` > 0, left by at least ``away`` px in between: see ``returns``)."""
+    return returns(cameras, min_gap, away, tol)
 
 
-def revisit_consistency(frames: np.ndarray, cameras: np.ndarray, min_gap: int, tol: float = 0.0) -> dict[str, float]:
+def revisit_consistency(frames: np.ndarray, cameras: np.ndarray, min_gap: int, tol: float = 0.0,
+                        away: float = 0.0) -> dict[str, float]:
     """Mean similarity of a returning view to its first appearance (None-valued when none returns)."""
-    pairs = revisit_pairs(cameras, min_gap, tol)
+    pairs = revisit_pairs(cameras, min_gap, tol, away)
     if not pairs:
         return {"revisit_consistency": None, "revisit_pairs": 0}
     f = _float(frames)
@@ -395,7 +390,8 @@ def evaluate(frames: np.ndarray, truth: dict | None = None, truth_frames: np.nda
         out[f"delta_drift_{key}"] = window_delta_drift(frames, lambda w, key=key: consistency(w)[key])
     if truth is not None and "camera" in truth:
         cams = np.asarray(truth["camera"])[: len(frames)]
-        out.update(revisit_consistency(frames, cams, min_gap=max(2, int(2 * fps))))
+        # a static camera never left its view: nothing is revisited
+        out.update(revisit_consistency(frames, cams, min_gap=max(2, int(2 * fps)), away=frames.shape[2] / 4))
         out.update(camera_tracking(frames, cams))
         gap = max(2, int(round(min_gap_s * fps)))
         if truth_frames is not None:

@@ -109,7 +109,7 @@ def test_what_leaves_the_view_returns_inside_a_training_clip():
         vis = np.array(v.truth["sprite_visible"])
         sprites += any(_longest_gap_then_return(vis[:, i]) / fps > CONTEXT_S for i in range(vis.shape[1]))
     assert moving >= 25 and views == moving  # every moving camera loses its first view and finds it again
-    assert sprites >= 20  # at least half of the clips have a sprite that leaves and returns
+    assert sprites >= 30  # most clips (36 of these 40) have a sprite that leaves and returns
 
 
 def test_prompt_says_what_the_parameters_say():
