@@ -115,10 +115,9 @@ def returns(cameras: np.ndarray, min_gap: int, away: float, tol: float = 0.0) ->
     least ``min_gap`` frames before and left in between (moved ≥ ``away`` px from it). A static
     camera never returns: it never left."""
     cams = np.asarray(cameras, np.float64).reshape(len(cameras), -1)
-    d = np.abs(cams[:, None] - cams[None]).max(-1)  # [T, T] Chebyshev distance between camera positions
     pairs = []
     for j in range(min_gap, len(cams)):
-        row = d[j, :j]
+        row = np.abs(cams[:j] - cams[j]).max(1)  # Chebyshev distance of each earlier camera position
         farthest_after = np.maximum.accumulate(row[::-1])[::-1]  # max distance over frames i..j−1
         ok = (row[: j - min_gap + 1] <= tol) & (np.append(farthest_after[1:], 0.0)[: j - min_gap + 1] >= away)
         hits = np.nonzero(ok)[0]
