@@ -70,7 +70,7 @@ def cmd_generate(a) -> int:
     with torch.no_grad():
         start = model.codec.encode(pixels)
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
-                          memory=a.memory)
+                          memory_mode=a.memory)
     options = SamplerOptions(steps=steps if steps is not None else meta.get("steps", 25), cfg=cfg_scale,
                              distilled_guidance=guidance, shift=shift if shift is not None else meta.get("shift"),
                              sampler=a.sampler)
