@@ -69,6 +69,7 @@ def number(name: str, value, limit: Limit):
 
 
 SEED = Limit(0, 2**64 - 1, integer=True)
+MAX_SCHEDULE_FRAMES = 1024  # frames a FramePack schedule may pack (f…k… groups summed)
 
 # generation / sampling (CLI generate, Segment Sampler, Long Video Loop, Encode ψ₀)
 SAMPLING: dict[str, Limit] = {

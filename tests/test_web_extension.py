@@ -51,6 +51,7 @@ send("executing", { node: "4", prompt_id: "mine" });
 send("pfvg.progress", { node: "4", prompt_id: "mine", segment: 1, segments: 2, seconds: 1, memory_tokens: 16, history_frames: 9 });
 out.running = draw(a);
 send("pfvg.progress", { node: "4", prompt_id: "theirs", segment: 7, segments: 9, seconds: 5, memory_tokens: 16, history_frames: 9 });
+send("pfvg.progress", { node: "4", segment: 8, segments: 9, seconds: 6, memory_tokens: 16, history_frames: 9 });
 out.afterOther = draw(a);
 send("execution_success", { prompt_id: "mine" });
 out.done = draw(a);
@@ -80,5 +81,5 @@ def test_status_below_title_done_shown_other_jobs_ignored(tmp_path):
     (line,) = out["running"]
     assert line["t"].startswith("segment 1/2") and line["y"] > 0  # inside the node body, under the title bar
     assert out["height"] >= 120 + 18  # the node grew by a line for it
-    assert out["afterOther"][0]["t"].startswith("segment 1/2")  # another prompt's event changed nothing
+    assert out["afterOther"][0]["t"].startswith("segment 1/2")  # another prompt's (or an unaddressed) event changed nothing
     assert out["done"][0]["t"].startswith("done · segment 1/2")

@@ -45,8 +45,8 @@ app.registerExtension({
     let running = null;
     let runningPrompt = null;
 
-    // an event with a prompt id that is not ours belongs to another user's job
-    const ours = (d) => d?.prompt_id === undefined || d?.prompt_id === null || mine.has(d.prompt_id);
+    // the server addresses pfvg.progress to the queuing client with its prompt id; anything else is not ours
+    const ours = (d) => d?.prompt_id !== undefined && d?.prompt_id !== null && mine.has(d.prompt_id);
 
     const finish = (pid, state) => {
       for (const node of touched.get(pid) ?? []) {

@@ -96,9 +96,11 @@ def cmd_generate(a) -> int:
 def _schedule(name: str, text: str):
     from ..framepack import Schedule
 
+    from ..validate import MAX_SCHEDULE_FRAMES
+
     sched = Schedule.parse(text)
-    if sched.length > 1024:
-        raise ValueError(f"{name}: packs {sched.length} frames; at most 1024")
+    if sched.length > MAX_SCHEDULE_FRAMES:
+        raise ValueError(f"{name}: packs {sched.length} frames; at most {MAX_SCHEDULE_FRAMES}")
     return sched
 
 
@@ -122,6 +124,9 @@ def cmd_train(a) -> int:
                 print(f"--fresh: the previous run in {cfg.out} was moved to {moved}", file=sys.stderr)
         elif trainer.resume():
             print(f"resumed from step {trainer.pos.global_step}", file=sys.stderr)
+        elif trainer.existing_run():  # never train over an earlier run that cannot be resumed
+            raise ValueError(f"{cfg.out} holds an earlier run ({', '.join(trainer.existing_run())}) with no checkpoint to "
+                             "resume: add --fresh to start over (the old run is moved aside) or choose another out")
         bar = _Progress(trainer.total_steps(), "train") if trainer.rank == 0 else None
         if bar is not None:
             bar.update(trainer.pos.global_step)
@@ -291,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
-    t.add_argument("--fresh", action="store_true", help="ignore checkpoints under the output folder")
+    t.add_argument("--fresh", action="store_true",
+                   help="start over: an earlier run in the output folder (log, model, checkpoints) is moved to out/previous/<time>")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     t.set_defaults(func=cmd_train)
     d = sub.add_parser("dataset", help="encode videos / frame folders into a latent dataset")
