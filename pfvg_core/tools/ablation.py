@@ -15,7 +15,6 @@ between neighbours, revisit consistency, and mean error to the truth.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -173,8 +172,8 @@ def main_ablation(work: str = "build/ablation", quick: bool = False, log=print) 
     per_video: dict = {}
     table = run_ablation(work, base.codec, **kw, log=log, per_video=per_video)
     os.makedirs(work, exist_ok=True)
-    with open(os.path.join(work, "ablation.json"), "w") as f:
-        json.dump({"mean": table, "videos": per_video}, f, indent=1)
-    with open(os.path.join(work, "ablation.md"), "w") as f:
-        f.write(markdown(table, per_video))
+    from ..atomic import write_json, write_text
+
+    write_json(os.path.join(work, "ablation.json"), {"mean": table, "videos": per_video}, indent=1)
+    write_text(os.path.join(work, "ablation.md"), markdown(table, per_video))
     return table, per_video

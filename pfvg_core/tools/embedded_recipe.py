@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..atomic import write_json, write_text
 from ..codec import ConvCodec
 from ..data import write_encoded_video
 from ..model import EMBEDDED_DIR, PFVGModel
@@ -95,8 +96,7 @@ def build(out: str = ASSETS, work: str = "build/default", videos: int = 120, sec
     shutil.copy(os.path.join(cfg.out, cfg.log), os.path.join(out, "train_log.jsonl"))
     log(f"saved {out} ({time.time() - t0:.0f}s)")
     figures = evaluate_default(PFVGModel.load(out), eval_seeds, eval_seconds)
-    with open(os.path.join(out, "figures.json"), "w") as f:
-        json.dump(figures, f, indent=1)
+    write_json(os.path.join(out, "figures.json"), figures, indent=1)
     write_model_card(out, figures, os.path.join(out, "train_log.jsonl"))
     log(f"model card written ({time.time() - t0:.0f}s): {figures['mean']}")
     return out
@@ -209,8 +209,7 @@ gets a real long video on a CPU with no download. Reproduce with `make train-def
 
 {reading}
 """
-    with open(os.path.join(folder, "MODEL_CARD.md"), "w") as f:
-        f.write(card)
+    write_text(os.path.join(folder, "MODEL_CARD.md"), card)
 
 
 if __name__ == "__main__":
