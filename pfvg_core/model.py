@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import flow
-from .backbone import build_dit, dit_config, load_dit
+from .backbone import build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
@@ -90,11 +90,13 @@ class PFVGModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.dit.parameters()).dtype
+        """The compute dtype (with fp8 storage the DiT's weights are stored in fp8, computed in this)."""
+        return compute_dtype(self.dit)
 
     @property
     def device(self) -> torch.device:
-        return next(self.dit.parameters()).device
+        """Where the model computes (with group offload the DiT's weights rest on the CPU)."""
+        return execution_device(self.dit)
 
     @property
     def latent_channels(self) -> int:
@@ -197,8 +199,12 @@ class PFVGModel(nn.Module):
         os.replace(tmp, os.path.join(folder, BUNDLE_FILE))
 
     @classmethod
-    def load(cls, folder: str, dtype=torch.float32, device="cpu") -> "PFVGModel":
-        """Load a bundle folder; every failure names the file and the problem."""
+    def load(cls, folder: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
+             offload: str = "none") -> "PFVGModel":
+        """Load a bundle folder straight to ``device`` in ``dtype`` (the DiT with ``storage`` / ``offload``
+        as ``backbone.load_dit``); every failure names the file and the problem."""
+        dtype = resolve_dtype(dtype)
+        dev = resolve_device(device)
         cfg_path = os.path.join(folder, BUNDLE_FILE)
         if not os.path.isdir(folder):
             raise CheckpointError(f"{folder}: model folder not found")
@@ -212,7 +218,7 @@ class PFVGModel(nn.Module):
         if cfg.get("format") != FORMAT:
             raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
         dcfg = dit_config(cfg["dit"])
-        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype)
+        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload)
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
             sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig(**cfg["semanticpack"])).to(dtype), "SemanticPack")
@@ -225,18 +231,29 @@ class PFVGModel(nn.Module):
                              LatentImageEncoder(dcfg["in_channels"], dcfg["image_proj_dim"], cfg["image_encoder"]["patch"]).to(dtype), "image encoder")
         if cfg.get("codec"):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
-        return cls(d, sp, te, ie, codec, cfg.get("meta")).to(device).eval()
+        small = [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
+        return cls(d, *small, cfg.get("meta")).eval()
 
 
-def load_embedded_model(dtype=torch.float32) -> PFVGModel:
+def load_embedded_model(dtype=torch.float32, device="cpu") -> PFVGModel:
     """The embedded default model shipped in ``pfvg_core/assets/default``."""
-    return PFVGModel.load(EMBEDDED_DIR, dtype=dtype)
+    return PFVGModel.load(EMBEDDED_DIR, dtype=dtype, device=device)
 
 
-def resolve_model(spec: str, dtype=torch.float32) -> PFVGModel:
-    """``default`` (the embedded default model), ``random:<config>`` (randomly initialised) or a PFVG model folder."""
+def resolve_model(spec: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
+                  offload: str = "none") -> PFVGModel:
+    """``default`` (the embedded default model), ``random:<config>`` (randomly initialised) or a PFVG model folder,
+    on ``device`` (``auto``: CUDA when available) in compute ``dtype``."""
     if spec == "default":
-        return load_embedded_model(dtype)
+        return load_embedded_model(dtype, device)
     if spec.startswith("random:"):
-        return PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=dtype)
-    return PFVGModel.load(spec, dtype=dtype)
+        from .backbone import place_dit, resolve_storage
+
+        model = PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=resolve_dtype(dtype))
+        dev = resolve_device(device)
+        place_dit(model.dit, dev, resolve_dtype(dtype), resolve_storage(storage), offload)
+        for m in (model.semanticpack, model.text_encoder, model.image_encoder, model.codec):
+            if m is not None:
+                m.to(dev)
+        return model
+    return PFVGModel.load(spec, dtype=dtype, device=device, storage=storage, offload=offload)
