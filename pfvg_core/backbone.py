@@ -147,6 +147,21 @@ def resolve_storage(storage: str | torch.dtype | None, file_dtype: torch.dtype |
     return FP8[storage]
 
 
+ATTENTION_BACKENDS = ("native", "flash", "sage")  # diffusers' attention backends offered to users
+
+
+def set_attention_backend(model: DiT, backend: str = "native") -> None:
+    """Choose the attention kernels through diffusers' attention dispatcher: ``native`` (torch SDPA),
+    ``flash`` (flash-attn) or ``sage`` (sageattention), when installed; ψ's gate never needs a mask
+    at batch 1, so every backend applies (``semanticpack._GatedMemoryAttnProcessor``)."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    try:
+        model.set_attention_backend(backend)
+    except (RuntimeError, ImportError) as e:
+        raise ValueError(f"attention backend {backend!r} is not usable here: {e}".splitlines()[0]) from e
+
+
 def execution_device(model: torch.nn.Module) -> torch.device:
     """Where the DiT computes: the recorded device under group offload (weights then live on the CPU)."""
     dev = getattr(model, "_pfvg_device", None)
