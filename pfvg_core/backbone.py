@@ -193,6 +193,11 @@ def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype
     model._pfvg_compute_dtype = dtype
     model._pfvg_device = dev
     if offload == "group" and dev.type == "cuda":
+        import importlib.util
+
+        if importlib.util.find_spec("accelerate") is None:
+            raise ValueError("offload='group' needs the accelerate package (diffusers' group offload moves inputs with it): "
+                             "pip install accelerate")
         model.to("cpu")
         model.enable_group_offload(onload_device=dev, offload_device=torch.device("cpu"), offload_type="block_level",
                                    num_blocks_per_group=1, use_stream=True)
