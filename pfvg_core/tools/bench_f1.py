@@ -57,10 +57,18 @@ def _peak_gb(dev: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if dev.type == "cuda" else None
 
 
-def _reset_peak(dev: torch.device) -> None:
+def _reset_peak(dev: torch.device) -> float | None:
+    """Reset the peak counter; returns the memory resident before the timed run (GiB)."""
     if dev.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
+        return round(torch.cuda.memory_allocated(dev) / 2**30, 2)
+    return None
+
+
+def _dit_on_gpu_gb(dit) -> float:
+    """DiT parameters resident on a GPU (GiB): all of them without offload, ~none between forwards with it."""
+    return round(sum(p.numel() * p.element_size() for p in dit.parameters() if p.device.type == "cuda") / 2**30, 2)
 
 
 @torch.no_grad()
@@ -141,9 +149,10 @@ def bench_variant(name: str, cfg: dict, dev: torch.device, dtype: torch.dtype, w
                  sampling_type=FramepackSamplingType.VANILLA)
 
         run_pipe(1)  # warm-up
-        _reset_peak(dev)
+        resident = _reset_peak(dev)
         secs = _time(lambda: run_pipe(steps), dev)
-        out["diffusers"] = {"s_per_frame": round(secs / frames, 4), "segment_s": round(secs, 3), "peak_gb": _peak_gb(dev)}
+        out["diffusers"] = {"s_per_frame": round(secs / frames, 4), "segment_s": round(secs, 3), "peak_gb": _peak_gb(dev),
+                            "resident_gb": resident, "dit_on_gpu_gb": _dit_on_gpu_gb(dit)}
         if log:
             log(out)
         del pipe
@@ -163,9 +172,10 @@ def bench_variant(name: str, cfg: dict, dev: torch.device, dtype: torch.dtype, w
         warm = SamplerOptions(steps=1, distilled_guidance=10.0)
         state = step(model, state, sample_segment(model, state, cond, options=warm))  # warm-up, past ψ₀
         opts = SamplerOptions(steps=steps, distilled_guidance=10.0)
-        _reset_peak(dev)
+        resident = _reset_peak(dev)
         secs = _time(lambda: step(model, state, sample_segment(model, state, cond, options=opts)), dev)
-        out[f"ours_{memory}"] = {"s_per_frame": round(secs / frames, 4), "segment_s": round(secs, 3), "peak_gb": _peak_gb(dev)}
+        out[f"ours_{memory}"] = {"s_per_frame": round(secs / frames, 4), "segment_s": round(secs, 3), "peak_gb": _peak_gb(dev),
+                                 "resident_gb": resident}
         if log:
             log(out)
     if "diffusers" in out:
