@@ -90,11 +90,13 @@ class SemanticPack(nn.Module):
         """ψ₀ = [proj(text) ; proj(image)] (PFVG §3.1 initialisation). Returns (ψ₀ [B, L, dim], mask [B, L]).
 
         ``zero=True`` gives ψ₀ = 0 of the same shape (the zero-MemoryPack ablation)."""
+        w = self.text_proj.weight  # features may come from elsewhere (ComfyUI's CONDITIONING is on the CPU)
+        text_embeds, image_embeds = text_embeds.to(w.device, w.dtype), image_embeds.to(w.device, w.dtype)
         psi = torch.cat([self.text_proj(text_embeds), self.image_proj(image_embeds)], dim=1)
         b = psi.shape[0]
         if text_mask is None:
             text_mask = torch.ones(text_embeds.shape[:2], dtype=torch.bool, device=psi.device)
-        mask = torch.cat([text_mask.bool(), torch.ones(b, image_embeds.shape[1], dtype=torch.bool, device=psi.device)], 1)
+        mask = torch.cat([text_mask.to(psi.device).bool(), torch.ones(b, image_embeds.shape[1], dtype=torch.bool, device=psi.device)], 1)
         if zero:
             psi = torch.zeros_like(psi)
         return psi, mask

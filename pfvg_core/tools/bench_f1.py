@@ -19,6 +19,7 @@ On a CPU the same code runs at a reduced depth and size (``--layers 1 --width 12
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 
@@ -246,8 +247,9 @@ def bench_f1(config: str = "hunyuan-f1", layers: tuple[int, int] | None = None, 
                                 log=(lambda r: log({**result, "partial": r})) if log else None)
         except Exception as e:  # keep the other variants' figures; report what failed
             rec = {"variant": v, "error": f"{type(e).__name__}: {e}"[:500]}
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+        gc.collect()  # a failed variant's frames hold its model until collected
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
         result["variants"].append(rec)
         if log:
             log({**result, "partial": None})
