@@ -65,7 +65,7 @@ def _ours(pipe, pixels, cond, sections, monkeypatch):
     noises = [torch.randn(1, 4, WINDOW, HW, HW, generator=g) for _ in range(sections)]
     monkeypatch.setattr(loop, "segment_noise", lambda state, device="cpu": noises[state.segment].to(device))
     model = PFVGModel(pipe.transformer).eval()
-    state = init_state(model, start, cond, SEED, MemoryConfig(window=WINDOW, rope="local", memory="off"))
+    state = init_state(model, start, cond, SEED, MemoryConfig(window=WINDOW, rope="local", memory_mode="off"))
     options = SamplerOptions(steps=STEPS, distilled_guidance=GUIDANCE, sampler="euler")
     segments = []
     for _ in range(sections):

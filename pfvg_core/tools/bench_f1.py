@@ -169,7 +169,7 @@ def bench_variant(name: str, cfg: dict, dev: torch.device, dtype: torch.dtype, w
     cond = Conditioning(prompt, torch.ones(1, prompt.shape[1], dtype=torch.bool), pooled, image_embeds)
     start = (start * vae.config.scaling_factor).float().cpu()
     for memory in ("off", "on"):
-        state = init_state(model, start, cond, 0, MemoryConfig(window=window, rope="local", memory=memory))
+        state = init_state(model, start, cond, 0, MemoryConfig(window=window, rope="local", memory_mode=memory))
         warm = SamplerOptions(steps=1, distilled_guidance=10.0)
         state = step(model, state, sample_segment(model, state, cond, options=warm))  # warm-up, past ψ₀
         opts = SamplerOptions(steps=steps, distilled_guidance=10.0)
