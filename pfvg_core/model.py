@@ -25,6 +25,9 @@ from .rope import TimeIndices
 from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
 
 BUNDLE_FILE = "pfvg.json"
+# HunyuanVideo's VAE (FramePack-F1): the DiT works on raw VAE latents × this scale; 4 video frames per latent frame.
+HUNYUAN_VIDEO_SCALE = 0.476986
+HUNYUAN_VIDEO_TEMPORAL = 4
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "assets", "default")  # the shipped default model
 FORMAT = "pfvg-bundle"
 
@@ -101,6 +104,25 @@ class PFVGModel(nn.Module):
     @property
     def latent_channels(self) -> int:
         return self.dit.config.in_channels
+
+    @property
+    def latent_scale(self) -> float:
+        """Model latents = the VAE's raw latents × this (ComfyUI's LATENT holds raw latents). The bundle records
+        it (``meta['latent_scale']``); the embedded codec's latents are the model's (1); a 16-channel DiT without
+        a codec is FramePack-F1 on HunyuanVideo's VAE (0.476986)."""
+        if "latent_scale" in self.meta:
+            return float(self.meta["latent_scale"])
+        return 1.0 if self.codec is not None or self.latent_channels != 16 else HUNYUAN_VIDEO_SCALE
+
+    @property
+    def temporal_factor(self) -> int:
+        """Video frames per latent frame: the codec's, else the bundle's record, else HunyuanVideo's 4 for a
+        16-channel DiT (FramePack-F1), else 1."""
+        if self.codec is not None:
+            return int(getattr(self.codec, "temporal_factor", 1))
+        if "temporal_factor" in self.meta:
+            return int(self.meta["temporal_factor"])
+        return HUNYUAN_VIDEO_TEMPORAL if self.latent_channels == 16 else 1
 
     # conditioning -----------------------------------------------------------------------------
     def encode_prompt(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -93,9 +93,9 @@ def test_ui_workflow_links_are_consistent(path):
 
 
 # --- run the API workflows with our nodes and stand-ins for the core nodes ----------------------
-def run_api(wf, env):
+def run_api(wf, env, fakes=None):
     """A small executor: our node classes for real; LoadImage / ImageBatch / CreateVideo / SaveVideo /
-    PreviewImage as stand-ins with ComfyUI's semantics."""
+    PreviewImage as stand-ins with ComfyUI's semantics; ``fakes``: further stand-ins {class_type: function}."""
     done, saved = {}, []
 
     def value(v):
@@ -110,7 +110,9 @@ def run_api(wf, env):
                 run(v[0])
         kw = {k: value(v) for k, v in node["inputs"].items()}
         ct = node["class_type"]
-        if ct == "LoadImage":
+        if fakes and ct in fakes:
+            out = fakes[ct](**kw)
+        elif ct == "LoadImage":
             arr = np.asarray(Image.open(os.path.join(env, kw["image"])).convert("RGB"), np.float32) / 255
             out = (torch.from_numpy(arr)[None], None)
         elif ct == "ImageBatch":
