@@ -126,7 +126,7 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
     group: ``pfvg_core.backbone.load_dit``; ``attention``: native / flash / sage."""
     from pfvg_core.backbone import resolve_dtype, set_attention_backend
 
-    device, _offload_device = devices()
+    device, offload_device = devices()
     if dtype == "auto":
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     dtype = resolve_dtype(dtype)
@@ -145,7 +145,8 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
         else:
             path = safe_join(models_root(), name, "model")
         _make_room(path, device, offload)
-        model = ops.load_model_path(path, name, dtype, sp, device=device, storage=storage, offload=offload)
+        model = ops.load_model_path(path, name, dtype, sp, device=device, storage=storage, offload=offload,
+                                    offload_device=offload_device)
     if attention != "native":
         set_attention_backend(model.dit, attention)
     return model

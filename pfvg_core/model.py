@@ -231,7 +231,7 @@ class PFVGModel(nn.Module):
 
     @classmethod
     def load(cls, folder: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
-             offload: str = "none") -> "PFVGModel":
+             offload: str = "none", offload_device="cpu") -> "PFVGModel":
         """Load a bundle folder straight to ``device`` in ``dtype`` (the DiT with ``storage`` / ``offload``
         as ``backbone.load_dit``); every failure names the file and the problem."""
         dtype = resolve_dtype(dtype)
@@ -249,7 +249,8 @@ class PFVGModel(nn.Module):
         if cfg.get("format") != FORMAT:
             raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
         dcfg = dit_config(cfg["dit"])
-        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload)
+        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload,
+                     offload_device=offload_device)
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
             sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")
