@@ -15,6 +15,7 @@ run draws exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -134,6 +135,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     open_gate: float = 0.0  # log-weight a closed SemanticPack gate opens to when it trains (0: plain context, as the paper)
     log: str = "train_log.jsonl"
+    device: str = "auto"  # auto (CUDA when there is one) | cpu | cuda | cuda:N
+    amp: str = "off"  # off | bf16 (autocast on the forward passes) | auto (bf16 on CUDA, off on CPU)
+    psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
 
     def __post_init__(self):
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stage") for s in self.stages]
@@ -149,6 +153,12 @@ class TrainConfig:
             raise ValueError("accumulate by clips needs videos_per_step = 1")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.amp not in ("off", "bf16", "auto"):
+            raise ValueError(f"amp must be 'off', 'bf16' or 'auto', got {self.amp!r}")
+        if self.psi_bptt < 1:
+            raise ValueError(f"psi_bptt must be ≥ 1, got {self.psi_bptt}")
         self.memory_config()  # validates window, schedule, rope, memory
 
     def memory_config(self) -> MemoryConfig:
@@ -156,6 +166,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def torch_device(self) -> torch.device:
+        """``auto``: the first CUDA device when there is one, else the CPU."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r}: no CUDA device is available")
+        return dev
+
+    def autocast(self, device: torch.device):
+        """bf16 autocast of the forward passes when asked (``auto``: on CUDA only); the loss stays fp32."""
+        on = self.amp == "bf16" or (self.amp == "auto" and device.type == "cuda")
+        return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 def _build(cls, data: dict, what: str):
@@ -227,7 +251,8 @@ class Trainer:
             raise ValueError("distributed training accumulates per video (accumulate = 'video')")
         if model is None:
             model = resolve_model(config.model)
-        self.model = model
+        self.device = config.torch_device()
+        self.model = model.to(self.device)
         self.data = dataset if dataset is not None else LatentDataset(config.data)
         self.order = curriculum(self.data, config.window)
         if not self.order:
@@ -279,12 +304,17 @@ class Trainer:
         start = video.start().to(m.device)
         state = init_state(m, start, cond, seed=0, config=self.memory, grad=self.train_psi)
         losses = []
+        amp = cfg.autocast(self.device)
+        k = cfg.psi_bptt if self.train_psi and state.psi is not None else 1
         for i in range(n):
             gen = torch.Generator().manual_seed(_seed(cfg.seed, self.pos.stage, self.pos.global_step, vid, i))
             clip = video.clip(i, cfg.window).to(m.device)
-            ctx = segment_context(m, state)
-            loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True)
-            (loss * scale).backward(retain_graph=self._needs_retain(i, n))
+            with amp:
+                ctx = segment_context(m, state)
+                loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True)
+            # with truncated BPTT, later losses of the block backpropagate through this clip's ψ update again
+            chained = k > 1 and (i + 1) % k != 0
+            (loss * scale).backward(retain_graph=self._needs_retain(i, n) or (chained and i + 1 < n))
             losses.append(loss.item())
             if step_every and (i + 1) % step_every == 0 and i + 1 < n:
                 self._optimizer_step()
@@ -292,8 +322,14 @@ class Trainer:
                 cond = self._conditioning(video)
                 state = state.replace(psi=None if state.psi is None else state.psi.detach())
             if i + 1 < n:  # the context clip i was made from is also the one its stand-in is made from
-                hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift, forward=fwd)
-                state = step(m, state, hist, grad=self.train_psi)
+                with amp:
+                    hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift, forward=fwd)
+                    new = step(m, state, hist, grad=self.train_psi)
+                    if chained and state.psi is not None and state.psi.requires_grad:
+                        # ψᵢ₊₁ = Squeeze(ψᵢ, Memorize(x̃ᵢ)) keeping ψᵢ's graph (``step`` cuts it): up to k updates deep
+                        psi = m.semanticpack.update(state.psi, hist.detach().float().to(m.dtype), state.psi_mask)
+                        new = new.replace(psi=psi)
+                state = new
         return losses
 
     def _needs_retain(self, i: int, n: int) -> bool:
@@ -426,7 +462,7 @@ class Trainer:
             folder = os.path.join(root, f.read().strip())
         with open(os.path.join(folder, "trainer.json")) as f:
             meta = json.load(f)
-        self.model = PFVGModel.load(os.path.join(folder, "model"), dtype=self.model.dtype, device=self.model.device)
+        self.model = PFVGModel.load(os.path.join(folder, "model"), dtype=self.model.dtype, device=self.device)
         self.pos = Position(**meta["position"])
         if self.pos.stage >= len(self.cfg.stages):
             return True
