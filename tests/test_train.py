@@ -303,3 +303,37 @@ def test_psi_bptt_backpropagates_through_k_memory_updates(tmp_path):
     for n in manual:
         assert torch.allclose(manual[n], grads[3][n], atol=1e-6, rtol=1e-4), n
     assert any(not torch.allclose(grads[1][n], grads[3][n]) for n in manual)  # k = 1 cuts the chain
+
+
+def test_video_batch_is_the_mean_of_each_video_on_its_own(tmp_path):
+    """video_batch = 2: the two videos go through one forward [2, ...]; each clip's loss is the mean of the
+    two videos' losses computed one at a time with the same t and noise."""
+    from pfvg_core import flow
+    from pfvg_core.forcing import sample_t
+    from pfvg_core.loop import velocity
+    from pfvg_core.state import step
+
+    make_data(tmp_path / "data", clips=(2, 2))
+    with pytest.raises(ValueError, match="video_batch"):
+        config(tmp_path, video_batch=2)  # videos_per_step 1 is not a multiple of 2
+    tr = Trainer(config(tmp_path, video_batch=2, videos_per_step=2, stages=[StageConfig("s", "teacher", "all", 1)]))
+    ref = copy.deepcopy(tr.model)
+    losses = tr.train_video([0, 1], scale=1.0)
+    assert len(losses) == 2
+    videos = [tr.data[0], tr.data[1]]
+    states = [init_state(ref, v.start(), ref.conditioning(v.prompt, v.start()), config=tr.memory) for v in videos]
+    for i in range(2):
+        gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
+        t = sample_t(2, gen, "logit_normal", 1.0)
+        clips = torch.cat([v.clip(i, W) for v in videos])
+        noise = torch.randn(clips.shape, generator=gen)
+        per = []
+        for b, (v, st) in enumerate(zip(videos, states)):
+            cond = ref.conditioning(v.prompt, v.start())
+            with torch.no_grad():
+                vel = velocity(ref, segment_context(ref, st), flow.interpolate(clips[b : b + 1], noise[b : b + 1], t[b : b + 1]), t[b : b + 1], cond, 10.0)
+            per.append(torch.nn.functional.mse_loss(vel, flow.target_velocity(clips[b : b + 1], noise[b : b + 1])).item())
+            states[b] = step(ref, st, clips[b : b + 1])
+        assert abs(losses[i] - sum(per) / 2) < 1e-5 * max(1.0, abs(losses[i]))
+    tr.run()
+    assert read_log(tr.cfg.out)[-1]["clips"] == 4 and tr.pos.cursor == 0
