@@ -71,11 +71,11 @@ class Budget:
     """Every size of a run. Defaults: the GPU run; ``Budget.tiny()``: seconds on a CPU (tests)."""
 
     dit: str = "embedded"
-    train_videos: int = 96
+    train_videos: int = 160
     seconds: float = 20.0
     heldout: int = 16
     heldout_seconds: float = 60.0
-    codec_steps: int = 2500
+    codec_steps: int = 2000
     codec_channels: int = 8
     codec_width: int = 48
     codec_batch: int = 64
@@ -85,7 +85,7 @@ class Budget:
     base: int = 60  # optimizer steps (each: video_batch videos)
     stage1: int = 60
     stage2: int = 30
-    video_batch: int = 8
+    video_batch: int = 16
     seeds: tuple = (0, 1, 2)
     window: int = 4
     steps: int = 12  # sampling steps at evaluation
@@ -157,6 +157,7 @@ def codec_fidelity(codec, videos, device="cpu") -> dict:
     """What the codec keeps, on world videos: each visible sprite's colour (per channel, 0–255: |mean of the
     reconstruction over the sprite's true pixels − its colour|, frames where it shows ≥ 12 pixels), the
     background (MSE off the sprites, 0–255²) and its texture (sharpness of the reconstruction / the truth)."""
+    codec = codec.to(device)
     fn = codec_fn(codec, device)
     errs, bg, sharp = [], [], []
     for v in videos:
@@ -172,6 +173,7 @@ def codec_fidelity(codec, videos, device="cpu") -> dict:
         bg.append(float(((rec - truth) ** 2).mean(-1)[off].mean()))
         sharp.append(float(np.mean([metrics.sharpness(r / 255) / max(metrics.sharpness(t / 255), 1e-12)
                                     for r, t in zip(rec[::8], truth[::8])])))
+    codec.cpu()
     e = np.array(errs).reshape(-1, 3)
     return {"sprite_colour_error_per_channel": [round(float(x), 2) for x in e.mean(0)] if len(e) else None,
             "sprite_colour_error_p90": round(float(np.percentile(e.max(1), 90)), 2) if len(e) else None,
@@ -210,7 +212,7 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
     for ch, sw in configs:
         codec = train_codec(frames, b.codec_steps, 0, lambda m: None, ch, b.codec_width, sw, device, b.codec_batch)
         if held:
-            measured.append({"channels": ch, "sprite_weight": sw, **codec_fidelity(codec, held)})
+            measured.append({"channels": ch, "sprite_weight": sw, **codec_fidelity(codec, held, device)})
             log(f"codec {measured[-1]}")
         codecs.append(codec)
     pick = pick_codec(measured) if measured else {"channels": configs[0][0], "sprite_weight": configs[0][1]}
@@ -378,6 +380,21 @@ def eval_job(spec: dict) -> dict:
     return res
 
 
+def reference_job(spec: dict) -> dict:
+    """One reference (``metrics.REFERENCES``) scored on every held-out video."""
+    torch.set_num_threads(1)
+    b = Budget(**spec["budget"])
+    from ..checkpoint import load_module
+
+    codec = load_module(os.path.join(spec["work"], "codec.safetensors"), ConvCodec(b.codec_channels, 4, b.codec_width), "codec")
+    codec = codec.to(spec["device"])
+    out = []
+    for v in heldout_videos(b):
+        frames = metrics.reference_videos(v.frames, codec_fn(codec, spec["device"]))[spec["reference"]]
+        out.append({"seed": int(v.params.seed), **score(frames, v)})
+    return {"reference": spec["reference"], "videos": out}
+
+
 def evaluation_plan(b: Budget) -> list[tuple[str, str, str, int]]:
     """(row name, run folder, memory at inference, seed) for every evaluation."""
     plan = []
@@ -505,21 +522,25 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
                 b = dataclasses.replace(b, base=trained["base"]["steps"])
         plan = evaluation_plan(b)
         common = {"work": work, "budget": b.to_dict(), "device": dev}
-        scores = _map(pool, eval_job, [{**common, "run": r, "memory": m} for _, r, m, _ in plan])
+        specs = [(eval_job, {**common, "run": r, "memory": m}) for _, r, m, _ in plan]
+        specs += [(reference_job, {**common, "reference": name}) for name in metrics.REFERENCES]
+        if pool is None:
+            done = [fn(x) for fn, x in specs]
+        else:
+            done = [f.result() for f in [pool.submit(fn, x) for fn, x in specs]]
     finally:
         if pool is not None:
             pool.shutdown()
     rows: dict[str, dict[int, list[dict]]] = {}
-    for (name, _, _, seed), res in zip(plan, scores):
+    for (name, _, _, seed), res in zip(plan, done):
         rows.setdefault(name, {})[seed] = res["videos"]
-    log(f"evaluated {len(plan)} models × {b.heldout} held-out videos ({time.time() - t0:.0f}s)")
+    refs = {res["reference"]: res["videos"] for res in done[len(plan):]}
+    log(f"evaluated {len(plan)} models × {b.heldout} held-out videos and the references ({time.time() - t0:.0f}s)")
     videos = heldout_videos(b)
-    refs = {name: [{k: v for k, v in s.items() if k != "per_frame"} for s in per]
-            for name, per in metrics.evaluate_references(videos, codec_fn(codec)).items()}
     with open(os.path.join(work, "codec.json")) as f:
         codec_choice = json.load(f)
     result = {"budget": b.to_dict(), "device": dev, "jobs": jobs, "trained": trained, "rows": rows, "references": refs,
-              "comparisons": compare(rows, b.seeds), "codec": {**codec_fidelity(codec, videos), "choice": codec_choice},
+              "comparisons": compare(rows, b.seeds), "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
               "seconds": round(time.time() - t0, 1)}
     with open(os.path.join(work, "experiments.json"), "w") as f:
         json.dump(result, f, indent=1)
