@@ -92,8 +92,11 @@ class Budget:
     shift: float = 2.0
     lr: float = 3e-4
     stage2_lr: float = 1e-4
-    accumulate: int = 2
+    accumulate: int = 2  # shared pretraining: an optimizer step every 2 clips
+    # stages 1–2: an optimizer step every psi_bptt clips, so that ψ's gradient runs psi_bptt updates deep
+    # (an optimizer step cuts ψ's graph) — further back than the FramePack context (≈ 5 segments of 4 frames)
     psi_bptt: int = 8
+    stage1_lr: float = 4e-4
     memory_tokens: int = 32
     student_steps: int = 5
     variants: tuple = tuple(VARIANTS)
@@ -236,8 +239,10 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
 
 # --- training jobs ------------------------------------------------------------------------------
 def _train_config(b: Budget, data: str, out: str, stage: StageConfig, memory: str, seed: int, device: str) -> TrainConfig:
+    pre = stage.name.startswith("base")
     return TrainConfig(model="(experiments)", data=data, out=out, stages=[stage], window=b.window, memory=memory, seed=seed,
-                       accumulate=b.accumulate, videos_per_step=b.video_batch, video_batch=b.video_batch, lr=b.lr,
+                       accumulate=b.accumulate if pre else b.psi_bptt, videos_per_step=b.video_batch, video_batch=b.video_batch,
+                       lr=b.lr if pre else b.stage1_lr,
                        save_every=5, shift=2.0, device=device, psi_bptt=b.psi_bptt)
 
 
