@@ -517,8 +517,10 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
                 phase = training_plan(b)[1]
             if k == 2 and seconds is not None:
                 phase = training_plan(b)[2]
-            common = {"work": work, "budget": b.to_dict(), "device": dev,
-                      "max_seconds": seconds["base"] if (k == 0 and seconds is not None) else None}
+            # base: trains for its seconds; stages 1–2: the calibrated steps, cut at 1.6× their seconds only as a
+            # safety net (a cut run records fewer steps in its done.json and the table's budget shows it)
+            cap = None if seconds is None else seconds[("base", "stage1", "stage2")[k]] * (1.0 if k == 0 else 1.6)
+            common = {"work": work, "budget": b.to_dict(), "device": dev, "max_seconds": cap}
             for res in _map(pool, train_job, [{**common, **job} for job in phase]):
                 trained[res["name"]] = res
                 log(f"trained {res['name']}: {res['steps']} steps, loss {res['loss_last']:.4f} ({res['seconds']:.0f}s; "
