@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import torch
+
 from pfvg_core.model import PFVGModel
 from pfvg_core.tools import embedded_recipe as rec
 from pfvg_core.tools import experiments as ex
@@ -20,6 +22,10 @@ def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
     assert model.semanticpack.gate_open and model.meta["window"] == 4
     runs = [json.loads(line)["run"] for line in open(out / "train_log.jsonl")]
     assert runs[0] == "base" and runs[-1] == rec.STAGE_RUNS[-1] and sorted(set(runs)) == sorted(rec.STAGE_RUNS)
+    stage1 = [json.loads(line) for line in open(tmp_path / "work" / "stage1_memory_on_seed0" / "train_log.jsonl")]
+    assert json.load(open(tmp_path / "work" / "stage1_memory_on_seed0" / "done.json"))["steps"] == len(stage1) >= 1
+    early = PFVGModel.load(str(tmp_path / "default_unevaluated"))  # written before the evaluation, same weights
+    assert all(torch.equal(a, b) for a, b in zip(early.dit.state_dict().values(), model.dit.state_dict().values()))
     fig = json.load(open(out / "figures.json"))
     assert set(fig["mean"]) >= {"memory on", "memory off", *ex.metrics.REFERENCES}
     card = (out / "MODEL_CARD.md").read_text()

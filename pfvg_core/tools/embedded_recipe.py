@@ -43,15 +43,19 @@ def build(out: str = ASSETS, work: str = "build/default", budget: ex.Budget | No
     b = budget or default_budget()
     if ex.ALL not in b.variants or 0 not in b.seeds:
         raise ValueError(f"the default model is training seed 0 of {ex.ALL!r}: the budget must include it")
-    result = ex.run(work, b, device, jobs, log, seconds)
+    def trained(budget):  # the weights first: a run cut during the evaluation still leaves the model
+        package(work, {"budget": budget.to_dict(), "device": device}, out.rstrip("/") + "_unevaluated", log)
+
+    result = ex.run(work, b, device, jobs, log, seconds, on_trained=trained)
     return package(work, result, out, log)
 
 
-def package(work: str, result: dict, out: str, log=print) -> dict:
+def package(work: str, result: dict, out: str, log=print) -> dict | None:
     """Copy seed 0 of the paper's method from an experiments folder into the bundle ``out``, with its
-    training log (the three stages in order), the figures (held-out split) and the model card."""
+    training log (the three stages in order) and, when ``result`` holds the evaluation, the figures
+    (held-out split) and the model card."""
     model = PFVGModel.load(os.path.join(work, STAGE_RUNS[-1], "model"))
-    model.meta["recipe"] = {"budget": result["budget"], "device": result["device"], "codec": result["codec"],
+    model.meta["recipe"] = {"budget": result["budget"], "device": result["device"], "codec": result.get("codec"),
                             "stages": list(STAGE_RUNS)}
     tmp = out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -60,10 +64,12 @@ def package(work: str, result: dict, out: str, log=print) -> dict:
         for run in STAGE_RUNS:
             for rec in ex._read_log(os.path.join(work, run)):
                 f.write(json.dumps({"run": run, **rec}) + "\n")
-    figures = default_figures(result)
-    with open(os.path.join(tmp, "figures.json"), "w") as f:
-        json.dump(figures, f, indent=1)
-    write_model_card(tmp, figures)
+    figures = None
+    if "rows" in result:
+        figures = default_figures(result)
+        with open(os.path.join(tmp, "figures.json"), "w") as f:
+            json.dump(figures, f, indent=1)
+        write_model_card(tmp, figures)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     log(f"default model written to {out}")
@@ -162,7 +168,8 @@ is `train_log.jsonl` beside this card (the three runs in order).
 - **Recipe** (PFVG §4.1): shared pretraining without memory ({steps.get('base')} steps), stage 1 teacher forcing on
   everything with memory on ({steps.get('stage1_memory_on_seed0')} steps; ψ trained through {b['psi_bptt']} updates),
   stage 2 Direct Forcing on `norm_out.linear` + `proj_out` + SemanticPack ({steps.get(STAGE_RUNS[-1])} steps);
-  a step = {b['video_batch']} videos, an optimizer step every {b['accumulate']} clips; {minutes:.1f} minutes of training
+  a step = {b['video_batch']} videos stacked in one forward, an optimizer step every {b['accumulate']} clips in
+  pretraining and every {b['psi_bptt']} clips in stages 1–2; {minutes:.1f} minutes of training
   on {cfg['meta'].get('recipe', {}).get('device', '?')}.
 - **Gate**: {'closed' if gate is None else f'g = {np.exp(gate):.3f}'} (weight of ψ tokens in every attention).
 - **Weights**: {size / 1e6:.1f} MB of safetensors.

@@ -97,6 +97,7 @@ class Budget:
     # (an optimizer step cuts ψ's graph) — further back than the FramePack context (≈ 5 segments of 4 frames)
     psi_bptt: int = 8
     stage1_lr: float = 4e-4
+    warmup: int = 10  # optimizer steps of linear warm-up at the start of every run (fresh AdamW)
     memory_tokens: int = 32
     student_steps: int = 5
     variants: tuple = tuple(VARIANTS)
@@ -241,6 +242,7 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
 def _train_config(b: Budget, data: str, out: str, stage: StageConfig, memory: str, seed: int, device: str) -> TrainConfig:
     pre = stage.name.startswith("base")
     return TrainConfig(model="(experiments)", data=data, out=out, stages=[stage], window=b.window, memory=memory, seed=seed,
+                       warmup_steps=b.warmup,
                        accumulate=b.accumulate if pre else b.psi_bptt, videos_per_step=b.video_batch, video_batch=b.video_batch,
                        lr=b.lr if pre else b.stage1_lr,
                        save_every=5, shift=2.0, device=device, psi_bptt=b.psi_bptt)
@@ -279,9 +281,10 @@ def train_job(spec: dict) -> dict:
     trainer = Trainer(cfg, model=model)
     trainer.resume()
     if spec.get("max_seconds"):  # train until the time is up, then end the stage at the steps done
-        while trainer.pos.step < st.steps and time.time() - t0 < spec["max_seconds"]:
+        while trainer.pos.stage == 0 and trainer.pos.step < st.steps and time.time() - t0 < spec["max_seconds"]:
             trainer.run(max_steps=1)
-        st.steps = trainer.pos.step
+        if trainer.pos.stage == 0:  # cut by the time: the stage ends at the steps done
+            st.steps = trainer.pos.step
     trainer.run()
     log = _read_log(out)
     res = {"name": spec["name"], "steps": st.steps, "seconds": round(time.time() - t0, 1),
@@ -498,11 +501,13 @@ def calibrate(b: Budget, base_seconds_per_step: float, seconds: dict) -> Budget:
 SLOWDOWN = {"stage1": 2.5, "stage2": 6.0}
 
 
-def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, seconds: dict | None = None) -> dict:
+def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, seconds: dict | None = None,
+        on_trained=None) -> dict:
     """Train every job of ``training_plan`` (``jobs`` processes at a time), evaluate every model on the held-out
     split, compare; writes ``experiments.json`` and ``experiments.md`` in ``work`` and returns the result.
     ``seconds`` {"base", "stage1", "stage2"}: size the stages by wall clock instead (``calibrate``): the shared
-    pretraining trains for ``base`` seconds, and the stages get the steps that fit their seconds."""
+    pretraining trains for ``base`` seconds, and the stages get the steps that fit their seconds.
+    ``on_trained(budget)``: called when every training is done, before the (long) evaluation."""
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
@@ -527,6 +532,8 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
                     f"total {time.time() - t0:.0f}s)")
             if k == 0:
                 b = dataclasses.replace(b, base=trained["base"]["steps"])
+        if on_trained is not None:
+            on_trained(b)
         plan = evaluation_plan(b)
         common = {"work": work, "budget": b.to_dict(), "device": dev}
         specs = [(eval_job, {**common, "run": r, "memory": m}) for _, r, m, _ in plan]
