@@ -5,8 +5,8 @@
 - Δdrift^M(V) = |M(V_start) − M(V_end)| with V_start / V_end the first / last 15 % of frames (§4.2).
 - Consistency: similarity of each frame to the first, and to its predecessor.
 - Revisit consistency: when the camera returns to a view (ground-truth camera position within
-  ``tol`` pixels, at least ``min_gap`` frames later), similarity of the frame then to the frame when
-  that view was first generated.
+  ``tol`` pixels, at least ``min_gap`` frames later, having left it by ``away`` px in between),
+  similarity of the frame then to the frame when that view was first generated.
 Similarity of two frames is 1 − mean |a − b| on [0, 1] pixels: 1 for identical frames, 0 for
 black vs white. Networks (CLIP, DINO, …) are optional adapters a user with local weights can pass.
 
@@ -84,21 +84,16 @@ def consistency(frames: np.ndarray) -> dict[str, float]:
     return {"consistency_first": float(np.mean(to_first)), "consistency_neighbour": float(np.mean(to_prev))}
 
 
-def revisit_pairs(cameras: np.ndarray, min_gap: int, tol: float = 0.0) -> list[tuple[int, int]]:
-    """(first, later) frame pairs with the camera back at a view seen ≥ ``min_gap`` frames before."""
-    cams = np.asarray(cameras, np.float64).reshape(len(cameras), -1)
-    pairs = []
-    for j in range(len(cams)):
-        d = np.abs(cams[: max(0, j - min_gap + 1)] - cams[j]).max(axis=1) if j >= min_gap else np.array([])
-        hits = np.nonzero(d <= tol)[0]
-        if hits.size:
-            pairs.append((int(hits[0]), j))
-    return pairs
+def revisit_pairs(cameras: np.ndarray, min_gap: int, tol: float = 0.0, away: float = 0.0) -> list[tuple[int, int]]:
+    """(first, later) frame pairs with the camera back at a view seen ≥ ``min_gap`` frames before
+    (and, with ``away`` > 0, left by at least ``away`` px in between: see ``returns``)."""
+    return returns(cameras, min_gap, away, tol)
 
 
-def revisit_consistency(frames: np.ndarray, cameras: np.ndarray, min_gap: int, tol: float = 0.0) -> dict[str, float]:
+def revisit_consistency(frames: np.ndarray, cameras: np.ndarray, min_gap: int, tol: float = 0.0,
+                        away: float = 0.0) -> dict[str, float]:
     """Mean similarity of a returning view to its first appearance (None-valued when none returns)."""
-    pairs = revisit_pairs(cameras, min_gap, tol)
+    pairs = revisit_pairs(cameras, min_gap, tol, away)
     if not pairs:
         return {"revisit_consistency": None, "revisit_pairs": 0}
     f = _float(frames)
@@ -120,10 +115,9 @@ def returns(cameras: np.ndarray, min_gap: int, away: float, tol: float = 0.0) ->
     least ``min_gap`` frames before and left in between (moved ≥ ``away`` px from it). A static
     camera never returns: it never left."""
     cams = np.asarray(cameras, np.float64).reshape(len(cameras), -1)
-    d = np.abs(cams[:, None] - cams[None]).max(-1)  # [T, T] Chebyshev distance between camera positions
     pairs = []
     for j in range(min_gap, len(cams)):
-        row = d[j, :j]
+        row = np.abs(cams[:j] - cams[j]).max(1)  # Chebyshev distance of each earlier camera position
         farthest_after = np.maximum.accumulate(row[::-1])[::-1]  # max distance over frames i..j−1
         ok = (row[: j - min_gap + 1] <= tol) & (np.append(farthest_after[1:], 0.0)[: j - min_gap + 1] >= away)
         hits = np.nonzero(ok)[0]
@@ -200,22 +194,61 @@ def sprite_identity_on_return(frames: np.ndarray, sprite_ids: np.ndarray, colour
             "identity_found": float(np.mean(found)), "identity_returns": len(events)}
 
 
-def frame_shifts(frames: np.ndarray) -> np.ndarray:
-    """Camera motion between neighbouring frames, [T − 1, 2] (dx, dy) in whole pixels, by phase
-    correlation of the (Hann-windowed) luminance: content moving left by d means the camera moved right by d."""
+def _spectra(frames: np.ndarray) -> np.ndarray:
+    """FFT of the Hann-windowed, mean-free luminance of frames [T, H, W, 3]."""
     f = _float(frames) @ np.array([0.299, 0.587, 0.114], np.float32)
     f = f - f.mean(axis=(1, 2), keepdims=True)
     h, w = f.shape[1:]
-    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    spec = np.fft.fft2(f * win)
-    cross = spec[1:] * np.conj(spec[:-1])
-    r = np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-9)).real  # peak at the content's shift
-    peak = r.reshape(len(r), -1).argmax(1)
-    sy, sx = np.unravel_index(peak, (h, w))
-    sy = np.where(sy > h // 2, sy - h, sy)
-    sx = np.where(sx > w // 2, sx - w, sx)
-    flat = np.abs(cross).reshape(len(r), -1).max(1) < 1e-9  # identical or featureless frames: no motion
-    return np.where(flat[:, None], 0, -np.stack([sx, sy], 1)).astype(np.float64)
+    return np.fft.fft2(f * np.outer(np.hanning(h), np.hanning(w)).astype(np.float32))
+
+
+def _phase_shift(a: np.ndarray, b: np.ndarray, lowpass: float) -> np.ndarray:
+    """Content shifts [N, 2] (dx, dy) from spectra ``a`` [N, H, W] to ``b``: peak of the phase
+    correlation, weighted by a Gaussian low-pass (σ = ``lowpass`` cycles/px) that damps a codec's fixed
+    fine pattern, refined to a fraction of a pixel by a parabola through the peak and its
+    neighbours; (0, 0) where the frames carry no structure."""
+    cross = b * np.conj(a)
+    mag = np.abs(cross)
+    n, h, w = cross.shape
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    r = np.fft.ifft2(cross / np.maximum(mag, 1e-12) * np.exp(-(fx * fx + fy * fy) / (2 * lowpass**2))).real
+    py, px = np.unravel_index(r.reshape(n, -1).argmax(-1), (h, w))
+    idx = np.arange(n)
+
+    def refine(c, lo, hi):  # vertex of the parabola through (−1, lo), (0, c), (1, hi)
+        den = lo - 2 * c + hi
+        return np.where(den < 0, 0.5 * (lo - hi) / np.where(den < 0, den, -1.0), 0.0)
+
+    c = r[idx, py, px]
+    dx = px + refine(c, r[idx, py, (px - 1) % w], r[idx, py, (px + 1) % w])
+    dy = py + refine(c, r[idx, (py - 1) % h, px], r[idx, (py + 1) % h, px])
+    dx, dy = np.where(dx > w / 2, dx - w, dx), np.where(dy > h / 2, dy - h, dy)
+    flat = mag.reshape(n, -1).max(-1) < 1e-9
+    return np.where(flat[:, None], 0.0, np.stack([dx, dy], 1))
+
+
+def frame_shifts(frames: np.ndarray, lowpass: float = 0.3, strips: int = 2) -> np.ndarray:
+    """Camera motion between neighbouring frames, [T − 1, 2] (dx, dy) in pixels, by phase
+    correlation: dx is the median over ``strips`` horizontal strips, dy over as many vertical ones
+    (robust to sprites that move on their own); content moving left by d means the camera moved right by d."""
+    f = np.asarray(frames)
+
+    def median_shift(axis: int, k: int) -> np.ndarray:  # axis 1: horizontal strips (rows); 2: vertical
+        n = f.shape[axis]
+        k = max(1, min(k, n // 8))
+        per = []
+        for s in range(k):
+            spec = _spectra(np.take(f, np.arange(s * n // k, (s + 1) * n // k), axis=axis))
+            per.append(_phase_shift(spec[:-1], spec[1:], lowpass))
+        return np.median(np.stack(per), 0)
+
+    # rounded to 1/100 px: identical frames give exactly 0 (no rounding noise for a correlation to find)
+    return np.round(-np.stack([median_shift(1, strips)[:, 0], median_shift(2, strips)[:, 1]], 1), 2) + 0.0
+
+
+def estimate_camera_path(frames: np.ndarray, lowpass: float = 0.3, strips: int = 2) -> np.ndarray:
+    """Camera path [T, 2] estimated from a video, starting at (0, 0): the integrated ``frame_shifts``."""
+    return np.concatenate([np.zeros((1, 2)), np.cumsum(frame_shifts(frames, lowpass, strips), 0)])
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -225,14 +258,14 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def camera_tracking(frames: np.ndarray, cameras: np.ndarray) -> dict:
-    """Camera tracking: the camera path estimated from the video (``frame_shifts``, integrated) against
+    """Camera tracking: the camera path estimated from the video (``estimate_camera_path``) against
     the true path, as Pearson correlation per axis that moves (x, and y when the camera tilts) and
     their mean ``tracking_corr``; a video that does not move correlates 0. ``tracking_error_px``: mean
     |estimated − true| position (both start at the true start). None for a static true camera."""
     cams = np.asarray(cameras, np.float64).reshape(len(cameras), -1)[:, :2]
     t = min(len(frames), len(cams))
     cams = cams[:t]
-    est = cams[0] + np.concatenate([np.zeros((1, 2)), np.cumsum(frame_shifts(np.asarray(frames)[:t]), 0)])
+    est = cams[0] + estimate_camera_path(np.asarray(frames)[:t])
     out = {"tracking_corr": None, "tracking_corr_x": None, "tracking_corr_y": None,
            "tracking_error_px": float(np.abs(est - cams).mean())}
     corrs = []
@@ -356,7 +389,8 @@ def evaluate(frames: np.ndarray, truth: dict | None = None, truth_frames: np.nda
         out[f"delta_drift_{key}"] = window_delta_drift(frames, lambda w, key=key: consistency(w)[key])
     if truth is not None and "camera" in truth:
         cams = np.asarray(truth["camera"])[: len(frames)]
-        out.update(revisit_consistency(frames, cams, min_gap=max(2, int(2 * fps))))
+        # a static camera never left its view: nothing is revisited
+        out.update(revisit_consistency(frames, cams, min_gap=max(2, int(2 * fps)), away=frames.shape[2] / 4))
         out.update(camera_tracking(frames, cams))
         gap = max(2, int(round(min_gap_s * fps)))
         if truth_frames is not None:

@@ -12,7 +12,7 @@ what was seen before.
 Parameters are quantised (P in whole seconds, A and B in multiples of 8 px, speeds in whole px/s) so
 the prompt states them exactly; a parameter the prompt names is never contradicted (a static camera
 is "static", a sprite with vx = 0 is not "moving left"). Prompts put the camera first: short text
-encoders (77 bytes) truncate the end.
+encoders (77 bytes) truncate the end, and the camera part alone fits in 77 bytes.
 
 Truth per frame: camera (x, y), each sprite's box, centre (view coordinates), colour, whether it is
 in view, hidden by a pillar, visible, and how many pixels show; ``WorldVideo.sprite_ids`` labels
@@ -216,7 +216,7 @@ class WorldParams:
             if self.pan:
                 moves.append(f"pans {'right' if self.pan > 0 else 'left'} {abs(self.pan):g} px and back every {self.period:g} s")
             if self.tilt:
-                moves.append(f"tilts {'down' if self.tilt > 0 else 'up'} {abs(self.tilt):g} px and back every {self.period / 2:g} s")
+                moves.append(f"tilts {'down' if self.tilt > 0 else 'up'} {abs(self.tilt):g} px and back twice")  # period P/2
             cam = "camera " + ", ".join(moves)
         kinds = sorted({lm[0] for lm in self.landmarks})
         n = len(self.occluders)

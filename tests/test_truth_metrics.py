@@ -76,9 +76,9 @@ def test_sprite_identity_on_return_known_answers():
     assert sprite_identity_on_return(frames, ids, red, min_absent=5)["identity_colour_error"] is None
 
 
-def _panning_video(path_x, path_y=None, size=32):
+def _panning_video(path_x, path_y=None, size=64):
     rng = np.random.default_rng(0)
-    canvas = (blur(rng.integers(0, 256, (1, 96, 160, 3)).astype(np.uint8), 1.0)[0])
+    canvas = blur(rng.integers(0, 256, (1, 96, 160, 3)).astype(np.uint8), 2.0)[0]
     path_y = np.zeros_like(path_x) if path_y is None else path_y
     return np.stack([canvas[y : y + size, x : x + size] for x, y in zip(path_x, path_y)])
 
@@ -89,14 +89,14 @@ def test_camera_tracking_known_answers():
     ys = np.round(10 * (1 - np.cos(2 * np.pi * t / 10)) / 2).astype(int)
     video = _panning_video(xs, ys)
     cams = np.stack([xs, ys], 1)
-    assert np.array_equal(frame_shifts(video), np.diff(cams, axis=0))  # exact whole-pixel shifts
+    assert np.abs(frame_shifts(video) - np.diff(cams, axis=0)).max() < 0.25  # the true shifts
     r = camera_tracking(video, cams)
-    assert r["tracking_corr"] == pytest.approx(1.0) and r["tracking_error_px"] == 0
+    assert r["tracking_corr"] == pytest.approx(1.0, abs=1e-3) and r["tracking_error_px"] < 1
     still = np.repeat(video[:1], len(video), 0)
     s = camera_tracking(still, cams)
     assert s["tracking_corr"] == 0 and s["tracking_error_px"] > 5
     mirrored = camera_tracking(_panning_video(50 - xs, ys), cams)  # pans left where the truth pans right
-    assert mirrored["tracking_corr_x"] == pytest.approx(-1.0) and mirrored["tracking_corr_y"] == pytest.approx(1.0)
+    assert mirrored["tracking_corr_x"] == pytest.approx(-1.0, abs=1e-3) and mirrored["tracking_corr_y"] == pytest.approx(1.0, abs=1e-3)
     assert camera_tracking(video, np.zeros((40, 2)))["tracking_corr"] is None  # static truth: not applicable
 
 
