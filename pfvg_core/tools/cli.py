@@ -54,7 +54,7 @@ def cmd_generate(a) -> int:
     torch.manual_seed(a.seed)
     with torch.no_grad():
         start = model.codec.encode(pixels)
-    config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory=a.memory)
+    config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory_mode=a.memory)
     options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance,
                              shift=a.shift if a.shift is not None else meta.get("shift"), sampler=a.sampler)
     prompt = PromptSchedule.parse(a.prompt) if "\n" in a.prompt else a.prompt

@@ -343,7 +343,7 @@ def generate_batch(model: PFVGModel, videos, memory: str, window: int, steps: in
     with torch.no_grad():
         start = _starts(model, videos).to(dev)
         cond = model.conditioning([v.prompt for v in videos], start)
-        state = init_state(model, start, cond, seed, MemoryConfig(window=window, memory=memory))
+        state = init_state(model, start, cond, seed, MemoryConfig(window=window, memory_mode=memory))
         n = segments_for_seconds((len(videos[0].frames) - 1) / videos[0].fps, videos[0].fps, window)
         chunks = [model.codec.decode(start).cpu()]
         opts = SamplerOptions(steps=steps, shift=shift)
