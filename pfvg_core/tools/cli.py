@@ -59,7 +59,7 @@ def cmd_generate(a) -> int:
     check_video_path(a.out)
     if a.sheet:
         check_image_path(a.sheet, "--sheet")
-    model = resolve_model(a.model)
+    model = _load_model(a)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
     meta = model.meta
@@ -68,7 +68,7 @@ def cmd_generate(a) -> int:
     pixels = load_image(a.image, size=size, multiple=model.codec.factor)
     torch.manual_seed(seed)
     with torch.no_grad():
-        start = model.codec.encode(pixels)
+        start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
                           memory_mode=a.memory)
     options = SamplerOptions(steps=steps if steps is not None else meta.get("steps", 25), cfg=cfg_scale,
@@ -77,12 +77,16 @@ def cmd_generate(a) -> int:
     n = segments_for_seconds(seconds, fps, config.window, model.codec.temporal_factor)
     number("segments (--seconds × --fps ÷ window)", n, SAMPLING["segments"])
     bar = _Progress(n * options.steps, "generate")
-    chunks = [check_finite("start frame", model.codec.decode(start))]
+
+    def decode(latents, what):
+        with torch.no_grad():
+            return check_finite(what, model.codec.decode(latents.to(model.device, model.dtype)).float().cpu())
+
+    chunks = [decode(start, "start frame")]
     try:
         for seg in generate_long_video(model, start, prompt, n, seed=seed, config=config, options=options, fps=fps,
                                        negative_prompt=a.negative, on_step=lambda e: bar.update()):
-            with torch.no_grad():
-                chunks.append(check_finite(f"segment {seg.index}", model.codec.decode(seg.latents)))
+            chunks.append(decode(seg.latents, f"segment {seg.index}"))
     finally:
         bar.close()
     frames = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + 1]
@@ -95,13 +99,34 @@ def cmd_generate(a) -> int:
 
 def _schedule(name: str, text: str):
     from ..framepack import Schedule
-
     from ..validate import MAX_SCHEDULE_FRAMES
 
     sched = Schedule.parse(text)
     if sched.length > MAX_SCHEDULE_FRAMES:
         raise ValueError(f"{name}: packs {sched.length} frames; at most {MAX_SCHEDULE_FRAMES}")
     return sched
+
+
+def _load_model(a):
+    """The model of ``--model`` on ``--device`` in ``--dtype`` (``--storage``, ``--offload``, ``--attention``)."""
+    from ..backbone import set_attention_backend
+
+    model = resolve_model(a.model, dtype=a.dtype, device=a.device, storage=a.storage, offload=a.offload)
+    if a.attention != "native":
+        set_attention_backend(model.dit, a.attention)
+    return model
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """--device / --dtype / --storage / --offload / --attention (backbone.load_dit, place_dit)."""
+    from ..backbone import ATTENTION_BACKENDS, DTYPES, OFFLOAD, STORAGE
+
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype (bf16 on a GPU)")
+    p.add_argument("--storage", default="auto", choices=STORAGE,
+                   help="DiT weight storage: auto (an fp8 file stays fp8), compute, fp8_e4m3fn, fp8_e5m2 (layerwise casting)")
+    p.add_argument("--offload", default="none", choices=OFFLOAD, help="group: DiT blocks rest on the CPU (24 GB cards)")
+    p.add_argument("--attention", default="native", choices=ATTENTION_BACKENDS, help="attention backend (diffusers)")
 
 
 def cmd_train(a) -> int:
@@ -195,10 +220,11 @@ def cmd_eval(a) -> int:
     from ..metrics import evaluate, plot_metrics
 
     if a.ablation:
-        from .ablation import main_ablation, markdown
+        from . import experiments as ex
 
-        table, per_video = main_ablation(a.work, quick=a.quick, log=lambda m: print(m, file=sys.stderr))
-        print(json.dumps({"mean": table, "videos": per_video}) if a.json else markdown(table, per_video))
+        b = ex.Budget.tiny() if a.quick else ex.Budget()
+        res = ex.run(a.work, b, a.device, a.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
+        print(json.dumps(res) if a.json else ex.markdown(res))
         return 0
     from ..validate import SAMPLING, number
 
@@ -256,7 +282,12 @@ def cmd_eval(a) -> int:
 def cmd_bench(a) -> int:
     from . import bench
 
-    result = bench.run(a.what, quick=a.quick, config=a.config)
+    if a.what == "f1":
+        from .bench_f1 import run_f1
+
+        result = run_f1(a)
+    else:
+        result = bench.run(a.what, quick=a.quick, config=a.config or "small")
     print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
@@ -293,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
     g.add_argument("--rope", default="video", choices=["video", "local"])
     g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    add_device_options(g)
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
@@ -325,15 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-frame", action="store_true", help="include per-frame values")
     e.add_argument("--features", action="append", metavar="FOLDER",
                    help="a local transformers vision model (CLIP, SigLIP, DINOv2…) for feature consistency; repeatable")
-    e.add_argument("--ablation", action="store_true", help="train and evaluate the five Table-2 variants (same budget)")
+    e.add_argument("--ablation", action="store_true",
+                   help="the experiments (tools/experiments.py): memory on/off, teacher/Direct/Student Forcing, 3 seeds each, "
+                        "held-out split, paired 95 %% intervals")
     e.add_argument("--quick", action="store_true", help="with --ablation: a tiny budget (smoke run)")
-    e.add_argument("--work", default="build/ablation", help="with --ablation: working folder")
+    e.add_argument("--work", default="build/experiments", help="with --ablation: working folder")
+    e.add_argument("--device", default="auto", help="with --ablation: auto | cpu | cuda")
+    e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train"])
+    b.add_argument("what", choices=["loop", "train", "f1"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
-    b.add_argument("--config", default="small", help="DiT config to measure")
+    b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
+    from .bench_f1 import add_f1_options
+
+    add_f1_options(b)
     b.set_defaults(func=cmd_bench)
     return p
 
