@@ -234,7 +234,7 @@ class PFVGModel(nn.Module):
         as ``backbone.load_dit``); every failure names the file and the problem."""
         try:
             return cls._load(folder, dtype, device, storage, offload, offload_device)
-        except (TypeError, KeyError, AttributeError, ValueError) as e:  # a pfvg.json of the wrong structure
+        except (TypeError, KeyError, AttributeError) as e:  # a pfvg.json of the wrong structure (ValueErrors are clear already)
             raise CheckpointError(f"{os.path.join(folder, BUNDLE_FILE)}: invalid model config "
                                   f"({type(e).__name__}: {str(e)[:200]})") from e
 
@@ -255,7 +255,10 @@ class PFVGModel(nn.Module):
         check_bundle_config(cfg, cfg_path)
         if cfg.get("format") != FORMAT:
             raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
-        dcfg = dit_config(cfg["dit"])
+        try:
+            dcfg = dit_config(cfg["dit"])
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
+            raise CheckpointError(f"{cfg_path}: invalid 'dit' config ({str(e)[:200]})") from e
         d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload,
                      offload_device=offload_device)
         sp = te = ie = codec = None

@@ -140,7 +140,7 @@ def test_non_finite_weights_are_an_error_not_a_black_video(tmp_path, image, caps
     ({"format": "pfvg-bundle", "dit": {}, "extra": 1}, "unknown keys ['extra']"),
     ({"format": "pfvg-bundle", "dit": 5}, "'dit' has the wrong type"),
     ({"format": "pfvg-bundle", "dit": "tiny", "text_encoder": {"max_len": "long"}}, "invalid model config"),
-    ({"format": "pfvg-bundle", "dit": {"num_layers": "many"}}, "invalid model config"),
+    ({"format": "pfvg-bundle", "dit": {"num_layers": "many"}}, "invalid 'dit' config"),
 ])
 def test_pfvg_json_structure_errors_name_the_file(tmp_path, tiny_model, cfg, msg):
     folder = tmp_path / "m"

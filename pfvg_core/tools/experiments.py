@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .. import metrics
+from ..atomic import write_json, write_text
 from ..codec import ConvCodec
 from ..data import write_latent_video
 from ..loop import SamplerOptions, sample_segment, segments_for_seconds
@@ -224,8 +225,7 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
     b = dataclasses.replace(b, codec_channels=pick["channels"], sprite_weight=pick["sprite_weight"])
     os.makedirs(work, exist_ok=True)
     save_safetensors_atomic(codec.state_dict(), path)
-    with open(chosen, "w") as f:
-        json.dump({**pick, "candidates": measured}, f, indent=1)
+    write_json(chosen, {**pick, "candidates": measured}, indent=1)
     shutil.rmtree(data, ignore_errors=True)
     enc = codec.to(device)
     for k, v in enumerate(vids):
@@ -290,8 +290,7 @@ def train_job(spec: dict) -> dict:
     res = {"name": spec["name"], "steps": st.steps, "seconds": round(time.time() - t0, 1),
            "seconds_per_step": float(np.median([r["seconds"] for r in log])) if log else None,
            "loss_last": float(np.mean([r["loss"] for r in log[-10:]]))}
-    with open(done, "w") as f:
-        json.dump(res, f)
+    write_json(done, res)
     return res
 
 
@@ -382,9 +381,7 @@ def eval_job(spec: dict) -> dict:
     res = {"run": spec["run"], "memory": spec["memory"], "seconds": 0.0,
            "videos": [{"seed": int(v.params.seed), **score(f, v)} for f, v in zip(gen, videos)]}
     res["seconds"] = round(time.time() - t0, 1)
-    with open(path + ".tmp", "w") as f:
-        json.dump(res, f)
-    os.replace(path + ".tmp", path)
+    write_json(path, res)
     return res
 
 
@@ -556,10 +553,8 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     result = {"budget": b.to_dict(), "device": dev, "jobs": jobs, "trained": trained, "rows": rows, "references": refs,
               "comparisons": compare(rows, b.seeds), "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
               "seconds": round(time.time() - t0, 1)}
-    with open(os.path.join(work, "experiments.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(work, "experiments.md"), "w") as f:
-        f.write(markdown(result))
+    write_json(os.path.join(work, "experiments.json"), result, indent=1)
+    write_text(os.path.join(work, "experiments.md"), markdown(result))
     return result
 
 
