@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .atomic import clean_stale, write_json
 from .checkpoint import read_safetensors, save_safetensors_atomic
 from .video_io import to_pixels
 
@@ -53,11 +54,10 @@ def write_encoded_video(folder: str, name: str, frames: np.ndarray, codec, promp
 
 
 def write_latent_video(folder: str, name: str, latents: torch.Tensor, prompt: str, fps: float, **meta) -> str:
-    os.makedirs(folder, exist_ok=True)
+    # metadata first: a video is listed by its .safetensors, so a kill in between leaves no half video
+    write_json(os.path.join(folder, f"{name}.json"), {"prompt": prompt, "fps": fps, "frames": int(latents.shape[1]), **meta})
     path = os.path.join(folder, f"{name}.safetensors")
     save_safetensors_atomic({"latents": latents.detach().float().cpu()}, path)
-    with open(os.path.join(folder, f"{name}.json"), "w") as f:
-        json.dump({"prompt": prompt, "fps": fps, "frames": int(latents.shape[1]), **meta}, f)
     return path
 
 
@@ -68,7 +68,9 @@ class LatentDataset:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"dataset folder not found: {folder}")
         self.folder = folder
-        self.names = sorted(f[: -len(".safetensors")] for f in os.listdir(folder) if f.endswith(".safetensors"))
+        clean_stale(folder)  # temporary files of killed writes; hidden files are never videos
+        self.names = sorted(f[: -len(".safetensors")] for f in os.listdir(folder)
+                            if f.endswith(".safetensors") and not f.startswith("."))
         if not self.names:
             raise ValueError(f"dataset folder {folder} holds no .safetensors latent videos")
         self._meta = {}

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from . import flow
-from .backbone import build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
+from .atomic import write_json
+from .backbone import OFFLOAD, build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
@@ -193,18 +194,24 @@ class PFVGModel(nn.Module):
             mod = getattr(self, name)
             if mod is not None:
                 save_safetensors_atomic(mod.state_dict(), os.path.join(folder, f"{name}.safetensors"))
-        tmp = os.path.join(folder, BUNDLE_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.bundle_config(), f, indent=1)
-        os.replace(tmp, os.path.join(folder, BUNDLE_FILE))
+        write_json(os.path.join(folder, BUNDLE_FILE), self.bundle_config(), indent=1)
 
     @classmethod
     def load(cls, folder: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
              offload: str = "none") -> "PFVGModel":
         """Load a bundle folder straight to ``device`` in ``dtype`` (the DiT with ``storage`` / ``offload``
         as ``backbone.load_dit``); every failure names the file and the problem."""
-        dtype = resolve_dtype(dtype)
-        dev = resolve_device(device)
+        dtype, dev = resolve_dtype(dtype), resolve_device(device)  # argument errors stay ValueErrors
+        if offload not in OFFLOAD:
+            raise ValueError(f"offload must be one of {OFFLOAD}, got {offload!r}")
+        try:
+            return cls._load(folder, dtype, dev, storage, offload)
+        except (TypeError, KeyError, AttributeError, ValueError) as e:  # a pfvg.json of the wrong structure
+            raise CheckpointError(f"{os.path.join(folder, BUNDLE_FILE)}: invalid model config "
+                                  f"({type(e).__name__}: {str(e)[:200]})") from e
+
+    @classmethod
+    def _load(cls, folder: str, dtype, dev, storage, offload) -> "PFVGModel":
         cfg_path = os.path.join(folder, BUNDLE_FILE)
         if not os.path.isdir(folder):
             raise CheckpointError(f"{folder}: model folder not found")
@@ -215,6 +222,7 @@ class PFVGModel(nn.Module):
                 cfg = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{cfg_path}: unreadable model config: {e}") from e
+        check_bundle_config(cfg, cfg_path)
         if cfg.get("format") != FORMAT:
             raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
         dcfg = dit_config(cfg["dit"])
@@ -233,6 +241,24 @@ class PFVGModel(nn.Module):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
         small = [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
         return cls(d, *small, cfg.get("meta")).eval()
+
+
+BUNDLE_KEYS = {"format": str, "version": int, "dit": (dict, str), "meta": (dict, type(None)), "semanticpack": (dict, type(None)),
+               "text_encoder": (dict, type(None)), "image_encoder": (dict, type(None)), "codec": (dict, type(None))}
+
+
+def check_bundle_config(cfg, path: str) -> None:
+    """``pfvg.json`` structure: an object with the known keys of the right types and a ``dit``."""
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: expected a JSON object with the model configs, got a {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - set(BUNDLE_KEYS))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown keys {[k[:40] for k in unknown][:5]}; known: {sorted(BUNDLE_KEYS)}")
+    if "dit" not in cfg:
+        raise CheckpointError(f"{path}: no 'dit' config")
+    for k, v in cfg.items():
+        if not isinstance(v, BUNDLE_KEYS[k]) or isinstance(v, bool):
+            raise CheckpointError(f"{path}: '{k}' has the wrong type ({type(v).__name__})")
 
 
 def load_embedded_model(dtype=torch.float32, device="cpu") -> PFVGModel:

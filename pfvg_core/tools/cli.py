@@ -38,42 +38,68 @@ class _Progress:
 def cmd_generate(a) -> int:
     from ..loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
     from ..state import MemoryConfig
-    from ..framepack import Schedule
-    from ..video_io import check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
+    from ..validate import SAMPLING, check_finite, number, prompt_entries
+    from ..video_io import check_image_path, check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
 
-    if a.seconds <= 0:
-        raise ValueError(f"--seconds must be > 0, got {a.seconds}")
+    # every input is checked before any work (validate.py: finite, bounded, named in the error)
+    seconds = number("--seconds", a.seconds, SAMPLING["seconds"])
+    seed = number("--seed", a.seed, SAMPLING["seed"])
+    cfg_scale = number("--cfg", a.cfg, SAMPLING["cfg"])
+    guidance = number("--guidance", a.guidance, SAMPLING["distilled_guidance"])
+    shift = number("--shift", a.shift, SAMPLING["shift"])
+    steps = number("--steps", a.steps, SAMPLING["steps"]) if a.steps is not None else None
+    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
+    window = number("--window", a.window, SAMPLING["window"]) if a.window is not None else None
+    size = (number("--size W", a.size[0], SAMPLING["width"]), number("--size H", a.size[1], SAMPLING["height"])) if a.size else None
+    schedule = _schedule("--schedule", a.schedule)
+    entries = prompt_entries(a.prompt, "--prompt")
+    prompt = PromptSchedule(entries) if isinstance(entries, tuple) else entries
+    if a.negative is not None:
+        prompt_entries(a.negative, "--negative")
     check_video_path(a.out)
+    if a.sheet:
+        check_image_path(a.sheet, "--sheet")
     model = resolve_model(a.model)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
     meta = model.meta
-    fps = a.fps or meta.get("fps", 8)
-    size = tuple(a.size) if a.size else tuple(meta.get("resolution", (64, 64)))
+    fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
+    size = size or tuple(meta.get("resolution", (64, 64)))
     pixels = load_image(a.image, size=size, multiple=model.codec.factor)
-    torch.manual_seed(a.seed)
+    torch.manual_seed(seed)
     with torch.no_grad():
         start = model.codec.encode(pixels)
-    config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory=a.memory)
-    options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance,
-                             shift=a.shift if a.shift is not None else meta.get("shift"), sampler=a.sampler)
-    prompt = PromptSchedule.parse(a.prompt) if "\n" in a.prompt else a.prompt
-    n = segments_for_seconds(a.seconds, fps, config.window, model.codec.temporal_factor)
+    config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
+                          memory=a.memory)
+    options = SamplerOptions(steps=steps if steps is not None else meta.get("steps", 25), cfg=cfg_scale,
+                             distilled_guidance=guidance, shift=shift if shift is not None else meta.get("shift"),
+                             sampler=a.sampler)
+    n = segments_for_seconds(seconds, fps, config.window, model.codec.temporal_factor)
+    number("segments (--seconds × --fps ÷ window)", n, SAMPLING["segments"])
     bar = _Progress(n * options.steps, "generate")
-    chunks = [model.codec.decode(start)]
+    chunks = [check_finite("start frame", model.codec.decode(start))]
     try:
-        for seg in generate_long_video(model, start, prompt, n, seed=a.seed, config=config, options=options, fps=fps,
+        for seg in generate_long_video(model, start, prompt, n, seed=seed, config=config, options=options, fps=fps,
                                        negative_prompt=a.negative, on_step=lambda e: bar.update()):
             with torch.no_grad():
-                chunks.append(model.codec.decode(seg.latents))
+                chunks.append(check_finite(f"segment {seg.index}", model.codec.decode(seg.latents)))
     finally:
         bar.close()
-    frames = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(a.seconds * fps)) + 1]
+    frames = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + 1]
     write_video(frames, a.out, fps)
     if a.sheet:
         contact_sheet(frames, a.sheet)
     print(f"wrote {a.out}: {frames.shape[0]} frames, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
     return 0
+
+
+def _schedule(name: str, text: str):
+    from ..framepack import Schedule
+
+    sched = Schedule.parse(text)
+    if sched.length > 1024:
+        raise ValueError(f"{name}: packs {sched.length} frames; at most 1024")
+    return sched
 
 
 def cmd_train(a) -> int:
@@ -82,13 +108,19 @@ def cmd_train(a) -> int:
     import torch.distributed as dist
 
     from ..train import Trainer, load_config
+    from ..validate import Limit, number
 
     cfg = load_config(a.config)
+    max_steps = number("--max-steps", a.max_steps, Limit(1, 10**9, integer=True, optional=True))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
     try:
         trainer = Trainer(cfg)
-        if not a.fresh and trainer.resume():
+        if a.fresh:
+            moved = trainer.start_fresh()
+            if moved:
+                print(f"--fresh: the previous run in {cfg.out} was moved to {moved}", file=sys.stderr)
+        elif trainer.resume():
             print(f"resumed from step {trainer.pos.global_step}", file=sys.stderr)
         bar = _Progress(trainer.total_steps(), "train") if trainer.rank == 0 else None
         if bar is not None:
@@ -101,7 +133,7 @@ def cmd_train(a) -> int:
                     bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
 
         try:
-            pos = trainer.run(on_step=on_step, max_steps=a.max_steps)
+            pos = trainer.run(on_step=on_step, max_steps=max_steps)
         finally:
             if bar is not None:
                 bar.close()
@@ -116,11 +148,15 @@ def cmd_train(a) -> int:
 
 def cmd_dataset(a) -> int:
     from ..data import build_dataset
+    from ..validate import SAMPLING, number
 
+    size = (number("--size W", a.size[0], SAMPLING["width"]), number("--size H", a.size[1], SAMPLING["height"]))
+    fps = number("--fps", a.fps, SAMPLING["fps"])
+    window = number("--window", a.window, SAMPLING["window"])
     model = resolve_model(a.model)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode videos with")
-    report = build_dataset(a.src, a.out, model.codec, size=tuple(a.size), fps=a.fps, window=a.window,
+    report = build_dataset(a.src, a.out, model.codec, size=size, fps=fps, window=window,
                            log=lambda m: print(m, file=sys.stderr))
     return 0 if any(v == "ok" for v in report.values()) else 1
 
@@ -128,15 +164,21 @@ def cmd_dataset(a) -> int:
 def cmd_world(a) -> int:
     import os
 
+    from ..atomic import check_writable, write_text
+    from ..validate import SAMPLING, Limit, number
     from ..video_io import check_video_path, write_video
     from ..world import make_video
 
+    seed = number("--seed", a.seed, SAMPLING["seed"])
+    seconds = number("--seconds", a.seconds, SAMPLING["seconds"])
+    fps = number("--fps", a.fps, SAMPLING["fps"])
+    size = number("--size", a.size, Limit(8, 1024, integer=True))
     check_video_path(a.out)
-    v = make_video(a.seed, seconds=a.seconds, fps=a.fps, view=a.size)
-    write_video(v.frames, a.out, a.fps)
     truth = os.path.splitext(a.out)[0] + ".json"
-    with open(truth, "w") as f:
-        f.write(v.truth_json())
+    check_writable(truth, "truth file")
+    v = make_video(seed, seconds=seconds, fps=fps, view=size)
+    write_video(v.frames, a.out, fps)
+    write_text(truth, v.truth_json())
     print(f"wrote {a.out} ({len(v.frames)} frames) and {truth}: {v.prompt}")
     return 0
 
@@ -157,15 +199,29 @@ def cmd_eval(a) -> int:
         raise ValueError("eval needs --video (or --ablation)")
     if not os.path.exists(a.video):
         raise FileNotFoundError(f"video not found: {a.video}")
-    frames = read_frames(a.video)
+    from ..validate import SAMPLING, number
+
+    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
+    if a.plot:
+        from ..video_io import check_image_path
+
+        check_image_path(a.plot, "--plot")
+    try:
+        frames = read_frames(a.video)
+    except ValueError as e:
+        raise ValueError(f"--video {a.video}: {e}") from e
     truth = truth_frames = None
-    fps = a.fps
     if a.truth:
         if not os.path.isfile(a.truth):
             raise FileNotFoundError(f"truth file not found: {a.truth}")
-        with open(a.truth) as f:
-            truth = json.load(f)
-        fps = fps or truth.get("fps")
+        try:
+            with open(a.truth) as f:
+                truth = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"--truth {a.truth}: not a JSON file ({e})") from e
+        if not isinstance(truth, dict):
+            raise ValueError(f"--truth {a.truth}: expected a world truth object")
+        fps = fps or number("truth fps", truth.get("fps", 8.0), SAMPLING["fps"])
         if "params" in truth:  # a world video: re-render the true frames
             from ..world import Sprite, WorldParams, render
 
@@ -267,13 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _line(e: BaseException, limit: int = 400) -> str:
+    """The first line of an error, cut to ``limit`` characters (huge inputs are not echoed)."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, CheckpointError, RuntimeError, OSError) as e:
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        print(f"error: {_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line, and a distinct exit status
+        print(f"error: internal {type(e).__name__}: {_line(e)} (please report this)", file=sys.stderr)
+        return 3
