@@ -12,27 +12,18 @@ from ..model import resolve_model
 
 
 class _Progress:
-    """tqdm if available, else a plain line on stderr."""
+    """A tqdm bar on stderr (tqdm is a dependency of the pack)."""
 
     def __init__(self, total: int, desc: str):
-        try:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="step")
-        except ImportError:  # pragma: no cover
-            self.bar = None
-        self.total, self.n = total, 0
+        self.bar = tqdm(total=total, desc=desc, unit="step")
 
     def update(self, k: int = 1):
-        self.n += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.n == self.total or self.n % 10 == 0:
-            print(f"\r{self.n}/{self.total}", end="", file=sys.stderr)
+        self.bar.update(k)
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def cmd_generate(a) -> int:
@@ -129,8 +120,7 @@ def cmd_train(a) -> int:
         def on_step(rec):
             if bar is not None:
                 bar.update()
-                if bar.bar is not None:
-                    bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
+                bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
 
         try:
             pos = trainer.run(on_step=on_step, max_steps=max_steps)
@@ -265,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", required=True, help="a prompt, or a schedule: one 'SECONDS: prompt' per line")
     g.add_argument("--negative", default=None, help="negative prompt (used when --cfg > 1)")
     g.add_argument("--seconds", type=float, required=True)
-    g.add_argument("--out", required=True, help=".webp or .mp4")
+    g.add_argument("--out", required=True, help=".webp, .mp4 or .webm")
     g.add_argument("--sheet", default=None, help="also write a contact-sheet PNG here")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=None)
