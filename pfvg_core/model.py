@@ -71,6 +71,7 @@ class PFVGModel(nn.Module):
         self.meta = dict(meta or {})
         self.injector = MemoryInjector(dit) if semanticpack is not None else None
         self._id: str | None = None
+        self.id_tags: list[str] = []  # run-time changes that are not in the weights (LoRAs: lora.apply_loras)
 
     # identity ---------------------------------------------------------------------------------
     @property
@@ -78,6 +79,8 @@ class PFVGModel(nn.Module):
         """A fingerprint of the configs and weights (a sample of every tensor), cached."""
         if self._id is None:
             h = hashlib.sha256(json.dumps(self.bundle_config(), sort_keys=True).encode())
+            for tag in self.id_tags:
+                h.update(tag.encode())
             for name, p in self.state_dict().items():
                 h.update(name.encode())
                 h.update(str(tuple(p.shape)).encode())

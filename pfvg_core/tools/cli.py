@@ -28,6 +28,7 @@ class _Progress:
 
 def cmd_generate(a) -> int:
     from ..loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
+    from ..lora import apply_loras, load_lora, parse_lora_arg
     from ..state import MemoryConfig
     from ..validate import SAMPLING, check_finite, number, prompt_entries
     from ..video_io import check_image_path, check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
@@ -50,9 +51,12 @@ def cmd_generate(a) -> int:
     check_video_path(a.out)
     if a.sheet:
         check_image_path(a.sheet, "--sheet")
+    loras = [parse_lora_arg(x) for x in a.lora or ()]
     model = resolve_model(a.model)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
+    if loras:
+        apply_loras(model, [(load_lora(path, model.dit), strength) for path, strength in loras])
     meta = model.meta
     fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
     size = size or tuple(meta.get("resolution", (64, 64)))
@@ -269,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
     g.add_argument("--rope", default="video", choices=["video", "local"])
     g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    g.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
+                   help="a HunyuanVideo / FramePack LoRA (.safetensors; diffusers, kohya/musubi or ComfyUI key names), "
+                        "strength 1 unless given; repeatable (LoRAs add up)")
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
