@@ -244,6 +244,18 @@ def open_video(path: str, resize: tuple[int, int] | None = None) -> VideoReader:
     return VideoReader(path, fps, size, frames, resize)
 
 
+def resample(frames: Iterable[np.ndarray], src_fps: float, fps: float) -> Iterator[np.ndarray]:
+    """Frames at ``src_fps`` → frames at ``fps`` (nearest earlier source frame at each output time k/fps;
+    streamed). Equal rates pass every frame through."""
+    if not (src_fps > 0 and fps > 0):
+        raise ValueError(f"frame rates must be > 0, got {src_fps} and {fps}")
+    k = 0
+    for i, f in enumerate(frames):
+        while k * src_fps < (i + 1) * fps * (1 - 1e-9):  # output time k/fps falls in source frame i's interval
+            yield f
+            k += 1
+
+
 def read_video(path: str, resize: tuple[int, int] | None = None) -> tuple[Iterator[np.ndarray], float]:
     """(a generator of uint8 [H, W, 3] frames, the source fps)."""
     r = open_video(path, resize)
