@@ -1,10 +1,13 @@
-"""ComfyUI node classes: thin wrappers, every computation is in ``pfvg_core``."""
+"""ComfyUI node classes: thin wrappers, every computation is in ``pfvg_core``; ``comfy_io`` is the one
+module that talks to ComfyUI."""
 import os
 import sys
 
+# pfvg_core sits beside nodes/. The pack root is appended (never prepended) to sys.path, so ComfyUI's
+# own top-level modules (its ``nodes`` above all) always come first; nodes-internal imports are relative.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:  # ComfyUI loads the pack as a package; pfvg_core sits beside nodes/
-    sys.path.insert(0, _ROOT)
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 from .model_nodes import NODES as _MODEL  # noqa: E402
 from .memory_nodes import NODES as _MEMORY  # noqa: E402

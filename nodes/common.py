@@ -1,8 +1,9 @@
-"""Shared widget definitions for the PFVG nodes."""
+"""Shared node definitions: category, link types, and widgets built from the engine's option dataclasses."""
+from pfvg_core.options import from_inputs, inputs
+
 CATEGORY = "PFVG"
 MODEL = "PFVG_MODEL"
-MEMORY = "PFVG_MEMORY"
-SAMPLERS = ("euler", "unipc")  # = pfvg_core.flow.SAMPLERS (kept literal: importing the core here is not needed; tested)
+MEMORY = "PFVG_MEMORY"  # a link carrying a pfvg_core.state.MemoryState
 
 
 def seed():
@@ -10,22 +11,23 @@ def seed():
                     "tooltip": "Noise seed; segment n draws from (seed, n), so the same seed gives the same video."})
 
 
-def sampler_inputs():
-    return {
-        "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Sampling steps per segment."}),
-        "cfg": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 30.0, "step": 0.1,
-                          "tooltip": "Real classifier-free guidance (1 = off, FramePack-F1's default; > 1 uses the negative prompt)."}),
-        "distilled_guidance": ("FLOAT", {"default": 10.0, "min": 0.0, "max": 50.0, "step": 0.1,
-                                         "tooltip": "FramePack-F1's embedded (distilled) guidance scale."}),
-        "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                            "tooltip": "Time shift; 0 = resolution-dependent (FramePack)."}),
-        "sampler": (list(SAMPLERS), {"default": "euler",
-                                     "tooltip": "euler: first order; unipc: UniPC bh2 (FramePack's sampler), better at few steps."}),
-    }
+def widget(spec: dict) -> tuple:
+    """An option's input spec (``pfvg_core.options.option``) → a ComfyUI INPUT_TYPES entry."""
+    spec = dict(spec)
+    choices = spec.pop("choices", None)
+    if choices is not None:
+        return (list(choices), spec)
+    default = spec["default"]
+    kind = ("BOOLEAN" if isinstance(default, bool) else "INT" if isinstance(default, int)
+            else "FLOAT" if isinstance(default, float) else "STRING")
+    return (kind, spec)
 
 
-def options(steps, cfg, distilled_guidance, shift, sampler="euler"):
-    from pfvg_core.loop import SamplerOptions
+def widgets(options_cls) -> dict:
+    """INPUT_TYPES entries for every declared option of ``options_cls`` (a dataclass), in field order."""
+    return {name: widget(spec) for name, spec in inputs(options_cls).items()}
 
-    return SamplerOptions(steps=steps, cfg=cfg, distilled_guidance=distilled_guidance, shift=shift if shift > 0 else None,
-                          sampler=sampler)
+
+def options(options_cls, values: dict, **extra):
+    """The node's inputs → one ``options_cls`` value for the engine."""
+    return from_inputs(options_cls, values, **extra)

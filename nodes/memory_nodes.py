@@ -1,4 +1,14 @@
+from pfvg_core import operations as ops
+from pfvg_core.state import MemoryConfig, MemoryState, step
+
+from . import comfy_io as io
 from . import common as c
+
+
+def check_memory(memory) -> MemoryState:
+    if not isinstance(memory, MemoryState):
+        raise ValueError(f"memory: expected a PFVG memory state (PFVG_MEMORY), got {type(memory).__name__}")
+    return memory
 
 
 class EncodePsi0:
@@ -13,11 +23,7 @@ class EncodePsi0:
         return {
             "required": {
                 "model": (c.MODEL,),
-                "seed": c.seed(),
-                "window": ("INT", {"default": 9, "min": 1, "max": 64, "tooltip": "Latent frames generated per segment."}),
-                "schedule": ("STRING", {"default": "td_f16k4f2k2f1k1", "tooltip": "FramePack packing schedule (FramePack §5 notation)."}),
-                "rope": (["video", "local"], {"default": "video", "tooltip": "video: start image at index 0 of the whole video (PFVG); local: FramePack-F1."}),
-                "memory": (["on", "off", "zero"], {"default": "on", "tooltip": "SemanticPack on, off, or ψ₀ = 0 (ablation)."}),
+                **c.widgets(MemoryConfig),
                 "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0, "tooltip": "Video frame rate (prompt schedule times use it)."}),
             },
             "optional": {
@@ -29,13 +35,14 @@ class EncodePsi0:
             },
         }
 
-    def encode(self, model, seed, window, schedule, rope, memory, fps, prompt="", conditioning=None, image=None,
-               latent=None, clip_vision_output=None):
-        from pfvg_core import comfy
-
-        return (comfy.encode_memory(model, image=image, latent=latent, prompt=prompt or None, conditioning=conditioning,
-                                    clip_vision_output=clip_vision_output, seed=seed, window=window, schedule=schedule,
-                                    rope=rope, memory=memory, fps=fps),)
+    def encode(self, model, fps, prompt="", conditioning=None, image=None, latent=None, clip_vision_output=None, **inputs):
+        state = ops.encode_psi0(
+            model, c.options(MemoryConfig, inputs), fps,
+            pixels=io.image_to_pixels(image) if image is not None and latent is None else None,
+            latent=io.latent_samples(latent) if latent is not None else None,
+            prompt=prompt or None, features=io.prompt_features(conditioning),
+            image_embeds=io.clip_vision_embeds(clip_vision_output))
+        return (state,)
 
 
 class MemoryPackStep:
@@ -50,9 +57,7 @@ class MemoryPackStep:
         return {"required": {"model": (c.MODEL,), "memory": (c.MEMORY,), "segment": ("LATENT", {"tooltip": "The segment from Segment Sampler."})}}
 
     def step(self, model, memory, segment):
-        from pfvg_core import comfy
-
-        return (comfy.step_memory(model, memory, comfy.latent_samples(segment)),)
+        return (step(model, check_memory(memory), io.latent_samples(segment)),)
 
 
 NODES = {"PFVGEncodePsi0": (EncodePsi0, "Encode ψ₀ (PFVG)"), "PFVGMemoryPackStep": (MemoryPackStep, "MemoryPack Step (PFVG)")}

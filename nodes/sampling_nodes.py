@@ -1,4 +1,11 @@
+import torch
+
+from pfvg_core import operations as ops
+from pfvg_core.loop import PromptSchedule, SamplerOptions, generate_long_video, sample_segment, segments_for_seconds, temporal_factor
+
+from . import comfy_io as io
 from . import common as c
+from .memory_nodes import check_memory
 
 
 class SegmentSampler:
@@ -11,7 +18,7 @@ class SegmentSampler:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"model": (c.MODEL,), "memory": (c.MEMORY,), "seed": c.seed(), **c.sampler_inputs()},
+            "required": {"model": (c.MODEL,), "memory": (c.MEMORY,), "seed": c.seed(), **c.widgets(SamplerOptions)},
             "optional": {
                 "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "This segment's prompt (embedded model)."}),
                 "conditioning": ("CONDITIONING", {"tooltip": "This segment's HunyuanVideo conditioning."}),
@@ -19,14 +26,14 @@ class SegmentSampler:
             },
         }
 
-    def sample(self, model, memory, seed, steps, cfg, distilled_guidance, shift, sampler="euler", prompt="", conditioning=None,
-               negative_prompt=""):
-        from pfvg_core import comfy
-
-        opts = c.options(steps, cfg, distilled_guidance, shift, sampler)
-        cond = comfy.make_conditioning(model, comfy.check_memory(memory), prompt or None, conditioning)
-        neg = comfy.make_conditioning(model, memory, negative_prompt) if negative_prompt and cfg != 1.0 else None
-        x = comfy.sample_next(model, memory, cond, seed, opts, neg, comfy.Progress(steps))
+    def sample(self, model, memory, seed, prompt="", conditioning=None, negative_prompt="", **inputs):
+        opts = c.options(SamplerOptions, inputs)
+        state = check_memory(memory).replace(seed=int(seed))
+        cond = ops.segment_conditioning(model, state, prompt or None, io.prompt_features(conditioning))
+        neg = ops.segment_conditioning(model, state, negative_prompt) if negative_prompt and opts.cfg != 1.0 else None
+        progress = io.Progress(opts.steps)
+        with io.interruptible():
+            x = sample_segment(model, state, cond, neg, opts, on_step=lambda e: progress.update(), cancel=io.interrupted)
         return ({"samples": x.cpu()},)
 
 
@@ -46,7 +53,7 @@ class LongVideoLoop:
                 "segments": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "Number of segments; 0 = from seconds."}),
                 "prompt_schedule": ("STRING", {"multiline": True, "default": "0: a red ball rolls across a field",
                                                "tooltip": "One prompt per line, with its start time: '0: …', '[12s] …'."}),
-                **c.sampler_inputs(),
+                **c.widgets(SamplerOptions),
             },
             "optional": {
                 "conditioning": ("CONDITIONING", {"tooltip": "HunyuanVideo conditioning for every segment (instead of the schedule)."}),
@@ -55,20 +62,29 @@ class LongVideoLoop:
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def run(self, model, memory, seed, seconds, segments, prompt_schedule, steps, cfg, distilled_guidance, shift, sampler="euler",
-            conditioning=None, negative_prompt="", unique_id=None):
-        from pfvg_core import comfy
-        from pfvg_core.loop import segments_for_seconds
-
-        memory = comfy.check_memory(memory)
-        tf = getattr(model.codec, "temporal_factor", 1) if model.codec is not None else 1
-        n = segments or segments_for_seconds(seconds, memory.fps, memory.state.config.window, tf)
-        latents, mem = comfy.long_video(model, memory, segments=n, seed=seed, options=c.options(steps, cfg, distilled_guidance, shift, sampler),
-                                        prompt_schedule=prompt_schedule, conditioning=conditioning,
-                                        negative=negative_prompt or None, node_id=unique_id)
-        images = comfy.decode(model, latents, include_start=memory.start_latent if memory.state.segment == 0 else None) \
-            if model.codec is not None else comfy.placeholder_image()
-        return ({"samples": latents}, images, mem)
+    def run(self, model, memory, seed, seconds, segments, prompt_schedule, conditioning=None, negative_prompt="",
+            unique_id=None, **inputs):
+        state = check_memory(memory)
+        opts = c.options(SamplerOptions, inputs)
+        n = segments or segments_for_seconds(seconds, state.fps, state.config.window, temporal_factor(model))
+        if prompt_schedule and prompt_schedule.strip():
+            prompt, fixed = PromptSchedule.parse(prompt_schedule), None
+        elif conditioning is not None:
+            prompt, fixed = "", ops.segment_conditioning(model, state, features=io.prompt_features(conditioning))
+        else:
+            raise ValueError("give a prompt schedule (text) or a CONDITIONING")
+        progress = io.Progress(n * opts.steps, unique_id, segments=n)
+        chunks, last = [], state
+        with io.interruptible():
+            for r in generate_long_video(model, state, prompt, n, seed=seed, options=opts, negative_prompt=negative_prompt or None,
+                                         conditioning=fixed, on_step=lambda e: progress.update(), cancel=io.interrupted,
+                                         on_segment=lambda r: progress.segment_done(model, r)):
+                chunks.append(r.latents.cpu())  # only the latest state is kept: memory stays bounded
+                last = r.state
+        latents = torch.cat(chunks, dim=2)
+        images = (io.pixels_to_image(ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None))
+                  if model.codec is not None else io.placeholder_image())
+        return ({"samples": latents}, images, last)
 
 
 NODES = {"PFVGSegmentSampler": (SegmentSampler, "Segment Sampler (PFVG)"), "PFVGLongVideoLoop": (LongVideoLoop, "Long Video Loop (PFVG)")}

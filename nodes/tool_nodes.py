@@ -1,4 +1,10 @@
+import torch
+
+from pfvg_core import operations as ops
+
+from . import comfy_io as io
 from . import common as c
+from .memory_nodes import check_memory
 
 
 class DecodeLatents:
@@ -14,10 +20,8 @@ class DecodeLatents:
                 "optional": {"memory": (c.MEMORY, {"tooltip": "Connect the first memory state to put the start frame first."})}}
 
     def decode(self, model, latent, memory=None):
-        from pfvg_core import comfy
-
-        start = comfy.check_memory(memory).start_latent if memory is not None else None
-        return (comfy.decode(model, comfy.latent_samples(latent), include_start=start),)
+        start = check_memory(memory).start_latent if memory is not None else None
+        return (io.pixels_to_image(ops.decode(model, io.latent_samples(latent), include_start=start)),)
 
 
 class EvaluateDrift:
@@ -33,10 +37,8 @@ class EvaluateDrift:
         return {"required": {"images": ("IMAGE",), "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0})}}
 
     def evaluate(self, images, fps):
-        from pfvg_core import comfy
-
-        report, plot = comfy.evaluate_images(images, fps)
-        return {"ui": {"text": [report]}, "result": (report, plot)}
+        report, plot = ops.evaluate_frames(io.image_to_uint8(images), fps)
+        return {"ui": {"text": [report]}, "result": (report, torch.from_numpy(plot)[None])}
 
 
 class WorldVideos:
@@ -57,9 +59,7 @@ class WorldVideos:
         }}
 
     def render(self, folder, count, seconds, fps, seed):
-        from pfvg_core import comfy
-
-        comfy.write_world_videos(folder, count, seconds, fps, seed)
+        ops.write_world_videos(io.safe_join(io.input_root(), folder, "folder"), count, seconds, fps, seed)
         return (folder,)
 
 

@@ -46,7 +46,7 @@ def encode_chunks(codec, frames: Iterable[np.ndarray], window: int) -> Iterator[
 
 
 def state_from_latents(model, chunks: Iterable[torch.Tensor], cond, seed: int = 0,
-                       config: MemoryConfig = MemoryConfig()) -> MemoryState:
+                       config: MemoryConfig = MemoryConfig(), fps: float = 8.0) -> MemoryState:
     """The memory state after an existing video given as latent chunks [B, C, T, H, W] (the first
     chunk's first frame is the start latent; ``cond``: the conditioning ψ₀ is made from)."""
     state = None
@@ -54,7 +54,7 @@ def state_from_latents(model, chunks: Iterable[torch.Tensor], cond, seed: int = 
         if chunk.ndim != 5:
             raise ValueError(f"latent chunks must be [B, C, T, H, W], got {tuple(chunk.shape)}")
         if state is None:
-            state = init_state(model, chunk[:, :, :1], cond, seed, config)
+            state = init_state(model, chunk[:, :, :1], cond, seed, config, fps=fps)
             chunk = chunk[:, :, 1:]
         for a in range(0, chunk.shape[2], config.window):  # as generated segments: one window at a time
             state = step(model, state, chunk[:, :, a : a + config.window])
@@ -65,8 +65,8 @@ def state_from_latents(model, chunks: Iterable[torch.Tensor], cond, seed: int = 
 
 def state_from_video(model, frames: Iterable[np.ndarray], prompt: str, seed: int = 0,
                      config: MemoryConfig = MemoryConfig(), image_embeds: torch.Tensor | None = None,
-                     on_chunk=None) -> MemoryState:
-    """The memory state after an existing video (uint8 frames at the model's resolution, streamed)."""
+                     on_chunk=None, fps: float = 8.0) -> MemoryState:
+    """The memory state after an existing video (uint8 frames at the model's resolution and ``fps``, streamed)."""
     if model.codec is None:
         raise ValueError("extending a video needs a model with a codec to encode its frames")
     chunks = encode_chunks(model.codec, frames, config.window)
@@ -81,4 +81,4 @@ def state_from_video(model, frames: Iterable[np.ndarray], prompt: str, seed: int
                 on_chunk(c)
             yield c
 
-    return state_from_latents(model, all_chunks(), cond, seed, config)
+    return state_from_latents(model, all_chunks(), cond, seed, config, fps)

@@ -1,8 +1,16 @@
 """Rectified flow (PFVG §3.2, eqs. 3–7) and the time-shifted sampling schedule (FramePack-F1).
 
-Paper convention: x_t = t·x + (1 − t)·ε, t ∈ [0, 1] (t = 1 is data), velocity u_t = x − ε.
-The DiT (diffusers/HunyuanVideo convention) is called with timestep σ·1000 where σ = 1 − t and
-predicts ε − x, i.e. v_θ = −(DiT output). These helpers keep the conversion in one place.
+Two conventions, each used on one side only:
+
+- **training** (the paper's, eqs. 3–7): x_t = t·x + (1 − t)·ε, t ∈ [0, 1] (t = 1 is data), velocity
+  u_t = x − ε;
+- **sampling** (the DiT's and diffusers' flow schedulers'): noise level σ = 1 − t (σ = 1 is noise), flow
+  prediction ε − x = −u_t. The sampler never converts: it hands the scheduler's σ to the DiT and the
+  DiT's output to the scheduler.
+
+The DiT itself takes timestep σ·1000. ``PFVGModel.predict_flow`` is the one place σ becomes the DiT's
+timestep; ``PFVGModel.predict_velocity`` is the one place the paper's (t, u) meets the DiT (via
+``sigma_of`` and ``velocity_of``).
 """
 from __future__ import annotations
 
@@ -31,14 +39,17 @@ def one_step_estimate(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor
     return x_t + (1 - _bcast(t, x_t)) * velocity
 
 
-def dit_timestep(t: torch.Tensor) -> torch.Tensor:
-    """Paper time t → the DiT's timestep σ·1000 with σ = 1 − t."""
-    return (1 - t) * 1000.0
+DIT_TIMESTEPS = 1000.0  # the DiT's timestep = σ·1000 (diffusers' num_train_timesteps)
 
 
-def velocity_from_dit(output: torch.Tensor) -> torch.Tensor:
-    """The DiT predicts ε − x; the paper's v_θ is x − ε."""
-    return -output
+def sigma_of(t: torch.Tensor) -> torch.Tensor:
+    """Paper time t → noise level σ = 1 − t."""
+    return 1 - t
+
+
+def velocity_of(flow_prediction: torch.Tensor) -> torch.Tensor:
+    """The DiT's flow prediction ε − x → the paper's velocity x − ε."""
+    return -flow_prediction
 
 
 def _bcast(t, like: torch.Tensor) -> torch.Tensor:

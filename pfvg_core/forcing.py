@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from . import flow
-from .loop import SegmentContext, velocity
+from .loop import SamplerOptions, SegmentContext, denoise, velocity
 from .model import Conditioning, PFVGModel
 
 
@@ -74,21 +74,15 @@ class DirectForcing:
 
 @dataclass(frozen=True)
 class StudentForcing:
-    """xⁱ⁻¹ re-generated from noise with ``k`` Euler steps (Bengio et al. 2015; the paper's baseline)."""
+    """xⁱ⁻¹ re-generated from noise with ``k`` Euler steps of the sampler (Bengio et al. 2015; the paper's baseline)."""
 
     k: int = 5
     name = "student"
 
     def history(self, model, ctx, clip, cond, generator, guidance, t_dist="logit_normal", shift=1.0, forward=None):
-        x = torch.randn(clip.shape, generator=generator).to(clip.device)
-        b = clip.shape[0]
-        sched = flow.make_scheduler("euler", self.k, math.log(shift))
-        with torch.no_grad():
-            for i, sigma in enumerate(sched.sigmas[:-1]):
-                t = (1 - sigma).expand(b).float().to(clip.device)
-                v = velocity(model, ctx, x, t, cond, guidance)
-                x = sched.step(-v, sched.timesteps[i], x, return_dict=False)[0]
-        return x.detach()
+        noise = torch.randn(clip.shape, generator=generator).to(clip.device)
+        options = SamplerOptions(steps=self.k, distilled_guidance=guidance, shift=shift, sampler="euler")
+        return denoise(model, ctx, noise, cond, None, options).detach()
 
 
 STRATEGIES = {"teacher": TeacherForcing, "direct": DirectForcing, "student": StudentForcing}

@@ -16,6 +16,7 @@ import torch
 from . import flow
 from .framepack import pack_history
 from .model import Conditioning, PFVGModel
+from .options import option
 from .rope import time_indices
 from .state import MemoryConfig, MemoryState, check_state, init_state, step
 
@@ -26,14 +27,21 @@ class Cancelled(RuntimeError):
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    steps: int = 25
-    cfg: float = 1.0  # real CFG scale (1 = off; FramePack-F1 default)
-    distilled_guidance: float = 10.0  # FramePack-F1's embedded guidance
-    guidance_rescale: float = 0.0
-    shift: float | None = None  # None: resolution-dependent (FramePack)
-    sampler: str = "euler"
+    """How one segment is sampled (FramePack-F1's sampler settings)."""
+
+    steps: int = option(25, "Sampling steps per segment.", min=1, max=200)
+    cfg: float = option(1.0, "Real classifier-free guidance (1 = off, FramePack-F1's default; > 1 uses the negative prompt).",
+                        min=1.0, max=30.0, step=0.1)
+    distilled_guidance: float = option(10.0, "FramePack-F1's embedded (distilled) guidance scale.", min=0.0, max=50.0, step=0.1)
+    guidance_rescale: float = 0.0  # std rescale of real CFG (FramePack)
+    shift: float | None = option(None, "Time shift; 0 = resolution-dependent (FramePack).", min=0.0, max=20.0, step=0.1,
+                                 widget_default=0.0)
+    sampler: str = option("euler", "euler: first order; unipc: UniPC bh2 (FramePack's sampler), better at few steps.",
+                          choices=flow.SAMPLERS)
 
     def __post_init__(self):
+        if self.shift == 0:  # the widget's "resolution-dependent"
+            object.__setattr__(self, "shift", None)
         if self.steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {self.steps}")
         if self.cfg < 1.0:
@@ -74,7 +82,7 @@ def segment_context(model: PFVGModel, state: MemoryState) -> SegmentContext:
 
 def velocity(model: PFVGModel, ctx: SegmentContext, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning,
              guidance: float | None) -> torch.Tensor:
-    """v_θ(x_t, t) for a segment in context (paper convention)."""
+    """v_θ(x_t, t) for a segment in context, in the paper's convention (training; PFVG eq. 5)."""
     return model.predict_velocity(x_t, t, cond, ctx.packed, ctx.indices, ctx.psi_tokens, ctx.psi_mask, guidance)
 
 
@@ -85,31 +93,44 @@ def segment_noise(state: MemoryState, device="cpu") -> torch.Tensor:
     return torch.randn(b, c, state.config.window, h, w, generator=gen).to(device)
 
 
+def denoise(model: PFVGModel, ctx: SegmentContext, noise: torch.Tensor, cond: Conditioning, negative: Conditioning | None,
+            options: SamplerOptions, on_step: Callable[[int], None] | None = None, cancel: Callable[[], bool] | None = None,
+            where: str = "") -> torch.Tensor:
+    """The one sampling loop: integrate the flow from ``noise`` (σ = 1) to a clean window (σ = 0) with
+    ``options.sampler``, in the sampler's convention (σ, flow prediction ε − x; ``flow`` docstring), so the
+    scheduler's σ goes to the DiT and the DiT's output to the scheduler unchanged.
+    ``cancel`` is checked before every step; ``on_step(i)`` is called after step i (1-based)."""
+    b, _, win, h, w = noise.shape
+    mu = flow.schedule_mu(options.shift, win * (h // 2) * (w // 2))
+    sched = flow.make_scheduler(options.sampler, options.steps, mu, device=noise.device)
+    use_neg = negative is not None and options.cfg != 1.0
+    x = noise
+    with torch.no_grad():
+        for i, sigma in enumerate(sched.sigmas[:-1]):
+            if cancel is not None and cancel():
+                raise Cancelled(f"cancelled at {where}step {i + 1}/{options.steps}")
+            sigmas = sigma.expand(b).float()
+            out = model.predict_flow(x, sigmas, cond, ctx.packed, ctx.indices, ctx.psi_tokens, ctx.psi_mask,
+                                     options.distilled_guidance)
+            out_neg = (model.predict_flow(x, sigmas, negative, ctx.packed, ctx.indices, ctx.psi_tokens, ctx.psi_mask,
+                                          options.distilled_guidance) if use_neg else None)
+            out = flow.guided(out, out_neg, options.cfg, options.guidance_rescale)
+            x = sched.step(out, sched.timesteps[i], x, return_dict=False)[0]
+            if on_step is not None:
+                on_step(i + 1)
+    return x
+
+
 def sample_segment(model: PFVGModel, state: MemoryState, cond: Conditioning, negative: Conditioning | None = None,
                    options: SamplerOptions = SamplerOptions(), on_step: Callable[[StepEvent], None] | None = None,
                    cancel: Callable[[], bool] | None = None) -> torch.Tensor:
     """Sample segment xⁿ [B, C, window, H, W] given the memory state. Deterministic per (seed, segment)."""
     check_state(model, state)
-    dev = model.device
-    x = segment_noise(state, dev)
-    b, _, win, h, w = x.shape
-    mu = flow.schedule_mu(options.shift, win * (h // 2) * (w // 2))
-    sched = flow.make_scheduler(options.sampler, options.steps, mu, device=dev)
-    use_neg = negative is not None and options.cfg != 1.0
     with torch.no_grad():
         ctx = segment_context(model, state)
-        for i, sigma in enumerate(sched.sigmas[:-1]):
-            if cancel is not None and cancel():
-                raise Cancelled(f"cancelled at segment {state.segment}, step {i + 1}/{options.steps}")
-            t = (1 - sigma).expand(b).float()
-            v = velocity(model, ctx, x, t, cond, options.distilled_guidance)
-            v_neg = velocity(model, ctx, x, t, negative, options.distilled_guidance) if use_neg else None
-            v = flow.guided(v, v_neg, options.cfg, options.guidance_rescale)
-            # diffusers' flow schedulers step on ε − x (= −v)
-            x = sched.step(-v, sched.timesteps[i], x, return_dict=False)[0]
-            if on_step is not None:
-                on_step(StepEvent(state.segment, i + 1, options.steps))
-    return x
+    report = (lambda i: on_step(StepEvent(state.segment, i, options.steps))) if on_step is not None else None
+    return denoise(model, ctx, segment_noise(state, model.device), cond, negative, options, report, cancel,
+                   where=f"segment {state.segment}, ")
 
 
 # --- prompt schedule ---------------------------------------------------------------------------
@@ -166,34 +187,59 @@ class SegmentResult:
     latents: torch.Tensor  # [B, C, window, H, W]
     state: MemoryState  # the state after this segment
     prompt: str
+    seconds: float  # video time (s) at the end of this segment
 
 
-def generate_long_video(model: PFVGModel, start_latent: torch.Tensor, prompt: str | PromptSchedule, num_segments: int,
-                        seed: int = 0, config: MemoryConfig = MemoryConfig(), options: SamplerOptions = SamplerOptions(),
+def temporal_factor(model: PFVGModel) -> int:
+    """Video frames per latent frame (1 without a codec: one latent frame per frame)."""
+    return getattr(model.codec, "temporal_factor", 1) if model.codec is not None else 1
+
+
+def generate_long_video(model: PFVGModel, start: torch.Tensor | MemoryState, prompt: str | PromptSchedule, num_segments: int,
+                        seed: int | None = None, config: MemoryConfig = MemoryConfig(), options: SamplerOptions = SamplerOptions(),
                         fps: float = 8.0, negative_prompt: str | None = None, image_embeds: torch.Tensor | None = None,
+                        conditioning: Conditioning | None = None,
                         on_step: Callable[[StepEvent], None] | None = None, cancel: Callable[[], bool] | None = None,
-                        state: MemoryState | None = None) -> Iterator[SegmentResult]:
-    """Yield segments as they are made. Memory stays bounded: only the state is carried.
+                        on_segment: Callable[[SegmentResult], None] | None = None) -> Iterator[SegmentResult]:
+    """The long-video loop (PFVG Fig. 1): yield segments as they are made. Memory stays bounded: only the
+    state is carried.
 
-    ``prompt`` is one prompt or a schedule (segment n's start time n·window·tf/fps picks its prompt).
-    ``state`` continues from an earlier state instead of starting from ``start_latent``."""
+    ``start``: the start latent [B, C, 1, H, W] (a new video: ψ₀ from the first prompt, ``seed``, ``config``,
+    ``fps``, ``image_embeds``) or a MemoryState to continue from (its config, fps and image features; ``seed``,
+    if given, replaces its seed). ``prompt``: one prompt or a schedule (segment n's start time picks its
+    prompt); each prompt is encoded once. ``conditioning``: features to use for every segment instead of
+    the prompts (e.g. from ComfyUI's text encoder). ``negative_prompt`` is used when ``options.cfg`` > 1.
+    Hooks: ``on_step`` after every sampling step, ``cancel`` before every step (raises Cancelled),
+    ``on_segment`` after every segment (before it is yielded)."""
     if num_segments < 1:
         raise ValueError(f"num_segments must be ≥ 1, got {num_segments}")
     schedule = prompt if isinstance(prompt, PromptSchedule) else PromptSchedule(((0.0, prompt),))
-    tf = getattr(model.codec, "temporal_factor", 1) if model.codec is not None else 1
+    state = start if isinstance(start, MemoryState) else None
+    start_latent = state.start_latent if state is not None else start
+    if state is not None:
+        check_state(model, state)
+        image_embeds, fps = state.image_embeds, state.fps
+    tf = temporal_factor(model)
     cache: dict[str, Conditioning] = {}
 
     def cond_for(p: str) -> Conditioning:
         if p not in cache:
             with torch.no_grad():
-                cache[p] = model.conditioning(p, start_latent, image_embeds)
+                cache[p] = model.conditioning(p, start_latent.to(model.device), image_embeds)
         return cache[p]
 
     negative = cond_for(negative_prompt) if negative_prompt is not None and options.cfg != 1.0 else None
     if state is None:
-        state = init_state(model, start_latent, cond_for(schedule.entries[0][1]), seed, config)
+        first = conditioning if conditioning is not None else cond_for(schedule.entries[0][1])
+        state = init_state(model, start_latent, first, seed or 0, config, fps=fps)
+    elif seed is not None:
+        state = state.replace(seed=int(seed))
     for _ in range(num_segments):
-        p = schedule.prompt_at((state.next_index - 1) * tf / fps)
-        x = sample_segment(model, state, cond_for(p), negative, options, on_step, cancel)
+        p = schedule.prompt_at(state.seconds_at(tf))
+        x = sample_segment(model, state, conditioning if conditioning is not None else cond_for(p), negative, options,
+                           on_step, cancel)
         state = step(model, state, x)
-        yield SegmentResult(state.segment - 1, x, state, p)
+        result = SegmentResult(state.segment - 1, x, state, p, state.seconds_at(tf))
+        if on_segment is not None:
+            on_segment(result)
+        yield result

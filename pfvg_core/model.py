@@ -134,24 +134,25 @@ class PFVGModel(nn.Module):
         return Conditioning(emb, mask, pooled, image_embeds)
 
     # one DiT evaluation -----------------------------------------------------------------------
-    def predict_velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, packed: PackedContext,
-                         indices: TimeIndices, psi_tokens: torch.Tensor | None = None, psi_mask: torch.Tensor | None = None,
-                         guidance: float | None = None) -> torch.Tensor:
-        """v_θ(x_t, t | FramePack context, ψ, prompt) in the paper's convention (x − ε).
+    def predict_flow(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, packed: PackedContext,
+                     indices: TimeIndices, psi_tokens: torch.Tensor | None = None, psi_mask: torch.Tensor | None = None,
+                     guidance: float | None = None) -> torch.Tensor:
+        """The DiT's flow prediction ε − x at noise level ``sigma`` [B] (σ = 1 is noise), given the FramePack
+        context, ψ and the prompt: the sampler's convention (``flow`` module docstring).
 
-        ``x_t`` [B, C, W, H, Wd] is the window being denoised, ``t`` [B] paper time (1 = data)."""
-        b = x_t.shape[0]
+        ``x`` [B, C, W, H, Wd] is the window being denoised. The DiT's timestep σ·1000 is formed here only."""
+        b = x.shape[0]
         dt = self.dtype
         g = None
         if self.dit.config.guidance_embeds:
-            g = torch.full((b,), 1000.0 * (guidance if guidance is not None else 1.0), device=x_t.device, dtype=dt)
+            g = torch.full((b,), 1000.0 * (guidance if guidance is not None else 1.0), device=x.device, dtype=dt)
 
-        def cast(x):
-            return x.to(device=x_t.device, dtype=dt)
+        def cast(v):
+            return v.to(device=x.device, dtype=dt)
 
         kwargs = dict(
-            hidden_states=cast(x_t), timestep=flow.dit_timestep(t.to(x_t.device)).to(dt),
-            encoder_hidden_states=cast(cond.prompt_embeds), encoder_attention_mask=cond.prompt_mask.to(x_t.device).long(),
+            hidden_states=cast(x), timestep=(sigma.to(x.device) * flow.DIT_TIMESTEPS).to(dt),
+            encoder_hidden_states=cast(cond.prompt_embeds), encoder_attention_mask=cond.prompt_mask.to(x.device).long(),
             pooled_projections=cast(cond.pooled), image_embeds=cast(cond.image_embeds), guidance=g,
             indices_latents=indices.latents,
             latents_clean=cast(packed.clean.latents), indices_latents_clean=indices.clean,
@@ -165,7 +166,15 @@ class PFVGModel(nn.Module):
             if self.injector is not None and psi_tokens is not None:
                 scope.enter_context(self.injector.inject(cast(psi_tokens), self.semanticpack.log_gate, psi_mask))
             out = self.dit(**kwargs)[0]
-        return flow.velocity_from_dit(out.float())
+        return out.float()
+
+    def predict_velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, packed: PackedContext,
+                         indices: TimeIndices, psi_tokens: torch.Tensor | None = None, psi_mask: torch.Tensor | None = None,
+                         guidance: float | None = None) -> torch.Tensor:
+        """v_θ(x_t, t | FramePack context, ψ, prompt) in the paper's convention (x − ε, t = 1 is data; PFVG eq. 5),
+        for training. ``t`` [B]."""
+        out = self.predict_flow(x_t, flow.sigma_of(t), cond, packed, indices, psi_tokens, psi_mask, guidance)
+        return flow.velocity_of(out)
 
     # building, saving, loading ----------------------------------------------------------------
     @classmethod
@@ -237,7 +246,7 @@ class PFVGModel(nn.Module):
         d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload)
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
-            sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig(**cfg["semanticpack"])).to(dtype), "SemanticPack")
+            sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")
         if cfg.get("text_encoder"):
             t = cfg["text_encoder"]
             te = load_module(os.path.join(folder, "text_encoder.safetensors"),

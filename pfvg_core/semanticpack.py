@@ -37,11 +37,18 @@ class SemanticPackConfig:
     dim: int = 64
     heads: int = 4
     patch: int = 2
-    window: int = 64  # latent tokens per Memorize window
+    memorize_window: int = 64  # latent tokens per Memorize window (not a segment's latent frames)
     memory_tokens: int = 16
+
+    RENAMED = {"window": "memorize_window"}  # keys of bundles saved before a rename → today's names
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SemanticPackConfig":
+        """The config saved in a bundle's pfvg.json (older key names accepted)."""
+        return cls(**{cls.RENAMED.get(k, k): v for k, v in data.items()})
 
     @classmethod
     def for_dit(cls, dit_config: dict, **kw) -> "SemanticPackConfig":
@@ -103,11 +110,11 @@ class SemanticPack(nn.Module):
     def memorize(self, segment: torch.Tensor) -> torch.Tensor:
         """Memorize(xⁿ): windowed self-attention over the segment's tokens, pooled to M tokens.
 
-        ``segment`` [B, C, T, H, W] → [B, M, dim]. Windows hold ``config.window`` consecutive tokens
+        ``segment`` [B, C, T, H, W] → [B, M, dim]. Windows hold ``config.memorize_window`` consecutive tokens
         (raster order over T, H, W), so cost is linear in the segment size."""
         tokens = self.patch_embed(segment.to(self.patch_embed.weight.dtype)).flatten(2).transpose(1, 2)  # [B, N, d]
         b, n, d = tokens.shape
-        w = self.config.window
+        w = self.config.memorize_window
         pad = (-n) % w
         padding = torch.zeros(b, n + pad, dtype=torch.bool, device=tokens.device)
         if pad:

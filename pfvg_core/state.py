@@ -1,7 +1,8 @@
 """MemoryState: the immutable value carried from segment to segment (DESIGN §1).
 
 It holds ψ, the bounded packed history with absolute time indices, the start latent, the segment
-counter, the seed stream and the id of the model that made it. ``step`` returns a new state and
+counter, the seed stream, the id of the model that made it, and what later segments' prompts need
+(the start image's features and the frame rate). ``step`` returns a new state and
 never mutates its input (ComfyUI caches node outputs, so states are shared values).
 """
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .framepack import F1_SCHEDULE, History, Schedule
+from .framepack import History, Schedule
+from .options import option
 from .rope import ROPE_MODES
 
 MEMORY_MODES = ("on", "off", "zero")  # SemanticPack on; off (FramePack only); ψ₀ = 0 ablation
@@ -23,18 +25,23 @@ class StateMismatch(ValueError):
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    window: int = 9  # latent frames generated per segment (FramePack-F1's latent_window_size)
-    schedule: Schedule = F1_SCHEDULE
-    rope: str = "video"
-    memory: str = "on"
+    """How the memory is laid out (PFVG §3.1; FramePack §5). ``schedule`` may be given as text."""
+
+    window: int = option(9, "Latent frames generated per segment (FramePack-F1's latent_window_size).", min=1, max=64)
+    schedule: Schedule = option("td_f16k4f2k2f1k1", "FramePack packing schedule (FramePack §5 notation).")
+    rope: str = option("video", "video: start image at index 0 of the whole video (PFVG); local: FramePack-F1.",
+                       choices=ROPE_MODES)
+    memory_mode: str = option("on", "SemanticPack on, off, or ψ₀ = 0 (ablation).", choices=MEMORY_MODES)
 
     def __post_init__(self):
+        if isinstance(self.schedule, str):
+            object.__setattr__(self, "schedule", Schedule.parse(self.schedule))
         if self.window < 1:
             raise ValueError(f"window must be ≥ 1 latent frame, got {self.window}")
         if self.rope not in ROPE_MODES:
             raise ValueError(f"rope must be one of {ROPE_MODES}, got {self.rope!r}")
-        if self.memory not in MEMORY_MODES:
-            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+        if self.memory_mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {MEMORY_MODES}, got {self.memory_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,12 @@ class MemoryState:
     seed: int
     segment: int = 0
     next_index: int = 1  # absolute latent index of the next frame to generate
+    image_embeds: torch.Tensor | None = None  # [B, N, image_dim] start image features (later prompts' conditioning)
+    fps: float = 8.0  # video frame rate (prompt schedule times)
+
+    def seconds_at(self, temporal_factor: int = 1) -> float:
+        """Video time (s) at the start of the next segment, ``temporal_factor`` video frames per latent frame."""
+        return (self.next_index - 1) * temporal_factor / self.fps
 
     @property
     def noise_seed(self) -> int:
@@ -72,22 +85,26 @@ def check_state(model, state: MemoryState) -> None:
 
 
 def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: MemoryConfig = MemoryConfig(),
-               grad: bool = False) -> MemoryState:
-    """The state before segment 0: history = [start latent], ψ = ψ₀ (PFVG §3.1). ``grad``: keep ψ₀'s graph."""
+               grad: bool = False, fps: float = 8.0) -> MemoryState:
+    """The state before segment 0: history = [start latent], ψ = ψ₀ (PFVG §3.1). ``grad``: keep ψ₀'s graph.
+    The state keeps ``cond``'s image features and ``fps`` for the prompts of later segments."""
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
     if start_latent.ndim != 5 or start_latent.shape[2] != 1:
         raise ValueError(f"start_latent must be [B, C, 1, H, W], got {tuple(start_latent.shape)}")
     if start_latent.shape[1] != model.latent_channels:
         raise ValueError(f"start_latent has {start_latent.shape[1]} channels, the model expects {model.latent_channels}")
     psi = mask = None
-    if config.memory != "off":
+    if config.memory_mode != "off":
         if model.semanticpack is None:
-            raise ValueError("memory='on'/'zero' needs a model with a SemanticPack; use memory='off'")
+            raise ValueError("memory_mode 'on'/'zero' needs a model with a SemanticPack; use memory_mode='off'")
         with torch.set_grad_enabled(grad):
             psi, mask = model.semanticpack.init_memory(cond.prompt_embeds.to(model.dtype), cond.image_embeds.to(model.dtype),
-                                                       cond.prompt_mask, zero=config.memory == "zero")
+                                                       cond.prompt_mask, zero=config.memory_mode == "zero")
     start = start_latent.detach().float()
     history = History(start.clone(), torch.zeros(1, dtype=torch.long))
-    return MemoryState(model.model_id, config, start, history, psi, mask, int(seed))
+    embeds = cond.image_embeds.detach() if cond is not None and cond.image_embeds is not None else None
+    return MemoryState(model.model_id, config, start, history, psi, mask, int(seed), image_embeds=embeds, fps=float(fps))
 
 
 def step(model, state: MemoryState, segment: torch.Tensor, grad: bool = False) -> MemoryState:

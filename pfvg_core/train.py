@@ -158,7 +158,7 @@ class TrainConfig:
         self.memory_config()  # validates window, schedule, rope, memory
 
     def memory_config(self) -> MemoryConfig:
-        return MemoryConfig(window=self.window, schedule=Schedule.parse(self.schedule), rope=self.rope, memory=self.memory)
+        return MemoryConfig(window=self.window, schedule=Schedule.parse(self.schedule), rope=self.rope, memory_mode=self.memory)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -37,7 +37,7 @@ def test_state_from_the_loops_own_latents_continues_like_the_loop(model):
     assert (state.segment, state.next_index) == (ref.segment, ref.next_index)
     assert torch.equal(state.history.frames, ref.history.frames) and torch.equal(state.history.indices, ref.history.indices)
     torch.testing.assert_close(state.psi, ref.psi, atol=1e-6, rtol=1e-5)
-    nxt = next(generate_long_video(model, start, "a red ball", 1, seed=5, config=CFG, options=OPTS, state=state))
+    nxt = next(generate_long_video(model, state, "a red ball", 1, options=OPTS))
     torch.testing.assert_close(nxt.latents, segs[3].latents, atol=1e-5, rtol=1e-4)
 
 

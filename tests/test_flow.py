@@ -15,7 +15,27 @@ def test_rectified_flow_equations():
     u = flow.target_velocity(x, eps)
     # with the true velocity, the one-step estimate (eq. 7) recovers x exactly
     assert torch.allclose(flow.one_step_estimate(xt, u, t), x, atol=1e-6)
-    assert torch.allclose(flow.dit_timestep(torch.tensor([1.0, 0.0])), torch.tensor([0.0, 1000.0]))
+    assert torch.equal(flow.sigma_of(torch.tensor([1.0, 0.25])), torch.tensor([0.0, 0.75]))
+    assert torch.equal(flow.velocity_of(u), -u)
+
+
+def test_the_dit_boundary_is_the_only_conversion(tiny_model, start_latent):
+    """The sampler's (σ, ε − x) goes to the DiT unchanged (timestep σ·1000); the paper's (t, x − ε) is the
+    same evaluation seen from the training side."""
+    from pfvg_core.loop import segment_context
+    from pfvg_core.state import init_state
+
+    cond = tiny_model.conditioning("x", start_latent)
+    ctx = segment_context(tiny_model, init_state(tiny_model, start_latent, cond))
+    x = torch.randn(1, 4, 9, 16, 16, generator=torch.Generator().manual_seed(0))
+    seen = []
+    h = tiny_model.dit.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["timestep"].clone()), with_kwargs=True)
+    with torch.no_grad():
+        out = tiny_model.predict_flow(x, torch.tensor([0.75]), cond, ctx.packed, ctx.indices, ctx.psi_tokens, ctx.psi_mask, 10.0)
+        v = tiny_model.predict_velocity(x, torch.tensor([0.25]), cond, ctx.packed, ctx.indices, ctx.psi_tokens, ctx.psi_mask, 10.0)
+    h.remove()
+    assert torch.equal(seen[0], torch.tensor([750.0])) and torch.equal(seen[1], torch.tensor([750.0]))
+    assert torch.equal(v, -out)
 
 
 def test_time_shift_matches_framepack_formulas():

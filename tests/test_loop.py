@@ -83,22 +83,22 @@ def test_history_and_memory_stay_bounded(tiny_model, start_latent):
     assert sizes[-1] == sizes[-2] == (19, tiny_model.semanticpack.config.memory_tokens)
 
 
-@pytest.mark.parametrize("config", [MemoryConfig(memory="off"), MemoryConfig(memory="zero"), MemoryConfig(rope="local"),
+@pytest.mark.parametrize("config", [MemoryConfig(memory_mode="off"), MemoryConfig(memory_mode="zero"), MemoryConfig(rope="local"),
                                     MemoryConfig(window=4, schedule=Schedule.parse("tc_f8k4f2k2f1k1"))])
 def test_memory_modes_and_layouts_run(fresh_model, start_latent, config):
     fresh_model.semanticpack.open_gate(0.0)
     fresh_model.refresh_id()
     out = list(generate_long_video(fresh_model, start_latent, "x", 3, config=config, options=FAST))
     assert out[-1].latents.shape == (1, 4, config.window, 16, 16) and torch.isfinite(out[-1].latents).all()
-    if config.memory == "off":
+    if config.memory_mode == "off":
         assert out[-1].state.psi is None
 
 
 def test_zero_psi0_changes_the_video_when_memory_is_trained(fresh_model, start_latent):
     fresh_model.semanticpack.open_gate(0.0)
     fresh_model.refresh_id()
-    a = _video(fresh_model, start_latent, n=1, config=MemoryConfig(memory="on"))
-    b = _video(fresh_model, start_latent, n=1, config=MemoryConfig(memory="zero"))
+    a = _video(fresh_model, start_latent, n=1, config=MemoryConfig(memory_mode="on"))
+    b = _video(fresh_model, start_latent, n=1, config=MemoryConfig(memory_mode="zero"))
     assert not torch.allclose(a, b)
 
 
@@ -136,3 +136,20 @@ def test_bad_inputs_are_named(tiny_model, start_latent):
     s = init_state(tiny_model, start_latent, cond)
     with pytest.raises(ValueError, match="segment shape"):
         step(tiny_model, s, torch.zeros(1, 4, 9, 8, 8))
+
+
+def test_bundles_saved_with_older_option_names_still_load(tmp_path):
+    """SemanticPack's ``window`` (tokens per Memorize window) is now ``memorize_window``; old bundles load."""
+    import json
+
+    from pfvg_core.model import EMBEDDED_DIR
+
+    assert "window" in json.load(open(f"{EMBEDDED_DIR}/pfvg.json"))["semanticpack"]  # the shipped default is such a bundle
+    model = PFVGModel.build("tiny", semanticpack={"memorize_window": 32}, seed=2)
+    model.save(str(tmp_path))
+    cfg = json.load(open(tmp_path / "pfvg.json"))
+    cfg["semanticpack"]["window"] = cfg["semanticpack"].pop("memorize_window")
+    json.dump(cfg, open(tmp_path / "pfvg.json", "w"))
+    loaded = PFVGModel.load(str(tmp_path))
+    assert loaded.semanticpack.config.memorize_window == 32
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

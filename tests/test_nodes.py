@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import nodes
-from pfvg_core import comfy
+from nodes import comfy_io
 from pfvg_core.model import PFVGModel
+from pfvg_core.state import MemoryState
 
 N = nodes.NODE_CLASS_MAPPINGS
 
@@ -63,11 +64,35 @@ def _image(h=64, w=64):
 
 
 def _model():
-    return N["PFVGLoadPackedDiT"]().load(comfy.EMBEDDED, "float32", "(none)")[0]
+    return N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)")[0]
 
 
-def _memory(model, seed=1, window=4, prompt="a red ball"):
-    return N["PFVGEncodePsi0"]().encode(model, seed, window, "td_f16k4f2k2f1k1", "video", "on", 8.0, prompt=prompt, image=_image())[0]
+MEMORY = dict(window=4, schedule="td_f16k4f2k2f1k1", rope="video", memory_mode="on", fps=8.0)
+SAMPLING = dict(cfg=1.0, distilled_guidance=10.0, shift=0.0, sampler="euler")
+
+
+def _encode(model, **kw):
+    return N["PFVGEncodePsi0"]().encode(model, **{**MEMORY, **kw})
+
+
+def _memory(model, window=4, prompt="a red ball"):
+    return _encode(model, window=window, prompt=prompt, image=_image())[0]
+
+
+def _sample(model, memory, seed, steps, **kw):
+    return N["PFVGSegmentSampler"]().sample(model=model, memory=memory, seed=seed, steps=steps, **{**SAMPLING, **kw})
+
+
+def _loop(model, memory, seed, segments, prompt_schedule, steps, **kw):
+    return N["PFVGLongVideoLoop"]().run(model=model, memory=memory, seed=seed, seconds=0.0, segments=segments,
+                                        prompt_schedule=prompt_schedule, steps=steps, **{**SAMPLING, **kw})
+
+
+def _train(model, dataset, output_name, stage1_steps, stage2_steps, learning_rate=1e-3, **kw):
+    return N["PFVGDirectForcingTrain"]().train(model=model, dataset=dataset, output_name=output_name, stage1_steps=stage1_steps,
+                                               stage2_steps=stage2_steps, learning_rate=learning_rate,
+                                               **{**dict(stage2_params="last-layers+semanticpack", window=4, fps=8.0, seed=0,
+                                                         resume=True), **kw})
 
 
 def _check_input_types(spec):
@@ -101,7 +126,7 @@ def _check_outputs(cls, result):
         if kind == "PFVG_MODEL":
             assert isinstance(value, PFVGModel)
         elif kind == "PFVG_MEMORY":
-            assert isinstance(value, comfy.Memory)
+            assert isinstance(value, MemoryState)
         elif kind == "LATENT":
             assert isinstance(value, dict) and value["samples"].ndim == 5
         elif kind == "IMAGE":
@@ -115,11 +140,11 @@ def test_each_node_returns_what_it_declares(comfy_env):
     _check_outputs(N["PFVGLoadPackedDiT"], (model,))
     mem = _memory(model)
     _check_outputs(N["PFVGEncodePsi0"], (mem,))
-    seg = N["PFVGSegmentSampler"]().sample(model, mem, 3, 2, 1.0, 10.0, 0.0, prompt="a red ball")
+    seg = _sample(model, mem, 3, 2, prompt="a red ball")
     _check_outputs(N["PFVGSegmentSampler"], seg)
     step = N["PFVGMemoryPackStep"]().step(model, mem, seg[0])
     _check_outputs(N["PFVGMemoryPackStep"], step)
-    out = N["PFVGLongVideoLoop"]().run(model, mem, 3, 0.0, 2, "0: a red ball", 2, 1.0, 10.0, 0.0)
+    out = _loop(model, mem, 3, 2, "0: a red ball", 2)
     _check_outputs(N["PFVGLongVideoLoop"], out)
     assert out[1].shape[0] == 1 + 2 * 4  # the start frame + 2 segments of 4 frames
     dec = N["PFVGDecodeLatents"]().decode(model, out[0], mem)
@@ -136,38 +161,36 @@ def test_each_node_returns_what_it_declares(comfy_env):
 @pytest.mark.parametrize("sampler", ["euler", "unipc"])
 def test_unrolled_graph_equals_the_loop(comfy_env, sampler):
     model = _model()
-    mem = _memory(model, seed=5)
-    loop_latents, loop_mem, = N["PFVGLongVideoLoop"]().run(model, mem, 7, 0.0, 3, "a red ball", 3, 1.0, 10.0, 0.0, sampler)[0::2]
+    mem = _memory(model)
+    loop_latents, loop_mem, = _loop(model, mem, 7, 3, "a red ball", 3, sampler=sampler)[0::2]
     m, chunks = mem, []
     for _ in range(3):
-        seg = N["PFVGSegmentSampler"]().sample(model, m, 7, 3, 1.0, 10.0, 0.0, sampler, prompt="a red ball")[0]
+        seg = _sample(model, m, 7, 3, sampler=sampler, prompt="a red ball")[0]
         chunks.append(seg["samples"])
         m = N["PFVGMemoryPackStep"]().step(model, m, seg)[0]
     assert torch.equal(loop_latents["samples"], torch.cat(chunks, 2))
-    assert torch.equal(loop_mem.state.psi, m.state.psi)
+    assert torch.equal(loop_mem.psi, m.psi)
 
 
 def test_nodes_never_mutate_their_inputs(comfy_env):
     model = _model()
     mem = _memory(model)
-    snap = (mem.state.history.frames.clone(), mem.state.psi.clone(), mem.state.segment)
-    seg = N["PFVGSegmentSampler"]().sample(model, mem, 3, 2, 1.0, 10.0, 0.0, prompt="x")[0]
+    snap = (mem.history.frames.clone(), mem.psi.clone(), mem.segment)
+    seg = _sample(model, mem, 3, 2, prompt="x")[0]
     seg_snap = seg["samples"].clone()
     N["PFVGMemoryPackStep"]().step(model, mem, seg)
-    N["PFVGLongVideoLoop"]().run(model, mem, 3, 0.0, 1, "x", 1, 1.0, 10.0, 0.0)
-    assert torch.equal(mem.state.history.frames, snap[0]) and torch.equal(mem.state.psi, snap[1]) and mem.state.segment == snap[2]
+    _loop(model, mem, 3, 1, "x", 1)
+    assert torch.equal(mem.history.frames, snap[0]) and torch.equal(mem.psi, snap[1]) and mem.segment == snap[2]
     assert torch.equal(seg["samples"], seg_snap)
 
 
 def test_sampler_widget_offers_the_core_samplers(comfy_env):
-    from nodes import common
     from pfvg_core import flow
 
-    assert common.SAMPLERS == flow.SAMPLERS
     assert N["PFVGSegmentSampler"].INPUT_TYPES()["required"]["sampler"][0] == list(flow.SAMPLERS)
     model = _model()
     mem = _memory(model)
-    euler, unipc = (N["PFVGSegmentSampler"]().sample(model, mem, 3, 3, 1.0, 10.0, 0.0, s, prompt="a")[0]["samples"]
+    euler, unipc = (_sample(model, mem, 3, 3, sampler=s, prompt="a")[0]["samples"]
                     for s in ("euler", "unipc"))
     assert not torch.equal(euler, unipc)  # a second-order step changes the result
 
@@ -176,13 +199,13 @@ def test_memory_from_another_model_is_refused(comfy_env):
     model, other = _model(), PFVGModel.build("tiny", seed=9)
     mem = _memory(other)
     with pytest.raises(ValueError, match="made by model"):
-        N["PFVGSegmentSampler"]().sample(model, mem, 3, 2, 1.0, 10.0, 0.0, prompt="x")
+        _sample(model, mem, 3, 2, prompt="x")
 
 
 def test_one_progress_bar_over_the_whole_video_with_previews_and_interrupt(comfy_env):
     model = _model()
     mem = _memory(model)
-    N["PFVGLongVideoLoop"]().run(model, mem, 3, 0.0, 3, "x", 2, 1.0, 10.0, 0.0)
+    _loop(model, mem, 3, 3, "x", 2)
     assert len(comfy_env.bars) == 1
     bar = comfy_env.bars[0]
     assert bar.total == 6 and [v for v, _, _ in bar.calls if v is not None][-1] == 6
@@ -198,41 +221,41 @@ def test_one_progress_bar_over_the_whole_video_with_previews_and_interrupt(comfy
     comfy_env.mm.processing_interrupted = interrupted
     comfy_env.mm.flag["interrupt"] = True
     with pytest.raises(comfy_env.mm.InterruptProcessingException):
-        N["PFVGLongVideoLoop"]().run(model, mem, 3, 0.0, 50, "x", 2, 1.0, 10.0, 0.0)
+        _loop(model, mem, 3, 50, "x", 2)
     assert calls["n"] == 4  # stopped at the first sampling step after the interrupt
 
 
 @pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/../../b", "", "C:\\\\x"])
 def test_paths_typed_into_nodes_stay_inside_comfy_folders(tmp_path, name):
     with pytest.raises(ValueError):
-        comfy.safe_join(str(tmp_path), name)
+        comfy_io.safe_join(str(tmp_path), name)
 
 
 def test_links_out_of_the_folder_are_refused(tmp_path):
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "link").symlink_to(tmp_path)
     with pytest.raises(ValueError, match="through a link"):
-        comfy.safe_join(str(tmp_path / "root"), "link/secret")
-    assert comfy.safe_join(str(tmp_path / "root"), "sub/ok") == str(tmp_path / "root" / "sub" / "ok")
+        comfy_io.safe_join(str(tmp_path / "root"), "link/secret")
+    assert comfy_io.safe_join(str(tmp_path / "root"), "sub/ok") == str(tmp_path / "root" / "sub" / "ok")
 
 
 def test_bad_inputs_give_clear_errors(comfy_env):
     model = _model()
     with pytest.raises(ValueError, match="is not a multiple of"):
-        N["PFVGEncodePsi0"]().encode(model, 0, 4, "td_f16k4f2k2f1k1", "video", "on", 8.0, prompt="x", image=_image(61, 64))
+        _encode(model, prompt="x", image=_image(61, 64))
     with pytest.raises(ValueError, match="start image"):
-        N["PFVGEncodePsi0"]().encode(model, 0, 4, "td_f16k4f2k2f1k1", "video", "on", 8.0, prompt="x")
+        _encode(model, prompt="x")
     with pytest.raises(ValueError, match="schedule"):
-        N["PFVGEncodePsi0"]().encode(model, 0, 4, "f3k3", "video", "on", 8.0, prompt="x", image=_image())
+        _encode(model, schedule="f3k3", prompt="x", image=_image())
     with pytest.raises(ValueError, match="memory"):
         N["PFVGMemoryPackStep"]().step(model, "not a state", {"samples": torch.zeros(1, 4, 4, 8, 8)})
     with pytest.raises(ValueError, match="leads outside|'..'"):
-        N["PFVGDirectForcingTrain"]().train(model, "../x", "out", 1, 1, 1e-4, "last-layers", 4, 8.0, 0, True)
+        _train(model, "../x", "out", 1, 1, 1e-4, stage2_params="last-layers")
     with pytest.raises(ValueError, match="dataset folder not found"):
-        N["PFVGDirectForcingTrain"]().train(model, "missing", "out", 1, 1, 1e-4, "last-layers", 4, 8.0, 0, True)
+        _train(model, "missing", "out", 1, 1, 1e-4, stage2_params="last-layers")
     with pytest.raises(ValueError, match="conditioning"):
         mem = _memory(model)
-        N["PFVGSegmentSampler"]().sample(model, mem, 3, 2, 1.0, 10.0, 0.0, conditioning=[[torch.zeros(1, 3, 7), {}]])
+        _sample(model, mem, 3, 2, conditioning=[[torch.zeros(1, 3, 7), {}]])
 
 
 def test_direct_forcing_train_node_saves_into_models_and_resumes(comfy_env):
@@ -242,7 +265,7 @@ def test_direct_forcing_train_node_saves_into_models_and_resumes(comfy_env):
     with torch.inference_mode():  # as ComfyUI runs nodes
         model = _model()
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        trained, path = N["PFVGDirectForcingTrain"]().train(model, ds, "mine", 1, 1, 1e-3, "last-layers+semanticpack", 4, 8.0, 0, True)
+        trained, path = _train(model, ds, "mine", 1, 1)
     assert path == str(comfy_env.root / "models" / "pfvg" / "mine") and os.path.isfile(os.path.join(path, "pfvg.json"))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the input model is untouched
     assert trained.model_id != model.model_id
@@ -250,7 +273,7 @@ def test_direct_forcing_train_node_saves_into_models_and_resumes(comfy_env):
     assert loaded.model_id == PFVGModel.load(path).model_id
     assert "mine" in N["PFVGLoadPackedDiT"].INPUT_TYPES()["required"]["model_name"][0]
     # run again with more steps: resumes from the finished run's checkpoint
-    N["PFVGDirectForcingTrain"]().train(model, ds, "mine", 1, 2, 1e-3, "last-layers+semanticpack", 4, 8.0, 0, True)
+    _train(model, ds, "mine", 1, 2)
     from pfvg_core.train import read_log
 
     assert [r["global_step"] for r in read_log(os.path.join(path, "run"))] == [1, 2, 3]
@@ -281,3 +304,36 @@ def test_framepack_dit_from_comfy_diffusion_models_folder(comfy_env):
     assert model.semanticpack is not None and not model.semanticpack.gate_open  # exactly FramePack-F1
     with pytest.raises(ValueError, match="not found"):
         N["PFVGLoadPackedDiT"]().load("diffusion_models/none.safetensors", "float32", "(none)")
+
+
+def test_a_widget_is_declared_once_and_reaches_the_engine_as_one_value():
+    from dataclasses import dataclass
+
+    from nodes import common as c
+    from pfvg_core.loop import SamplerOptions
+    from pfvg_core.operations import TrainOptions
+    from pfvg_core.framepack import Schedule
+    from pfvg_core.options import option
+    from pfvg_core.state import MemoryConfig
+
+    @dataclass(frozen=True)
+    class Opts:
+        n: int = option(3, "count", min=1, max=9)
+        x: float = option(0.5, "x", min=0.0, max=1.0, step=0.1)
+        mode: str = option("a", "mode", choices=("a", "b"))
+        on: bool = option(True, "on")
+        internal: int = 7  # not an input
+
+    assert c.widgets(Opts) == {"n": ("INT", {"default": 3, "tooltip": "count", "min": 1, "max": 9}),
+                               "x": ("FLOAT", {"default": 0.5, "tooltip": "x", "min": 0.0, "max": 1.0, "step": 0.1}),
+                               "mode": (["a", "b"], {"default": "a", "tooltip": "mode"}),
+                               "on": ("BOOLEAN", {"default": True, "tooltip": "on"})}
+    assert c.options(Opts, {"n": 4, "x": 0.1, "mode": "b", "on": False, "seed": 3}) == Opts(4, 0.1, "b", False)
+    # the nodes' widgets are exactly the engine's declared options
+    for key, cls in [("PFVGSegmentSampler", SamplerOptions), ("PFVGLongVideoLoop", SamplerOptions),
+                     ("PFVGEncodePsi0", MemoryConfig), ("PFVGDirectForcingTrain", TrainOptions)]:
+        required = N[key].INPUT_TYPES()["required"]
+        assert {k: required[k] for k in c.widgets(cls)} == c.widgets(cls), key
+    # widget values become engine values: shift 0 = resolution-dependent, schedule text is parsed
+    assert c.options(SamplerOptions, {"steps": 3, "shift": 0.0}).shift is None
+    assert c.options(MemoryConfig, {"schedule": "tc_f8k4f2k2f1k1"}).schedule == Schedule.parse("tc_f8k4f2k2f1k1")

@@ -29,7 +29,7 @@ def test_untrained_semanticpack_leaves_the_dit_output_exactly_unchanged(start_la
     assert not with_sp.semanticpack.gate_open
     cond = with_sp.conditioning("a blue circle", start_latent)
     s_sp = init_state(with_sp, start_latent, cond)
-    s_plain = init_state(plain, start_latent, cond, config=s_sp.config.__class__(memory="off"))
+    s_plain = init_state(plain, start_latent, cond, config=s_sp.config.__class__(memory_mode="off"))
     x = torch.randn(1, 4, 9, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a = _velocity(with_sp, s_sp, cond, x)

@@ -135,12 +135,12 @@ def run_api(wf, env):
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    from pfvg_core import comfy
+    from nodes import comfy_io
 
     (tmp_path / "input").mkdir()
     Image.open(os.path.join(os.path.dirname(HERE), "examples", "start.png")).save(tmp_path / "input" / "pfvg_start.png")
-    monkeypatch.setattr(comfy, "input_root", lambda: str(tmp_path / "input"))
-    monkeypatch.setattr(comfy, "models_root", lambda: str(tmp_path / "models"))
+    monkeypatch.setattr(comfy_io, "input_root", lambda: str(tmp_path / "input"))
+    monkeypatch.setattr(comfy_io, "models_root", lambda: str(tmp_path / "models"))
     return str(tmp_path / "input")
 
 
@@ -176,9 +176,11 @@ def test_web_extension_listens_to_the_event_the_nodes_send():
     import re
 
     js = open(os.path.join(os.path.dirname(HERE), "web", "pfvg.js")).read()
-    py = open(os.path.join(os.path.dirname(HERE), "pfvg_core", "comfy.py")).read()
-    event = re.search(r'send_sync\("([^"]+)"', py).group(1)
-    assert f'"{event}"' in js and "registerExtension" in js and '"PFVGLongVideoLoop"' in js
+    from nodes import comfy_io
+
+    py = open(comfy_io.__file__).read()
+    assert "send_sync(PROGRESS_EVENT" in py
+    assert f'"{comfy_io.PROGRESS_EVENT}"' in js and "registerExtension" in js and '"PFVGLongVideoLoop"' in js
     for key in ("segment", "segments", "seconds", "memory_tokens"):
         assert f"d.{key}" in js and f'"{key}"' in py
 

@@ -139,10 +139,10 @@ SAMPLER = dict(steps=12, cfg=1.0, distilled_guidance=10.0, shift=2.0)  # the emb
 PROMPT = "a red ball rolls right across a green striped field past a yellow triangle"
 
 
-def start(g, prompt=PROMPT, model=None, seed=1, window=4):
+def start(g, prompt=PROMPT, model=None, window=4):
     model = model or g.add("PFVGLoadPackedDiT")
     img = g.add("LoadImage")
-    mem = g.add("PFVGEncodePsi0", model=(model, 0), image=(img, 0), prompt=prompt, seed=seed, window=window)
+    mem = g.add("PFVGEncodePsi0", model=(model, 0), image=(img, 0), prompt=prompt, window=window)
     return model, img, mem
 
 
@@ -223,7 +223,7 @@ def framepack_f1():
     vae = g.add("VAELoader")
     lat = g.add("VAEEncode", pixels=(img, 0), vae=(vae, 0))
     mem = g.add("PFVGEncodePsi0", model=(model, 0), conditioning=(text, 0), latent=(lat, 0), clip_vision_output=(vis, 0),
-                seed=1, window=9, fps=30.0)
+                window=9, fps=30.0)
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), conditioning=(text, 0), seed=1, seconds=30.0,
                  segments=0, prompt_schedule="", steps=25, cfg=1.0, distilled_guidance=10.0, shift=0.0, sampler="unipc")
     dec = g.add("VAEDecode", samples=(loop, 0), vae=(vae, 0))

@@ -133,7 +133,7 @@ def _generate_and_score(model, video, memory, window, steps, shift: float | None
         start = model.codec.encode(to_pixels(video.frames[:1]))
         n = segments_for_seconds((len(video.frames) - 1) / video.fps, video.fps, window)
         chunks = [model.codec.decode(start)]
-        for r in generate_long_video(model, start, video.prompt, n, seed=0, config=MemoryConfig(window=window, memory=memory),
+        for r in generate_long_video(model, start, video.prompt, n, seed=0, config=MemoryConfig(window=window, memory_mode=memory),
                                      options=SamplerOptions(steps=steps, shift=shift)):
             chunks.append(model.codec.decode(r.latents))
     frames = to_uint8_frames(torch.cat(chunks, 2))[: len(video.frames)]

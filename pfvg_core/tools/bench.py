@@ -77,7 +77,7 @@ def bench_loop(config: str = "small", segments: int = 1000, steps: int = 4, late
     with torch.no_grad():
         cond = model.conditioning("a red square moves right over a textured field", start)
     options = SamplerOptions(steps=steps)
-    state = init_state(model, start, cond, seed=0, config=MemoryConfig(memory="on"))
+    state = init_state(model, start, cond, seed=0, config=MemoryConfig(memory_mode="on"))
     times, rss = [], {}
     measured = set(range(2, 13)) | set(range(190, 201)) | set(range(segments - 11, segments))
     for n in range(segments):
@@ -89,8 +89,8 @@ def bench_loop(config: str = "small", segments: int = 1000, steps: int = 4, late
     early, late = times[2:13], times[190:201] if segments > 200 else times[-11:]
     # SemanticPack overhead: alternate on/off segments from states of the same age.
     options = SamplerOptions(steps=overhead_steps)
-    s_on = init_state(model, start, cond, seed=1, config=MemoryConfig(memory="on"))
-    s_off = init_state(model, start, cond, seed=1, config=MemoryConfig(memory="off"))
+    s_on = init_state(model, start, cond, seed=1, config=MemoryConfig(memory_mode="on"))
+    s_off = init_state(model, start, cond, seed=1, config=MemoryConfig(memory_mode="off"))
     for _ in range(3):  # past ψ₀ and the warm-up
         _, s_on = _segment_time(model, s_on, cond, options)
         _, s_off = _segment_time(model, s_off, cond, options)

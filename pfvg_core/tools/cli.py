@@ -73,7 +73,7 @@ def cmd_generate(a) -> int:
     fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
     size = size or tuple(meta.get("resolution", (64, 64)))
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
-                          memory=a.memory)
+                          memory_mode=a.memory)
     defaults = model.sampling_defaults
     sampler = a.sampler or defaults["sampler"]
     if steps is None:  # the model's step count belongs to its default sampler
@@ -87,7 +87,7 @@ def cmd_generate(a) -> int:
     state = None
     if reader is not None:  # the source video's frames become the history and ψ (extend.py)
         reader.resize = _fit(size, model.codec.factor)
-        state = state_from_video(model, resample(iter(reader), reader.fps, fps), first_prompt, seed, config)
+        state = state_from_video(model, resample(iter(reader), reader.fps, fps), first_prompt, seed, config, fps=fps)
         start = state.start_latent
     else:
         pixels = load_image(a.image, size=size, multiple=model.codec.factor)
@@ -96,8 +96,8 @@ def cmd_generate(a) -> int:
     bar = _Progress(n * options.steps, "generate")
     chunks = [] if reader is not None else [check_finite("start frame", model.codec.decode(start))]
     try:
-        for seg in generate_long_video(model, start, prompt, n, seed=seed, config=config, options=options, fps=fps,
-                                       negative_prompt=a.negative, on_step=lambda e: bar.update(), state=state):
+        for seg in generate_long_video(model, state if state is not None else start, prompt, n, seed=seed, config=config,
+                                       options=options, fps=fps, negative_prompt=a.negative, on_step=lambda e: bar.update()):
             with torch.no_grad():
                 chunks.append(check_finite(f"segment {seg.index}", model.codec.decode(seg.latents)))
     finally:

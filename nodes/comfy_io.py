@@ -1,0 +1,252 @@
+"""The one seam to ComfyUI: the only module of the pack that imports ComfyUI.
+
+Model folders and safe paths (``folder_paths``), IMAGE / LATENT / CONDITIONING / CLIP_VISION_OUTPUT
+conversions, progress bars, previews and the ``pfvg.progress`` event (``comfy.utils``, ``server``),
+interrupts (``comfy.model_management``) and training outside ComfyUI's inference mode. Every ComfyUI
+module is imported lazily with a fallback, so the nodes import and are tested without ComfyUI.
+Everything else is engine code in ``pfvg_core``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from pfvg_core import operations as ops
+from pfvg_core.loop import Cancelled
+from pfvg_core.model import load_embedded_model
+
+MODEL_FOLDER = "pfvg"  # ComfyUI models/<MODEL_FOLDER>
+EMBEDDED = "(embedded default)"
+DIFFUSION_PREFIX = "diffusion_models/"
+PROGRESS_EVENT = "pfvg.progress"  # listened to by web/pfvg.js
+
+
+# --- folders -----------------------------------------------------------------------------------
+def models_root() -> str:
+    """ComfyUI's models/pfvg folder (registered on first use), or ./models/pfvg outside ComfyUI."""
+    try:
+        import folder_paths  # type: ignore
+
+        if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
+            path = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+            folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([path], {".json", ".safetensors"})
+        root = folder_paths.folder_names_and_paths[MODEL_FOLDER][0][0]
+    except ImportError:
+        root = os.path.abspath(os.path.join("models", MODEL_FOLDER))
+    return root
+
+
+def input_root() -> str:
+    try:
+        import folder_paths  # type: ignore
+
+        return folder_paths.get_input_directory()
+    except ImportError:
+        return os.path.abspath("input")
+
+
+def safe_join(root: str, name: str, what: str = "name") -> str:
+    """``root/name`` if it stays inside ``root``: no absolute paths, no ``..``, no links out."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} is empty: give a name inside {root}")
+    if os.path.isabs(name) or name.startswith(("~", "\\")) or ":" in name:
+        raise ValueError(f"{what} {name!r} must be a relative name inside {root}, not an absolute path")
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise ValueError(f"{what} {name!r} may not contain '..'")
+    path = os.path.join(root, *parts)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise ValueError(f"{what} {name!r} leads outside {root} (through a link)")
+    return path
+
+
+def _diffusion_models() -> list[str]:
+    """Single-file DiTs in ComfyUI's diffusion_models folder (where FramePack-F1 users keep theirs)."""
+    try:
+        import folder_paths  # type: ignore
+
+        return [f for f in folder_paths.get_filename_list("diffusion_models") if f.endswith(".safetensors")]
+    except Exception:
+        return []
+
+
+def list_models() -> list[str]:
+    """Model folders (with pfvg.json or config.json) and single DiT .safetensors files under models/pfvg,
+    then the .safetensors files of ComfyUI's diffusion_models folder."""
+    root = models_root()
+    out = []
+    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        p = os.path.join(root, entry)
+        if os.path.isdir(p) and (os.path.isfile(os.path.join(p, "pfvg.json")) or os.path.isfile(os.path.join(p, "config.json"))):
+            out.append(entry)
+        elif entry.endswith(".safetensors"):
+            out.append(entry)
+    return out + [DIFFUSION_PREFIX + f for f in _diffusion_models()]
+
+
+def load_model(name: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None):
+    """``(embedded default)``, a name under models/pfvg or ``diffusion_models/<file>``."""
+    sp = safe_join(models_root(), semanticpack, "SemanticPack weights") if semanticpack else None
+    if name == EMBEDDED:
+        model = load_embedded_model(dtype)
+        return ops.with_semanticpack(model, sp, name) if sp else model.eval()
+    if name.startswith(DIFFUSION_PREFIX):
+        import folder_paths  # type: ignore
+
+        rel = name[len(DIFFUSION_PREFIX):]
+        if rel not in _diffusion_models():
+            raise ValueError(f"model {name}: not found in ComfyUI's diffusion_models folder")
+        return ops.load_model_path(folder_paths.get_full_path("diffusion_models", rel), name, dtype, sp)
+    return ops.load_model_path(safe_join(models_root(), name, "model"), name, dtype, sp)
+
+
+# --- types -------------------------------------------------------------------------------------
+def image_to_pixels(image: torch.Tensor) -> torch.Tensor:
+    """IMAGE [B, H, W, 3] in [0, 1] → [B, 3, 1, H, W] in [−1, 1] (first frame per batch item)."""
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3:
+        raise ValueError(f"image: expected a ComfyUI IMAGE [B, H, W, 3], got {getattr(image, 'shape', type(image))}")
+    return (image[..., :3].float() * 2 - 1).permute(0, 3, 1, 2)[:, :, None]
+
+
+def pixels_to_image(pixels: torch.Tensor) -> torch.Tensor:
+    """[B, 3, T, H, W] in [−1, 1] → IMAGE frames [B·T, H, W, 3] in [0, 1]."""
+    x = (pixels.float().clamp(-1, 1) + 1) / 2
+    return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], 3).contiguous()
+
+
+def image_to_uint8(images: torch.Tensor):
+    """IMAGE frames [T, H, W, 3] → uint8 numpy frames."""
+    if not torch.is_tensor(images) or images.ndim != 4:
+        raise ValueError("images: expected ComfyUI IMAGE frames [T, H, W, 3]")
+    return (images[..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
+def latent_samples(latent) -> torch.Tensor:
+    """A LATENT dict → its 5-D video samples [B, C, T, H, W]."""
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise ValueError("latent: expected a ComfyUI LATENT (a dict with 'samples')")
+    s = latent["samples"]
+    if s.ndim == 4:  # an image latent [B, C, H, W]
+        s = s[:, :, None]
+    if s.ndim != 5:
+        raise ValueError(f"latent: expected video samples [B, C, T, H, W], got {tuple(s.shape)}")
+    return s
+
+
+def prompt_features(conditioning) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """CONDITIONING ([[tokens [B, L, D], {"pooled_output": …}], …]) → (tokens, pooled); None stays None."""
+    if conditioning is None:
+        return None
+    try:
+        tokens, extra = conditioning[0][0], conditioning[0][1]
+        return tokens, extra.get("pooled_output")
+    except (TypeError, IndexError, KeyError, AttributeError) as e:
+        raise ValueError("conditioning: expected ComfyUI CONDITIONING") from e
+
+
+def clip_vision_embeds(clip_vision_output) -> torch.Tensor | None:
+    """CLIP_VISION_OUTPUT → its last hidden state [B, N, D] (SigLIP features for FramePack-F1)."""
+    if clip_vision_output is None:
+        return None
+    emb = getattr(clip_vision_output, "last_hidden_state", None)
+    if emb is None and isinstance(clip_vision_output, dict):
+        emb = clip_vision_output.get("last_hidden_state")
+    if emb is None:
+        raise ValueError("clip_vision_output: no last_hidden_state")
+    return emb.float()
+
+
+def placeholder_image() -> torch.Tensor:
+    """One black 64×64 frame: the IMAGE output of models without a codec (decode the LATENT with a VAE)."""
+    return torch.zeros(1, 64, 64, 3)
+
+
+# --- progress, previews, interrupt -------------------------------------------------------------
+def interrupted() -> bool:
+    """True when the user pressed Cancel in ComfyUI (False outside ComfyUI)."""
+    try:
+        import comfy.model_management as mm  # type: ignore
+
+        return bool(mm.processing_interrupted())
+    except ImportError:
+        return False
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Turns the engine's Cancelled (raised when ``interrupted()`` said so) into ComfyUI's interrupt."""
+    try:
+        yield
+    except Cancelled:
+        try:
+            import comfy.model_management as mm  # type: ignore
+
+            mm.throw_exception_if_processing_interrupted()
+        except ImportError:
+            pass
+        raise
+
+
+class Progress:
+    """One ComfyUI progress bar over a whole job (fallback: a no-op), with optional previews and the
+    ``pfvg.progress`` event for the web extension."""
+
+    def __init__(self, total: int, node_id: str | None = None, done: int = 0, segments: int = 0):
+        self.total, self.value, self.node_id, self.segments = total, 0, node_id, segments
+        try:
+            from comfy.utils import ProgressBar  # type: ignore
+
+            self.bar = ProgressBar(total)
+        except ImportError:
+            self.bar = None
+        if done:
+            self.update(done)
+
+    def update(self, k: int = 1, preview=None) -> None:
+        """Advance by ``k``; ``preview``: a uint8 [H, W, 3] frame shown on the node."""
+        self.value = min(self.total, self.value + k)
+        if self.bar is not None:
+            if preview is not None:
+                from PIL import Image
+
+                preview = ("JPEG", Image.fromarray(preview), 512)
+            self.bar.update_absolute(self.value, self.total, preview)
+
+    def event(self, data: dict) -> None:
+        try:
+            from server import PromptServer  # type: ignore
+
+            PromptServer.instance.send_sync(PROGRESS_EVENT, {"node": self.node_id, **data})
+        except Exception:  # no server (tests, CLI): nothing to tell
+            pass
+
+    def segment_done(self, model, result) -> None:
+        """After a segment of the long-video loop: its last frame as preview, and the web event."""
+        self.update(0, ops.preview_frame(model, result.latents))
+        state = result.state
+        self.event({"segment": result.index + 1, "segments": self.segments, "seconds": result.seconds,
+                    "memory_tokens": state.memory_tokens, "history_frames": int(state.history.frames.shape[2])})
+
+
+# --- training ----------------------------------------------------------------------------------
+def train(model, dataset: str, output_name: str, options: ops.TrainOptions, node_id: str | None = None):
+    """Direct Forcing Train: ``dataset`` under the input folder, saved to models/pfvg/<output_name>.
+    ComfyUI runs nodes under torch.inference_mode(): training runs outside it (on a copy: ComfyUI caches
+    the input model)."""
+    src = safe_join(input_root(), dataset, "dataset")
+    out = safe_join(models_root(), output_name, "output name")
+    holder = {}
+
+    def start(total, done):
+        holder["p"] = Progress(total, node_id, done)
+
+    def step(rec):
+        holder["p"].update()
+        holder["p"].event({"train_step": rec["global_step"], "loss": rec["loss"]})
+
+    with torch.inference_mode(False), torch.enable_grad(), interruptible():
+        trained = ops.train_model(model, src, out, options, on_start=start, on_step=step, cancel=interrupted)
+    return trained, out

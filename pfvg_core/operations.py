@@ -1,0 +1,256 @@
+"""What a front end does with a model, in engine terms: load a file, start a video, decode, evaluate,
+render training videos, train. The ComfyUI nodes call these through ``nodes/comfy_io.py`` (which turns
+ComfyUI's types and folders into the plain tensors, arrays and paths used here); nothing here knows
+ComfyUI.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .model import Conditioning, PFVGModel
+from .options import option
+from .state import MemoryConfig, MemoryState, init_state
+
+
+# --- models ------------------------------------------------------------------------------------
+def wrap_dit(path: str, source: str, dtype: torch.dtype = torch.float32) -> PFVGModel:
+    """A FramePack-F1 DiT (diffusers folder or single file) with a fresh SemanticPack (gate closed:
+    exactly FramePack-F1 until SemanticPack weights are loaded or trained)."""
+    from .backbone import load_dit
+    from .semanticpack import SemanticPack, SemanticPackConfig
+
+    dit = load_dit(path, dtype=dtype)
+    sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(dtype)
+    return PFVGModel(dit, sp, meta={"source": source})
+
+
+def load_model_path(path: str, source: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None) -> PFVGModel:
+    """A PFVG bundle folder, or a FramePack-F1 DiT (diffusers folder or .safetensors file, wrapped with a
+    fresh SemanticPack); ``semanticpack``: a .safetensors file of SemanticPack weights loaded over it."""
+    from .model import BUNDLE_FILE
+
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, BUNDLE_FILE)):
+        model = PFVGModel.load(path, dtype=dtype)
+    else:
+        model = wrap_dit(path, source, dtype)
+    return with_semanticpack(model, semanticpack, source) if semanticpack else model.eval()
+
+
+def with_semanticpack(model: PFVGModel, path: str, source: str) -> PFVGModel:
+    """``model`` with the SemanticPack weights of ``path`` loaded (in place)."""
+    from .checkpoint import load_module
+
+    if model.semanticpack is None:
+        raise ValueError(f"model {source} has no SemanticPack to load {os.path.basename(path)} into")
+    load_module(path, model.semanticpack, "SemanticPack")
+    model.refresh_id()
+    return model.eval()
+
+
+# --- starting a video --------------------------------------------------------------------------
+def encode_start(model: PFVGModel, pixels: torch.Tensor | None = None, latent: torch.Tensor | None = None) -> torch.Tensor:
+    """The start latent [B, C, 1, H, W] from pixels [B, 3, 1, H, W] in [−1, 1] (with the model's codec)
+    or from latents [B, C, T, H, W] (their first frame)."""
+    if latent is not None:
+        s = latent[:, :, :1].float()
+    elif pixels is not None:
+        if model.codec is None:
+            raise ValueError("this model has no codec: give the start image as a LATENT (e.g. from a VAE Encode node)")
+        f = model.codec.factor
+        h, w = pixels.shape[-2:]
+        if h % f or w % f:
+            raise ValueError(f"image: {w}x{h} is not a multiple of {f} (the codec's factor); resize it first")
+        with torch.no_grad():
+            s = model.codec.encode(pixels.to(model.device, model.dtype)).float()
+    else:
+        raise ValueError("give a start image (IMAGE) or a start LATENT")
+    if s.shape[1] != model.latent_channels:
+        raise ValueError(f"latent has {s.shape[1]} channels, the model expects {model.latent_channels}")
+    return s
+
+
+def conditioning_from_features(model: PFVGModel, tokens: torch.Tensor, pooled: torch.Tensor | None,
+                               start_latent: torch.Tensor, image_embeds: torch.Tensor | None = None) -> Conditioning:
+    """Conditioning from prompt features of an external text encoder (HunyuanVideo's: tokens [B, L, D],
+    pooled [B, P]); image features from ``image_embeds`` or the model's image encoder on the start latent."""
+    d = model.dit.config.text_embed_dim
+    if tokens.shape[-1] != d:
+        raise ValueError(f"conditioning: token width {tokens.shape[-1]}, this model expects {d} (HunyuanVideo text encoder)")
+    if pooled is None or pooled.shape[-1] != model.dit.config.pooled_projection_dim:
+        raise ValueError(f"conditioning: needs pooled_output of width {model.dit.config.pooled_projection_dim}")
+    if image_embeds is None:
+        if model.image_encoder is None:
+            raise ValueError("this model needs image features: connect a CLIP_VISION_OUTPUT (SigLIP)")
+        with torch.no_grad():
+            image_embeds = model.image_encoder(start_latent.to(model.device, model.dtype))
+    mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
+    return Conditioning(tokens.float(), mask, pooled.float(), image_embeds.float())
+
+
+def segment_conditioning(model: PFVGModel, state: MemoryState, prompt: str | None = None,
+                         features: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> Conditioning:
+    """A later segment's conditioning: a prompt (the model's text encoder) or external prompt ``features``
+    (tokens, pooled), with the start image's features the state carries."""
+    if features is not None:
+        return conditioning_from_features(model, *features, state.start_latent, state.image_embeds)
+    if prompt is None:
+        raise ValueError("give a prompt (text) or a CONDITIONING")
+    return model.conditioning(prompt, state.start_latent.to(model.device), state.image_embeds)
+
+
+def encode_psi0(model: PFVGModel, config: MemoryConfig, fps: float, *, pixels: torch.Tensor | None = None,
+                latent: torch.Tensor | None = None, prompt: str | None = None,
+                features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+                image_embeds: torch.Tensor | None = None) -> MemoryState:
+    """Encode ψ₀ (PFVG §3.1): start latent + prompt and image features → the state before segment 0."""
+    start = encode_start(model, pixels, latent)
+    if features is not None:
+        cond = conditioning_from_features(model, *features, start, image_embeds)
+    elif prompt is not None:
+        cond = model.conditioning(prompt, start.to(model.device), image_embeds)
+    else:
+        raise ValueError("give a prompt (text) or a CONDITIONING")
+    return init_state(model, start, cond, config=config, fps=fps)
+
+
+# --- decoding and evaluating -------------------------------------------------------------------
+def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor | None = None) -> torch.Tensor:
+    """Latents [B, C, T, H, W] → pixels [B, 3, T(+1), H, W] in [−1, 1] (on the CPU) with the model's codec;
+    ``include_start`` [B, C, 1, H, W] is put first."""
+    if model.codec is None:
+        raise ValueError("this model has no codec: decode with a VAE node (e.g. HunyuanVideo VAE Decode)")
+    x = latents if include_start is None else torch.cat([include_start.to(latents), latents], dim=2)
+    with torch.no_grad():
+        return model.codec.decode(x.to(model.device, model.dtype)).cpu()
+
+
+def preview_frame(model: PFVGModel, latents: torch.Tensor) -> np.ndarray | None:
+    """The last frame of a segment as uint8 [H, W, 3] (None without a codec)."""
+    if model.codec is None:
+        return None
+    with torch.no_grad():
+        px = model.codec.decode(latents[:, :, -1:].to(model.device, model.dtype))
+    return ((px[0, :, 0].permute(1, 2, 0).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+
+
+def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
+    """Drift / consistency report (text) and its plot (float RGB [H, W, 3] in [0, 1]) for uint8 frames [T, H, W, 3]."""
+    import tempfile
+
+    from PIL import Image
+
+    from .metrics import evaluate, plot_metrics
+
+    res = evaluate(frames, fps=fps)
+    per = res.pop("per_frame")
+    with tempfile.TemporaryDirectory() as d:
+        path = plot_metrics(per, os.path.join(d, "plot.png"), fps=fps)
+        plot = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
+    lines = [f"{k}: {v:.5g}" if isinstance(v, float) else f"{k}: {v}" for k, v in res.items()]
+    return "\n".join(lines), plot
+
+
+def write_world_videos(folder: str, count: int, seconds: float, fps: float, seed: int, size: int = 64) -> str:
+    """Render ``count`` world videos (frames as animated WebP + prompt .txt) into ``folder``."""
+    from .video_io import write_video
+    from .world import make_video
+
+    os.makedirs(folder, exist_ok=True)
+    for k in range(count):
+        v = make_video(seed + k, seconds=seconds, fps=fps, view=size)
+        name = f"world_{seed + k:05d}"
+        write_video(v.frames, os.path.join(folder, name + ".webp"), fps)
+        with open(os.path.join(folder, name + ".txt"), "w") as f:
+            f.write(v.prompt)
+    return folder
+
+
+# --- training ----------------------------------------------------------------------------------
+STAGE2_PARAMS = ("last-layers+semanticpack", "last-layers", "semanticpack", "all")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The paper's two-stage recipe (PFVG §4.1) as a front end offers it."""
+
+    stage1_steps: int = option(20, "Teacher-forcing optimizer steps (one video each).", min=0, max=1000000)
+    stage2_steps: int = option(20, "Direct Forcing optimizer steps.", min=0, max=1000000)
+    learning_rate: float = option(1e-4, "Learning rate (AdamW).", min=1e-7, max=1e-1, step=1e-5)
+    stage2_params: str = option("last-layers+semanticpack", "Parameters stage 2 trains.", choices=STAGE2_PARAMS)
+    window: int = option(9, "Latent frames per training clip.", min=1, max=64)
+    fps: float = option(8.0, "Frame rate the dataset's videos are read at.", min=1.0, max=120.0)
+    seed: int = option(0, "Training seed (data order, noise, t).", min=0, max=2**31 - 1, control_after_generate=True)
+    resume: bool = option(True, "Continue from the last checkpoint of this output folder.")
+
+    def stages(self):
+        from .train import paper_stages
+
+        if not (self.stage1_steps or self.stage2_steps):
+            raise ValueError("stage1_steps and stage2_steps are both 0: nothing to train")
+        s1, s2 = paper_stages(max(1, self.stage1_steps), max(1, self.stage2_steps))
+        return ([s1] if self.stage1_steps else []) + ([dataclasses.replace(s2, params=self.stage2_params)] if self.stage2_steps else [])
+
+
+def trainable_copy(model: PFVGModel) -> PFVGModel:
+    """A deep copy whose parameters and buffers are ordinary tensors (also when ``model`` holds inference
+    tensors), so training never changes the given model."""
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        for name, p in list(mod._parameters.items()):
+            if p is not None:
+                mod._parameters[name] = torch.nn.Parameter(p.detach().clone(), requires_grad=True)
+        for name, b in list(mod._buffers.items()):
+            if b is not None:
+                mod._buffers[name] = b.detach().clone()
+    return m
+
+
+def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
+                on_start: Callable[[int, int], None] | None = None, on_step: Callable[[dict], None] | None = None,
+                cancel: Callable[[], bool] | None = None) -> PFVGModel:
+    """Direct Forcing training (PFVG §3.2, §4.1) of a copy of ``model`` on the videos in ``dataset`` (encoded
+    into ``out``/latents first unless it holds latents), saved to ``out``. ``on_start(total, done)`` once,
+    ``on_step(log record)`` per optimizer step; on cancel the run is checkpointed (the next run resumes)
+    and Cancelled is raised."""
+    from .data import build_dataset
+    from .loop import Cancelled
+    from .train import Trainer, TrainConfig
+
+    if not os.path.isdir(dataset):
+        raise ValueError(f"dataset folder not found: {dataset} (put videos, frame folders or latents under ComfyUI's input folder)")
+    stages = options.stages()
+    data = dataset
+    if not any(f.endswith(".safetensors") for f in os.listdir(dataset)):
+        if model.codec is None:
+            raise ValueError("the dataset holds no latents and this model has no codec to encode it")
+        data = os.path.join(out, "latents")
+        h, w = model.meta.get("resolution", [64, 64])
+        report = build_dataset(dataset, data, model.codec, size=(w, h), fps=options.fps, window=options.window, log=lambda m: None)
+        if not any(v == "ok" for v in report.values()):
+            raise ValueError(f"no usable video in {dataset}: " + "; ".join(f"{k}: {v}" for k, v in report.items())[:500])
+    total = options.stage1_steps + options.stage2_steps
+    cfg = TrainConfig(model="(node)", data=data, out=os.path.join(out, "run"), stages=stages, lr=options.learning_rate,
+                      window=options.window, seed=options.seed, save_every=max(1, total // 10))
+    trainer = Trainer(cfg, model=trainable_copy(model))
+    if options.resume:
+        trainer.resume()
+    if on_start is not None:
+        on_start(trainer.total_steps(), trainer.pos.global_step)
+    try:
+        trainer.run(on_step=on_step, cancel=cancel)
+    except Cancelled:
+        trainer.save_checkpoint()  # nothing is lost: the next run resumes here
+        raise
+    trained = trainer.model
+    trained.meta.update({k: v for k, v in model.meta.items() if k not in trained.meta})
+    trained.meta.pop("placeholder", None)
+    trained.save(out)
+    trained.refresh_id()
+    return trained.eval()
