@@ -14,12 +14,15 @@ and s the strength. Key layouts read:
   diffusers' own ``_convert_hunyuan_video_lora_to_diffusers`` (fused qkv / linear1 split into q, k, v
   (, mlp)); the single blocks' ``linear1`` is split here with this DiT's width (diffusers assumes 3072).
 
-LoRAs run as a side branch on the layer output (forward hooks, not merged into the weights): any
-strength, several chained (their updates add), removable, and they work with fp8 storage and group
-offload. peft is not needed. Safetensors only.
+LoRAs run as a side branch on the layer output (forward hooks active only while a model made by
+``with_loras`` evaluates its DiT; not merged into the weights): any strength, several chained (their
+updates add), the base model unchanged, and they work with fp8 storage and group offload. peft is not
+needed. Safetensors only.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import os
 import re
@@ -211,52 +214,79 @@ def _match(flat: dict[str, torch.Tensor], dit) -> dict[str, LoraLayer]:
     return layers
 
 
-class LoraHandle:
-    """Applied LoRAs; ``remove()`` takes them off again (the DiT is then exactly as before)."""
-
-    def __init__(self, model, hooks, tag):
-        self.model, self.hooks, self.tag = model, hooks, tag
-
-    def remove(self) -> None:
-        for h in self.hooks:
-            h.remove()
-        self.hooks = []
-        tags = getattr(self.model, "id_tags", None)
-        if tags is not None and self.tag in tags:
-            tags.remove(self.tag)
-            self.model.refresh_id()
-
-
-def _hook(layer: LoraLayer, strength: float, device, dtype):
-    down, up = layer.down.to(device, dtype), (layer.up * strength).to(device, dtype)
-    bias = None if layer.bias is None else (layer.bias * strength).to(device, dtype)
-
-    def hook(module, args, out):
-        x = args[0]
-        return out + F.linear(F.linear(x.to(dtype), down), up, bias).to(out.dtype)
-
-    return hook
-
-
-def apply_loras(model, loras: list[tuple[Lora, float]]) -> LoraHandle:
-    """Add ``strength``·ΔW of each LoRA to the DiT's layers (a ``PFVGModel`` or a bare DiT). Strength 0
-    adds nothing; chained LoRAs add up. On a ``PFVGModel`` the model id changes with the LoRAs and
-    strengths (memory states made without them are refused)."""
-    dit = getattr(model, "dit", model)
-    dev, dt = execution_device(dit), compute_dtype(dit)
+def _install(dit: torch.nn.Module, names) -> None:
+    """One forward hook per named linear layer (once per DiT): it adds the updates active on the DiT
+    (``dit._pfvg_lora_active``: layer name → [(LoraLayer, strength)]), nothing when none is."""
+    installed = dit.__dict__.setdefault("_pfvg_lora_hooked", set())
     linears = _linear_names(dit)
-    hooks = []
+    for name in names:
+        if name in installed:
+            continue
+        if name not in linears:
+            raise CheckpointError(f"LoRA layer {name} is not in this DiT")
+
+        def hook(module, args, out, name=name):
+            active = dit.__dict__.get("_pfvg_lora_active")
+            if not active or name not in active:
+                return out
+            x = args[0]
+            for down, up, bias in active[name]:
+                out = out + F.linear(F.linear(x.to(down.dtype), down), up, bias).to(out.dtype)
+            return out
+
+        linears[name].register_forward_hook(hook)
+        installed.add(name)
+
+
+def _prepared(dit, loras: tuple) -> dict:
+    """layer name → [(A, s·B, s·bias)] on the DiT's execution device and compute dtype (cached per LoRA set)."""
+    cache = dit.__dict__.setdefault("_pfvg_lora_prepared", {})
+    key = tuple((lora.digest, float(s)) for lora, s in loras)
+    if key not in cache:
+        dev, dt = execution_device(dit), compute_dtype(dit)
+        active: dict[str, list] = {}
+        for lora, s in loras:
+            for name, layer in lora.layers.items():
+                bias = None if layer.bias is None else (layer.bias * s).to(dev, dt)
+                active.setdefault(name, []).append((layer.down.to(dev, dt), (layer.up * s).to(dev, dt), bias))
+        cache.clear()  # one LoRA set kept: switching sets costs a copy of the small matrices
+        cache[key] = active
+    return cache[key]
+
+
+@contextlib.contextmanager
+def lora_scope(dit: torch.nn.Module, loras: tuple):
+    """Run the DiT with ``loras`` ((Lora, strength), …) added; the DiT is unchanged outside the block."""
+    if not loras:
+        yield
+        return
+    _install(dit, {n for lora, _ in loras for n in lora.layers})
+    prev = dit.__dict__.get("_pfvg_lora_active")
+    dit.__dict__["_pfvg_lora_active"] = _prepared(dit, loras)
+    try:
+        yield
+    finally:
+        dit.__dict__["_pfvg_lora_active"] = prev
+
+
+def with_loras(model, loras) -> object:
+    """A model that shares every module and weight with ``model`` and runs its DiT with ``loras``
+    ([(Lora, strength)], added to those it already has): ``strength``·ΔW per LoRA, strength 0 adds
+    nothing, chained LoRAs add up. ``model`` itself is unchanged (ComfyUI shares a loader's output
+    between branches). The new model's id includes the LoRAs, so memory states made without them are refused."""
     for lora, strength in loras:
         if not isinstance(lora, Lora):
             raise TypeError(f"expected a Lora, got {type(lora).__name__}")
-        if strength == 0:
-            continue
-        for name, layer in lora.layers.items():
-            if name not in linears:
-                raise CheckpointError(f"LoRA {lora.name}: layer {name} is not in this DiT")
-            hooks.append(linears[name].register_forward_hook(_hook(layer, float(strength), dev, dt)))
-    tag = "lora:" + ",".join(f"{lora.digest}@{float(s):g}" for lora, s in loras if s != 0)
-    if hooks and hasattr(model, "id_tags"):
-        model.id_tags.append(tag)
-        model.refresh_id()
-    return LoraHandle(model, hooks, tag)
+        if not isinstance(strength, (int, float)) or strength != strength:
+            raise ValueError(f"LoRA {lora.name}: strength must be a number, got {strength!r}")
+    active = tuple((lora, float(s)) for lora, s in loras if s != 0)
+    if not active:
+        return model
+    _install(model.dit, {n for lora, _ in active for n in lora.layers})
+    view = copy.copy(model)  # shares modules (ComfyUI never mutates a model: only attributes below are new)
+    view.loras = tuple(getattr(model, "loras", ())) + active
+    view.id_tags = list(model.id_tags) + ["lora:" + ",".join(f"{lora.digest}@{s:g}" for lora, s in active)]
+    view.meta = dict(model.meta)
+    view.sampling_defaults = dict(model.sampling_defaults)
+    view.refresh_id()
+    return view

@@ -23,6 +23,7 @@ from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
 from .framepack import PackedContext
+from .lora import lora_scope
 from .rope import TimeIndices
 from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
 from .speed import cache_scope
@@ -73,7 +74,8 @@ class PFVGModel(nn.Module):
         self.meta = dict(meta or {})
         self.injector = MemoryInjector(dit) if semanticpack is not None else None
         self._id: str | None = None
-        self.id_tags: list[str] = []  # run-time changes that are not in the weights (LoRAs: lora.apply_loras)
+        self.id_tags: list[str] = []  # run-time changes that are not in the weights (LoRAs: lora.with_loras)
+        self.loras: tuple = ()  # ((Lora, strength), …) active while this model evaluates its DiT
         # sampler and steps used when the caller gives none (the CLI, the nodes' defaults)
         self.sampling_defaults = {"sampler": self.meta.get("sampler", "euler"), "steps": int(self.meta.get("steps", 25))}
 
@@ -163,6 +165,8 @@ class PFVGModel(nn.Module):
         with contextlib.ExitStack() as scope:
             if self.dit.is_cache_enabled:  # step cache (speed.py): one per segment context and conditioning
                 scope.enter_context(cache_scope(self.dit, packed, f"cond-{id(cond)}"))
+            if self.loras:
+                scope.enter_context(lora_scope(self.dit, self.loras))
             if self.injector is not None and psi_tokens is not None:
                 scope.enter_context(self.injector.inject(cast(psi_tokens), self.semanticpack.log_gate, psi_mask))
             out = self.dit(**kwargs)[0]

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from pfvg_core.checkpoint import CheckpointError
-from pfvg_core.lora import apply_loras, load_lora, parse_lora_arg
+from pfvg_core.lora import load_lora, lora_scope, parse_lora_arg, with_loras
 from pfvg_core.model import PFVGModel
 
 R = 2
@@ -31,15 +31,12 @@ def _check_delta(model, lora_path, expected: dict, strength=1.0):
     assert set(lora.layers) == set(expected)
     x = torch.randn(3, 256)
     base = {n: _layer_out(model, n, x[:, : dict(model.dit.named_modules())[n].in_features]) for n in expected}
-    h = apply_loras(model, [(lora, strength)])
-    try:
+    with lora_scope(model.dit, ((lora, strength),)):
         for n, dw in expected.items():
             xi = x[:, : dw.shape[1]]
             got = _layer_out(model, n, xi) - base[n]
             torch.testing.assert_close(got, strength * xi @ dw.T, atol=1e-5, rtol=1e-4)
-    finally:
-        h.remove()
-    for n in expected:  # removed: exactly as before
+    for n in expected:  # outside the scope: exactly as before
         assert torch.equal(_layer_out(model, n, x[:, : expected[n].shape[1]]), base[n])
     return lora
 
@@ -119,14 +116,12 @@ def test_whole_dit_strength_zero_unchanged_and_chained_loras_add(tmp_path):
     l1, l2 = load_lora(str(tmp_path / "1.safetensors"), model.dit), load_lora(str(tmp_path / "2.safetensors"), model.dit)
     base_id = model.model_id
     v0 = _velocity(model)
-    h = apply_loras(model, [(l1, 0.0)])
-    assert torch.equal(_velocity(model), v0) and model.model_id == base_id
-    h.remove()
-    h = apply_loras(model, [(l1, 1.0), (l2, 0.5)])
-    v12 = _velocity(model)
-    assert model.model_id != base_id  # states made without the LoRAs are refused
-    h.remove()
-    assert torch.equal(_velocity(model), v0) and model.model_id == base_id
+    assert with_loras(model, [(l1, 0.0)]) is model  # strength 0: the same model
+    lm = with_loras(model, [(l1, 1.0), (l2, 0.5)])
+    v12 = _velocity(lm)
+    assert lm.model_id != base_id and model.model_id == base_id  # states made without the LoRAs are refused
+    assert torch.equal(_velocity(model), v0)  # the base model (shared modules) is unchanged
+    assert torch.equal(_velocity(with_loras(with_loras(model, [(l1, 1.0)]), [(l2, 0.5)])), v12)  # chained nodes
     # the same update merged into the weight: chained = the sum of the deltas
     lin = model.dit.single_transformer_blocks[0].attn.to_v
     w = lin.weight.detach().clone()

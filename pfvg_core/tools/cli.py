@@ -31,7 +31,7 @@ def cmd_generate(a) -> int:
     import numpy as np
 
     from ..extend import state_from_video
-    from ..lora import apply_loras, load_lora, parse_lora_arg
+    from ..lora import load_lora, parse_lora_arg, with_loras
     from ..speed import compile_blocks, set_step_cache, set_threads
     from ..state import MemoryConfig
     from ..validate import SAMPLING, Limit, check_finite, number, prompt_entries
@@ -66,7 +66,7 @@ def cmd_generate(a) -> int:
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
     if loras:
-        apply_loras(model, [(load_lora(path, model.dit), strength) for path, strength in loras])
+        model = with_loras(model, [(load_lora(path, model.dit), strength) for path, strength in loras])
     set_step_cache(model, threshold)
     compile_blocks(model, a.compile)
     meta = model.meta
