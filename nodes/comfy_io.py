@@ -24,18 +24,73 @@ PROGRESS_EVENT = "pfvg.progress"  # listened to by web/pfvg.js
 
 
 # --- folders -----------------------------------------------------------------------------------
-def models_root() -> str:
-    """ComfyUI's models/pfvg folder (registered on first use), or ./models/pfvg outside ComfyUI."""
+def _folder_paths():
     try:
         import folder_paths  # type: ignore
 
-        if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
-            path = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
-            folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([path], {".json", ".safetensors"})
-        root = folder_paths.folder_names_and_paths[MODEL_FOLDER][0][0]
+        return folder_paths
     except ImportError:
-        root = os.path.abspath(os.path.join("models", MODEL_FOLDER))
-    return root
+        return None
+
+
+def register_folders() -> None:
+    """models/pfvg as the first ``pfvg`` model folder (``folder_paths.add_model_folder_path``): folders
+    configured for ``pfvg`` in extra_model_paths.yaml stay listed after it. Called when the nodes load."""
+    fp = _folder_paths()
+    if fp is None:
+        return
+    default = os.path.join(fp.models_dir, MODEL_FOLDER)
+    if hasattr(fp, "add_model_folder_path"):
+        fp.add_model_folder_path(MODEL_FOLDER, default, is_default=True)
+    else:  # an older ComfyUI: the same on its table
+        paths, _ = fp.folder_names_and_paths.setdefault(MODEL_FOLDER, ([], set()))
+        if default in paths:
+            paths.remove(default)
+        paths.insert(0, default)
+
+
+def model_roots() -> list[str]:
+    """Every ``pfvg`` model folder (ComfyUI's models/pfvg first), or ./models/pfvg outside ComfyUI."""
+    fp = _folder_paths()
+    if fp is None:
+        return [models_root()]
+    register_folders()
+    return list(fp.folder_names_and_paths[MODEL_FOLDER][0])
+
+
+def models_root() -> str:
+    """Where the pack writes models (trained ones): the first ``pfvg`` folder."""
+    if _folder_paths() is None:
+        return os.path.abspath(os.path.join("models", MODEL_FOLDER))
+    return model_roots()[0]
+
+
+def find_model_path(name: str, what: str = "model") -> str:
+    """``name`` inside the first ``pfvg`` folder that has it (each checked with ``safe_join``)."""
+    roots = model_roots()
+    for root in roots:
+        path = safe_join(root, name, what)
+        if os.path.exists(path):
+            return path
+    raise ValueError(f"{what} {name!r} not found in the pfvg model folders {roots}")
+
+
+def list_loras() -> list[str]:
+    """LoRA .safetensors files in ComfyUI's ``loras`` folders (extra_model_paths.yaml included)."""
+    fp = _folder_paths()
+    if fp is None:
+        root = os.path.abspath(os.path.join("models", "loras"))
+        return sorted(f for f in os.listdir(root) if f.endswith(".safetensors")) if os.path.isdir(root) else []
+    return [f for f in fp.get_filename_list("loras") if f.endswith(".safetensors")]
+
+
+def lora_path(name: str) -> str:
+    fp = _folder_paths()
+    if fp is None:
+        return safe_join(os.path.abspath(os.path.join("models", "loras")), name, "LoRA")
+    if name not in list_loras():
+        raise ValueError(f"LoRA {name!r} not found in ComfyUI's loras folders (only .safetensors files are read)")
+    return fp.get_full_path_or_raise("loras", name)
 
 
 def input_root() -> str:
@@ -74,22 +129,24 @@ def _diffusion_models() -> list[str]:
 
 
 def list_models() -> list[str]:
-    """Model folders (with pfvg.json or config.json) and single DiT .safetensors files under models/pfvg,
-    then the .safetensors files of ComfyUI's diffusion_models folder."""
-    root = models_root()
-    out = []
-    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        p = os.path.join(root, entry)
-        if os.path.isdir(p) and (os.path.isfile(os.path.join(p, "pfvg.json")) or os.path.isfile(os.path.join(p, "config.json"))):
-            out.append(entry)
-        elif entry.endswith(".safetensors"):
-            out.append(entry)
+    """Model folders (with pfvg.json or config.json) and single DiT .safetensors files in every ``pfvg``
+    folder, then the .safetensors files of ComfyUI's diffusion_models folder."""
+    out: list[str] = []
+    for root in model_roots():
+        for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            p = os.path.join(root, entry)
+            if entry in out:
+                continue
+            if os.path.isdir(p) and (os.path.isfile(os.path.join(p, "pfvg.json")) or os.path.isfile(os.path.join(p, "config.json"))):
+                out.append(entry)
+            elif entry.endswith(".safetensors"):
+                out.append(entry)
     return out + [DIFFUSION_PREFIX + f for f in _diffusion_models()]
 
 
 def load_model(name: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None):
-    """``(embedded default)``, a name under models/pfvg or ``diffusion_models/<file>``."""
-    sp = safe_join(models_root(), semanticpack, "SemanticPack weights") if semanticpack else None
+    """``(embedded default)``, a name in a ``pfvg`` folder or ``diffusion_models/<file>``."""
+    sp = find_model_path(semanticpack, "SemanticPack weights") if semanticpack else None
     if name == EMBEDDED:
         model = load_embedded_model(dtype)
         return ops.with_semanticpack(model, sp, name) if sp else model.eval()
@@ -100,7 +157,7 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, semanticpack: str 
         if rel not in _diffusion_models():
             raise ValueError(f"model {name}: not found in ComfyUI's diffusion_models folder")
         return ops.load_model_path(folder_paths.get_full_path("diffusion_models", rel), name, dtype, sp)
-    return ops.load_model_path(safe_join(models_root(), name, "model"), name, dtype, sp)
+    return ops.load_model_path(find_model_path(name), name, dtype, sp)
 
 
 # --- types -------------------------------------------------------------------------------------

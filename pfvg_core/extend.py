@@ -82,3 +82,41 @@ def state_from_video(model, frames: Iterable[np.ndarray], prompt: str, seed: int
             yield c
 
     return state_from_latents(model, all_chunks(), cond, seed, config, fps)
+
+
+def extend_state(model, config: MemoryConfig, fps: float, *, frames: Iterable[np.ndarray] | None = None,
+                 latents: torch.Tensor | None = None, prompt: str | None = None,
+                 features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+                 image_embeds: torch.Tensor | None = None) -> MemoryState:
+    """The state to continue an existing video from: uint8 ``frames`` [H, W, 3] (encoded with the model's
+    codec, one window at a time) or video ``latents`` [B, C, T, H, W] (e.g. from a VAE); ψ₀ from a
+    ``prompt`` or external prompt ``features`` (tokens, pooled) and the first frame."""
+    from .operations import conditioning_from_features
+
+    if latents is not None:
+        if latents.ndim != 5 or latents.shape[1] != model.latent_channels:
+            raise ValueError(f"latent: expected video latents [B, {model.latent_channels}, T, H, W], got {tuple(latents.shape)}")
+        chunks = iter([latents.float()])
+    elif frames is not None:
+        if model.codec is None:
+            raise ValueError("this model has no codec: give the video as a LATENT (e.g. from a VAE Encode node)")
+        chunks = encode_chunks(model.codec, frames, config.window)
+    else:
+        raise ValueError("give the video to extend as IMAGE frames or a video LATENT")
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError("the video to extend has no frames")
+    start = first[:, :, :1]
+    if features is not None:
+        cond = conditioning_from_features(model, *features, start, image_embeds)
+    elif prompt is not None:
+        with torch.no_grad():
+            cond = model.conditioning(prompt, start.to(model.device), image_embeds)
+    else:
+        raise ValueError("give a prompt (text) or a CONDITIONING")
+
+    def all_chunks():
+        yield first
+        yield from chunks
+
+    return state_from_latents(model, all_chunks(), cond, 0, config, fps)

@@ -2,6 +2,7 @@
 // from the node's "pfvg.progress" events, and the latest segment preview kept on the node.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { ComfyWidgets } from "../../scripts/widgets.js";
 
 const LOOP = "PFVGLongVideoLoop";
 const TRAIN = "PFVGDirectForcingTrain";
@@ -65,6 +66,37 @@ app.registerExtension({
     nodeType.prototype.onExecuted = function () {
       const r = onExecuted?.apply(this, arguments);
       if (this.pfvgStatus) this.pfvgStatus = "done · " + this.pfvgStatus;
+      return r;
+    };
+  },
+});
+
+// Evaluate Drift: show its text report on the node after it runs (the node also returns it as a STRING
+// output, e.g. for ComfyUI's Preview Any).
+const DRIFT = "PFVGEvaluateDrift";
+const REPORT = "pfvg_report";
+
+app.registerExtension({
+  name: "pfvg.driftreport",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== DRIFT) return;
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      const r = onExecuted?.apply(this, arguments);
+      const text = (message?.text || []).join("\n");
+      let w = this.widgets?.find((x) => x.name === REPORT);
+      if (!w) {
+        w = ComfyWidgets.STRING(this, REPORT, ["STRING", { multiline: true }], app).widget;
+        w.serialize = false; // a display, not an input: not saved in the workflow
+        if (w.inputEl) {
+          w.inputEl.readOnly = true;
+          w.inputEl.style.opacity = 0.85;
+        }
+      }
+      w.value = text;
+      const size = this.computeSize();
+      this.setSize([Math.max(this.size[0], size[0], 320), Math.max(this.size[1], size[1] + 140)]);
+      app.graph.setDirtyCanvas(true, true);
       return r;
     };
   },
