@@ -175,13 +175,13 @@ def compute_dtype(model: torch.nn.Module) -> torch.dtype:
 
 
 def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, storage: torch.dtype | None = None,
-              offload: str = "none") -> DiT:
+              offload: str = "none", offload_device: str | torch.device = "cpu") -> DiT:
     """Put a DiT on its device with diffusers' own memory options:
 
     - ``storage`` fp8 (e4m3fn / e5m2): weights stored in fp8 and cast to ``dtype`` layer by layer
       (``enable_layerwise_casting``; norms and embedders stay in ``dtype``);
-    - ``offload='group'``: weights stay on the CPU and each transformer block is moved to ``device``
-      just before it runs (``enable_group_offload``, block level, with a CUDA stream for prefetch).
+    - ``offload='group'``: weights stay on ``offload_device`` (the CPU) and each transformer block is moved
+      to ``device`` just before it runs (``enable_group_offload``, block level, with a CUDA stream for prefetch).
     Records the execution device and compute dtype (``execution_device``, ``compute_dtype``)."""
     dev = resolve_device(device)
     dtype = dtype or compute_dtype(model)
@@ -193,8 +193,14 @@ def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype
     model._pfvg_compute_dtype = dtype
     model._pfvg_device = dev
     if offload == "group" and dev.type == "cuda":
-        model.to("cpu")
-        model.enable_group_offload(onload_device=dev, offload_device=torch.device("cpu"), offload_type="block_level",
+        import importlib.util
+
+        if importlib.util.find_spec("accelerate") is None:
+            raise ValueError("offload='group' needs the accelerate package (diffusers' group offload moves inputs with it): "
+                             "pip install accelerate")
+        off = torch.device(offload_device)
+        model.to(off)
+        model.enable_group_offload(onload_device=dev, offload_device=off, offload_type="block_level",
                                    num_blocks_per_group=1, use_stream=True)
     else:
         model.to(dev)
@@ -202,7 +208,7 @@ def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype
 
 
 def load_dit(path: str, config: str | dict[str, Any] | None = None, dtype=torch.float32, device="cpu",
-             storage: str | torch.dtype | None = "auto", offload: str = "none") -> DiT:
+             storage: str | torch.dtype | None = "auto", offload: str = "none", offload_device="cpu") -> DiT:
     """Load a packed DiT from local weights, straight to ``device`` in its final dtypes.
 
     - a diffusers folder (``config.json`` + ``diffusion_pytorch_model*.safetensors``, the layout of the
@@ -226,7 +232,7 @@ def load_dit(path: str, config: str | dict[str, Any] | None = None, dtype=torch.
             model = DiT.from_pretrained(path, torch_dtype=dtype, use_safetensors=True, local_files_only=True)
         except Exception as e:  # diffusers raises many kinds; name the folder
             raise CheckpointError(f"{path}: could not load the packed DiT: {e}") from e
-        return place_dit(model, dev, dtype, resolve_storage(storage), offload)
+        return place_dit(model, dev, dtype, resolve_storage(storage), offload, offload_device)
     if not path.endswith(".safetensors"):
         raise CheckpointError(f"{path}: expected a .safetensors file (pickled checkpoints are not loaded)")
     cfg = dit_config(config or _config_beside(path) or "hunyuan-f1")
@@ -237,12 +243,12 @@ def load_dit(path: str, config: str | dict[str, Any] | None = None, dtype=torch.
     if store is not None:  # marks which modules store fp8, so that each tensor is read straight to its dtype
         model.enable_layerwise_casting(storage_dtype=store, compute_dtype=dtype)
         model._pfvg_storage = store
-    # Group offload keeps the weights on the CPU: read them there.
-    target = torch.device("cpu") if offload == "group" else dev
+    # Group offload keeps the weights on the offload device: read them there.
+    target = torch.device(offload_device) if offload == "group" else dev
     state = read_state_dict_to(path, model, "packed DiT", target, prefixes=_PREFIXES)
     model.load_state_dict(state, strict=True, assign=True)
     del state
-    return place_dit(model, dev, dtype, store, offload)
+    return place_dit(model, dev, dtype, store, offload, offload_device)
 
 
 def _file_weight_dtype(path: str) -> torch.dtype | None:

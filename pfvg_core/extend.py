@@ -27,13 +27,19 @@ def encode_chunks(codec, frames: Iterable[np.ndarray], window: int) -> Iterator[
     frame alone (the start latent), then ``window`` latent frames (``window``·temporal factor pixel
     frames) at a time; a last partial window is encoded as it is."""
     tf = getattr(codec, "temporal_factor", 1)
+    w = next(codec.parameters(), None)
+    dev, dt = (w.device, w.dtype) if w is not None else ("cpu", torch.float32)
+
+    def enc(frames_):
+        with torch.no_grad():
+            return codec.encode(to_pixels(np.stack(frames_)).to(dev, dt)).float().cpu()
+
     buf: list[np.ndarray] = []
     first = True
     for f in frames:
         buf.append(np.asarray(f, dtype=np.uint8))
         if first or len(buf) == window * tf:
-            with torch.no_grad():
-                yield codec.encode(to_pixels(np.stack(buf)))
+            yield enc(buf)
             buf, first = [], False
     if first:
         raise ValueError("the video to extend has no frames")
@@ -41,8 +47,7 @@ def encode_chunks(codec, frames: Iterable[np.ndarray], window: int) -> Iterator[
         if len(buf) % tf:
             buf = buf[: len(buf) - len(buf) % tf]
         if buf:
-            with torch.no_grad():
-                yield codec.encode(to_pixels(np.stack(buf)))
+            yield enc(buf)
 
 
 def state_from_latents(model, chunks: Iterable[torch.Tensor], cond, seed: int = 0,

@@ -29,6 +29,9 @@ from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
 from .speed import cache_scope
 
 BUNDLE_FILE = "pfvg.json"
+# HunyuanVideo's VAE (FramePack-F1): the DiT works on raw VAE latents × this scale; 4 video frames per latent frame.
+HUNYUAN_VIDEO_SCALE = 0.476986
+HUNYUAN_VIDEO_TEMPORAL = 4
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "assets", "default")  # the shipped default model
 FORMAT = "pfvg-bundle"
 
@@ -111,6 +114,25 @@ class PFVGModel(nn.Module):
     @property
     def latent_channels(self) -> int:
         return self.dit.config.in_channels
+
+    @property
+    def latent_scale(self) -> float:
+        """Model latents = the VAE's raw latents × this (ComfyUI's LATENT holds raw latents). The bundle records
+        it (``meta['latent_scale']``); the embedded codec's latents are the model's (1); a 16-channel DiT without
+        a codec is FramePack-F1 on HunyuanVideo's VAE (0.476986)."""
+        if "latent_scale" in self.meta:
+            return float(self.meta["latent_scale"])
+        return 1.0 if self.codec is not None or self.latent_channels != 16 else HUNYUAN_VIDEO_SCALE
+
+    @property
+    def temporal_factor(self) -> int:
+        """Video frames per latent frame: the codec's, else the bundle's record, else HunyuanVideo's 4 for a
+        16-channel DiT (FramePack-F1), else 1."""
+        if self.codec is not None:
+            return int(getattr(self.codec, "temporal_factor", 1))
+        if "temporal_factor" in self.meta:
+            return int(self.meta["temporal_factor"])
+        return HUNYUAN_VIDEO_TEMPORAL if self.latent_channels == 16 else 1
 
     # conditioning -----------------------------------------------------------------------------
     def encode_prompt(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -219,7 +241,7 @@ class PFVGModel(nn.Module):
 
     @classmethod
     def load(cls, folder: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
-             offload: str = "none") -> "PFVGModel":
+             offload: str = "none", offload_device="cpu") -> "PFVGModel":
         """Load a bundle folder straight to ``device`` in ``dtype`` (the DiT with ``storage`` / ``offload``
         as ``backbone.load_dit``); every failure names the file and the problem."""
         dtype, dev = resolve_dtype(dtype), resolve_device(device)  # argument errors stay ValueErrors
@@ -247,7 +269,8 @@ class PFVGModel(nn.Module):
         if cfg.get("format") != FORMAT:
             raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
         dcfg = dit_config(cfg["dit"])
-        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload)
+        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload,
+                     offload_device=offload_device)
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
             sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")

@@ -97,11 +97,13 @@ class SemanticPack(nn.Module):
         """ψ₀ = [proj(text) ; proj(image)] (PFVG §3.1 initialisation). Returns (ψ₀ [B, L, dim], mask [B, L]).
 
         ``zero=True`` gives ψ₀ = 0 of the same shape (the zero-MemoryPack ablation)."""
+        w = self.text_proj.weight  # features may come from elsewhere (ComfyUI's CONDITIONING is on the CPU)
+        text_embeds, image_embeds = text_embeds.to(w.device, w.dtype), image_embeds.to(w.device, w.dtype)
         psi = torch.cat([self.text_proj(text_embeds), self.image_proj(image_embeds)], dim=1)
         b = psi.shape[0]
         if text_mask is None:
             text_mask = torch.ones(text_embeds.shape[:2], dtype=torch.bool, device=psi.device)
-        mask = torch.cat([text_mask.bool(), torch.ones(b, image_embeds.shape[1], dtype=torch.bool, device=psi.device)], 1)
+        mask = torch.cat([text_mask.to(psi.device).bool(), torch.ones(b, image_embeds.shape[1], dtype=torch.bool, device=psi.device)], 1)
         if zero:
             psi = torch.zeros_like(psi)
         return psi, mask
@@ -153,7 +155,10 @@ class SemanticPack(nn.Module):
             self.log_gate.fill_(log_gate)
 
 
-_GATE_PAD = 8  # extra head channels carrying the gate (a multiple of 8 keeps flash / sage kernels usable)
+def gate_channels(device: torch.device) -> int:
+    """Extra head channels carrying the gate: 8 on a GPU (head sizes stay multiples of 8, as flash / sage
+    kernels need), 1 on the CPU (its SDPA takes any head size)."""
+    return 1 if device.type == "cpu" else 8
 
 
 class _GatedMemoryAttnProcessor:
@@ -162,7 +167,7 @@ class _GatedMemoryAttnProcessor:
 
     The form is chosen so that the attention backend stays free (native SDPA, flash, sage):
     - no ψ, or g = 1 with no padded ψ token (the trained case): the diffusers processor as it is, no mask;
-    - g ≠ 1 without a DiT mask (batch 1): log g is carried in ``_GATE_PAD`` extra head channels,
+    - g ≠ 1 without a DiT mask (batch 1): log g is carried in ``gate_channels`` extra head channels,
       q' = [q, 1, 0…], k' = [k, log g / scale on ψ keys (0 elsewhere), 0…], v' = [v, 0…], with the
       softmax scale of the real head size, so q'·k'·scale = q·k·scale + log g exactly; no mask;
     - a DiT mask (batch > 1 with padded prompts, where diffusers itself passes one): an additive
@@ -223,9 +228,10 @@ class _GatedMemoryAttnProcessor:
             q, k, v = torch.cat([q, eq], dim=1), torch.cat([k, ek], dim=1), torch.cat([v, ev], dim=1)
         b, n, h, d = q.shape
         scale = d ** -0.5
-        qa = q.new_zeros(b, n, h, _GATE_PAD)
+        pad = gate_channels(q.device)
+        qa = q.new_zeros(b, n, h, pad)
         qa[..., 0] = 1
-        ka = k.new_zeros(b, n, h, _GATE_PAD)
+        ka = k.new_zeros(b, n, h, pad)
         ka[..., 0] = (bias / scale).to(k.dtype)[:, :, None]
         out = dispatch_attention_fn(torch.cat([q, qa], -1), torch.cat([k, ka], -1), torch.cat([v, torch.zeros_like(ka)], -1),
                                     attn_mask=None, dropout_p=0.0, is_causal=False, scale=scale,

@@ -9,6 +9,7 @@ from pfvg_core.backbone import set_attention_backend
 from pfvg_core.framepack import pack_history
 from pfvg_core.model import PFVGModel
 from pfvg_core.rope import time_indices
+from pfvg_core.semanticpack import gate_channels
 from pfvg_core.state import init_state
 
 
@@ -61,8 +62,9 @@ def test_mask_free_gate_equals_the_additive_mask_form(log_gate, monkeypatch):
     assert len(rec.calls) >= blocks
     assert all(mask is None for mask, _ in rec.calls)  # no mask: flash / sage kernels can run
     head = model.dit.config.attention_head_dim
-    expected = {head} if log_gate == 0.0 else {head, head + 8}  # g ≠ 1: the gate rides in 8 extra channels
-    assert {d for _, d in rec.calls} <= expected and (head + 8 in {d for _, d in rec.calls}) == (log_gate != 0.0)
+    extra = head + gate_channels(x.device)  # g ≠ 1: the gate rides in extra head channels (8 on a GPU, 1 on the CPU)
+    expected = {head} if log_gate == 0.0 else {head, extra}
+    assert {d for _, d in rec.calls} <= expected and (extra in {d for _, d in rec.calls}) == (log_gate != 0.0)
 
 
 def test_gate_still_matters_and_gradient_reaches_it_without_the_mask():

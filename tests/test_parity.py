@@ -6,7 +6,7 @@ noise: one segment, then three chained segments with history."""
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoFramepackPipeline
+from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoFramepackPipeline, UniPCMultistepScheduler
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import FramepackSamplingType
 from PIL import Image
 from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
@@ -46,7 +46,15 @@ def reference():
     return pipe, dict(image=image, prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled, prompt_attention_mask=mask), cond, pixels
 
 
-def _pipeline_sections(pipe, inputs, sections):
+SCHEDULERS = {  # the pipeline's scheduler configured as FramePack samples (our flow.make_scheduler)
+    "euler": lambda: FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential"),
+    "unipc": lambda: UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, use_dynamic_shifting=True,
+                                             time_shift_type="exponential", solver_order=2, solver_type="bh2"),
+}
+
+
+def _pipeline_sections(pipe, inputs, sections, sampler="euler"):
+    pipe.scheduler = SCHEDULERS[sampler]()
     sigmas = np.linspace(1.0, 0.0, STEPS + 1)[:-1]
     frames = 33 * sections  # (window − 1)·4 + 1 = 33 video frames per section
     with torch.no_grad():
@@ -56,7 +64,7 @@ def _pipeline_sections(pipe, inputs, sections):
     return out.frames  # per section: [image latent, every generated latent so far]
 
 
-def _ours(pipe, pixels, cond, sections, monkeypatch):
+def _ours(pipe, pixels, cond, sections, monkeypatch, sampler="euler"):
     # The pipeline's generator first samples the image latents from the VAE, then each section's noise
     # in turn; our loop gets the same draws (its own seed stream is (seed, segment)).
     g = torch.Generator().manual_seed(SEED)
@@ -64,9 +72,14 @@ def _ours(pipe, pixels, cond, sections, monkeypatch):
         start = pipe.prepare_image_latents(pixels, dtype=torch.float32, device="cpu", generator=g)
     noises = [torch.randn(1, 4, WINDOW, HW, HW, generator=g) for _ in range(sections)]
     monkeypatch.setattr(loop, "segment_noise", lambda state, device="cpu": noises[state.segment].to(device))
+    if sampler == "unipc":
+        # diffusers' pipeline hands the DiT UniPC's integer timesteps (⌊σ·1000⌋); FramePack and our loop give
+        # σ·1000 exactly. Floor ours here so that everything else is compared.
+        forward = pipe.transformer.forward
+        monkeypatch.setattr(pipe.transformer, "forward", lambda *a, **kw: forward(*a, **{**kw, "timestep": kw["timestep"].floor()}))
     model = PFVGModel(pipe.transformer).eval()
-    state = init_state(model, start, cond, SEED, MemoryConfig(window=WINDOW, rope="local", memory="off"))
-    options = SamplerOptions(steps=STEPS, distilled_guidance=GUIDANCE, sampler="euler")
+    state = init_state(model, start, cond, SEED, MemoryConfig(window=WINDOW, rope="local", memory_mode="off"))
+    options = SamplerOptions(steps=STEPS, distilled_guidance=GUIDANCE, sampler=sampler)
     segments = []
     for _ in range(sections):
         x = sample_segment(model, state, cond, options=options)
@@ -85,10 +98,11 @@ def test_one_segment_equals_the_diffusers_pipeline(reference, monkeypatch):
     assert ours[0].abs().mean() > 0.1  # a real sample, not zeros
 
 
-def test_three_chained_segments_with_history_equal_the_pipeline(reference, monkeypatch):
+@pytest.mark.parametrize("sampler", ["euler", "unipc"])
+def test_three_chained_segments_with_history_equal_the_pipeline(reference, monkeypatch, sampler):
     pipe, inputs, cond, pixels = reference
-    ref = _pipeline_sections(pipe, inputs, 3)[-1][:, :, 1:]  # all generated latents after 3 sections
-    ours = torch.cat(_ours(pipe, pixels, cond, 3, monkeypatch)[1], dim=2)
+    ref = _pipeline_sections(pipe, inputs, 3, sampler)[-1][:, :, 1:]  # all generated latents after 3 sections
+    ours = torch.cat(_ours(pipe, pixels, cond, 3, monkeypatch, sampler)[1], dim=2)
     assert ref.shape == ours.shape == (1, 4, 3 * WINDOW, HW, HW)
     diff = (ref - ours).abs().max()
     assert diff <= 1e-4, diff

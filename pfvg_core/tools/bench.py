@@ -160,12 +160,12 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
     model = model or load_embedded_model()
     meta = model.meta
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    ex = os.path.join(root, "examples")
+    ex = os.path.join(root, "demo")
     if os.path.isfile(os.path.join(ex, "start.png")):
         pixels = load_image(os.path.join(ex, "start.png"), size=tuple(meta.get("resolution", (64, 64))), multiple=model.codec.factor)
         with open(os.path.join(ex, "prompt.txt")) as f:
             prompt = f.read().strip()
-    else:  # installed without the examples: a fixed random image
+    else:  # installed without demo/: a fixed random image
         pixels = torch.rand(1, 3, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
         prompt = "a red ball rolls right across a green striped field"
     with torch.no_grad():

@@ -62,7 +62,7 @@ def cmd_generate(a) -> int:
     set_threads(number("--threads", a.threads, Limit(1, 1024, integer=True)))
     loras = [parse_lora_arg(x) for x in a.lora or ()]
     reader = open_video(a.extend) if a.extend is not None else None  # fails before the model loads
-    model = resolve_model(a.model)
+    model = _load_model(a)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
     if loras:
@@ -92,14 +92,18 @@ def cmd_generate(a) -> int:
     else:
         pixels = load_image(a.image, size=size, multiple=model.codec.factor)
         with torch.no_grad():
-            start = model.codec.encode(pixels)
+            start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
     bar = _Progress(n * options.steps, "generate")
-    chunks = [] if reader is not None else [check_finite("start frame", model.codec.decode(start))]
+
+    def decode(latents):
+        with torch.no_grad():
+            return model.codec.decode(latents.to(model.device, model.dtype)).float().cpu()
+
+    chunks = [] if reader is not None else [check_finite("start frame", decode(start))]
     try:
         for seg in generate_long_video(model, state if state is not None else start, prompt, n, seed=seed, config=config,
                                        options=options, fps=fps, negative_prompt=a.negative, on_step=lambda e: bar.update()):
-            with torch.no_grad():
-                chunks.append(check_finite(f"segment {seg.index}", model.codec.decode(seg.latents)))
+            chunks.append(check_finite(f"segment {seg.index}", decode(seg.latents)))
     finally:
         bar.close()
     new = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + (0 if reader is not None else 1)]
@@ -128,6 +132,28 @@ def _schedule(name: str, text: str):
     if sched.length > 1024:
         raise ValueError(f"{name}: packs {sched.length} frames; at most 1024")
     return sched
+
+
+def _load_model(a):
+    """The model of ``--model`` on ``--device`` in ``--dtype`` (``--storage``, ``--offload``, ``--attention``)."""
+    from ..backbone import set_attention_backend
+
+    model = resolve_model(a.model, dtype=a.dtype, device=a.device, storage=a.storage, offload=a.offload)
+    if a.attention != "native":
+        set_attention_backend(model.dit, a.attention)
+    return model
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """--device / --dtype / --storage / --offload / --attention (backbone.load_dit, place_dit)."""
+    from ..backbone import ATTENTION_BACKENDS, DTYPES, OFFLOAD, STORAGE
+
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype (bf16 on a GPU)")
+    p.add_argument("--storage", default="auto", choices=STORAGE,
+                   help="DiT weight storage: auto (an fp8 file stays fp8), compute, fp8_e4m3fn, fp8_e5m2 (layerwise casting)")
+    p.add_argument("--offload", default="none", choices=OFFLOAD, help="group: DiT blocks rest on the CPU (24 GB cards)")
+    p.add_argument("--attention", default="native", choices=ATTENTION_BACKENDS, help="attention backend (diffusers)")
 
 
 def cmd_train(a) -> int:
@@ -278,7 +304,12 @@ def cmd_eval(a) -> int:
 def cmd_bench(a) -> int:
     from . import bench
 
-    result = bench.run(a.what, quick=a.quick, config=a.config)
+    if a.what == "f1":
+        from .bench_f1 import run_f1
+
+        result = run_f1(a)
+    else:
+        result = bench.run(a.what, quick=a.quick, config=a.config or "small")
     print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
@@ -321,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
                    help="a HunyuanVideo / FramePack LoRA (.safetensors; diffusers, kohya/musubi or ComfyUI key names), "
                         "strength 1 unless given; repeatable (LoRAs add up)")
+    add_device_options(g)
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
@@ -357,10 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--work", default="build/ablation", help="with --ablation: working folder")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train", "cache", "compile", "steps", "threads"])
+    b.add_argument("what", choices=["loop", "train", "f1", "cache", "compile", "steps", "threads"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
-    b.add_argument("--config", default="small", help="DiT config to measure")
+    b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
+    from .bench_f1 import add_f1_options
+
+    add_f1_options(b)
     b.set_defaults(func=cmd_bench)
     return p
 
