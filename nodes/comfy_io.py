@@ -320,6 +320,18 @@ def interruptible():
         raise
 
 
+def job_address() -> tuple[str | None, str | None]:
+    """(client id, prompt id) of the job being executed: ComfyUI's PromptServer keeps them in
+    ``client_id`` (from the queued prompt's extra data) and ``last_prompt_id`` while it runs."""
+    try:
+        from server import PromptServer  # type: ignore
+
+        server = PromptServer.instance
+        return getattr(server, "client_id", None), getattr(server, "last_prompt_id", None)
+    except Exception:
+        return None, None
+
+
 class Progress:
     """One ComfyUI progress bar over a whole job (fallback: a no-op), with optional previews and the
     ``pfvg.progress`` event for the web extension."""
@@ -327,6 +339,7 @@ class Progress:
     def __init__(self, total: int, node_id: str | None = None, done: int = 0, segments: int = 0, model=None):
         self.total, self.value, self.node_id, self.segments = total, 0, node_id, segments
         self.previewer = step_previewer(model) if model is not None else None
+        self.client_id, self.prompt_id = job_address()
         try:
             from comfy.utils import ProgressBar  # type: ignore
 
@@ -354,11 +367,16 @@ class Progress:
         self.update(1, preview)
 
     def event(self, data: dict) -> None:
+        """``pfvg.progress`` to the client that queued this job only, with its prompt id (as ComfyUI
+        sends its own progress): never broadcast, so other users' pages never draw it."""
+        if self.client_id is None:  # no client to address (or no server: tests, CLI)
+            return
         try:
             from server import PromptServer  # type: ignore
 
-            PromptServer.instance.send_sync(PROGRESS_EVENT, {"node": self.node_id, **data})
-        except Exception:  # no server (tests, CLI): nothing to tell
+            PromptServer.instance.send_sync(PROGRESS_EVENT, {"node": self.node_id, "prompt_id": self.prompt_id, **data},
+                                            self.client_id)
+        except Exception:  # the server went away: nothing to tell
             pass
 
     def segment_done(self, model, result) -> None:

@@ -2,6 +2,7 @@ import torch
 
 from pfvg_core import operations as ops
 from pfvg_core.loop import PromptSchedule, SamplerOptions, generate_long_video, sample_segment, segments_for_seconds, temporal_factor
+from pfvg_core.validate import SAMPLING, number
 
 from . import comfy_io as io
 from . import common as c
@@ -28,7 +29,7 @@ class SegmentSampler:
 
     def sample(self, model, memory, seed, prompt="", conditioning=None, negative_prompt="", **inputs):
         opts = c.options(SamplerOptions, inputs)
-        state = check_memory(memory).replace(seed=int(seed))
+        state = check_memory(memory).replace(seed=number("seed", seed, SAMPLING["seed"]))
         cond = ops.segment_conditioning(model, state, prompt or None, io.prompt_features(conditioning))
         neg = ops.segment_conditioning(model, state, negative_prompt) if negative_prompt and opts.cfg != 1.0 else None
         progress = io.Progress(opts.steps, model=model)

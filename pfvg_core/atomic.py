@@ -83,7 +83,9 @@ def _explain(path: str, e: BaseException) -> BaseException:
     code = getattr(e, "errno", None)
     text = str(e)
     if code in _FULL or "No space left" in text or "File too large" in text or "Disk quota" in text:
-        return DiskFullError(code or errno.ENOSPC, f"{path}: disk full while writing (the previous file, if any, is unchanged)")
+        err = DiskFullError(f"{path}: disk full (or file size limit reached) while writing; the previous file, if any, is unchanged")
+        err.errno = code or errno.ENOSPC
+        return err
     return e
 
 

@@ -6,7 +6,9 @@ that folder; the pack's own metrics (``metrics.py``) need no network at all.
 Feature consistency (VBench): with f_i the unit feature of frame i,
     consistency = mean over i ≥ 1 of ½·(cos(f_i, f_0) + cos(f_i, f_{i−1})),
 reported with its two halves (to the first frame, between neighbours) and the per-frame
-similarity to the first frame, whose Δdrift is the error-accumulation column of Table 1.
+similarity to the first frame. Its Δdrift (PFVG §4.2, Table 1's ΔBackground / ΔSubject Consistency)
+is |M(V_start) − M(V_end)| with M this consistency computed inside the first and inside the last 15 %
+of frames (each window's own first frame and neighbours).
 """
 from __future__ import annotations
 
@@ -72,11 +74,20 @@ def load_image_features(folder: str, device: str = "cpu", batch: int = 16) -> Fr
     return features
 
 
-def evaluate_features(frames: np.ndarray, features: FrameFeatures) -> dict[str, float]:
-    """Feature consistency of a video [T, H, W, 3] and the Δdrift (§4.2) of its similarity to the first frame."""
-    from .metrics import delta_drift
+def delta_drift_feature_consistency(features: np.ndarray, fraction: float = 0.15) -> float:
+    """Δdrift of feature consistency (PFVG §4.2): |consistency(first 15 %) − consistency(last 15 %)|,
+    each computed inside its window (features [T, D], each window at least 2 frames)."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"features must be [T ≥ 2, D], got shape {f.shape}")
+    k = max(2, int(round(fraction * len(f))))
+    return float(abs(feature_consistency(f[:k])["feature_consistency"] - feature_consistency(f[-k:])["feature_consistency"]))
 
-    c = feature_consistency(features(np.asarray(frames)))
-    per = c.pop("feature_similarity_to_first")
-    c["delta_drift_feature_similarity_to_first"] = delta_drift(np.asarray(per))
+
+def evaluate_features(frames: np.ndarray, features: FrameFeatures) -> dict[str, float]:
+    """Feature consistency of a video [T, H, W, 3] and its Δdrift (§4.2, consistency inside each 15 % window)."""
+    f = features(np.asarray(frames))
+    c = feature_consistency(f)
+    c.pop("feature_similarity_to_first")
+    c["delta_drift_feature_consistency"] = delta_drift_feature_consistency(f)
     return c

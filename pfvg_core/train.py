@@ -457,13 +457,17 @@ class Trainer:
         for d in drop:
             shutil.rmtree(os.path.join(root, d), ignore_errors=True)
 
+    def existing_run(self) -> list[str]:
+        """What an earlier run left in ``out``: its log, model and checkpoints (those present)."""
+        return [n for n in (self.cfg.log, "model", "checkpoints") if os.path.exists(os.path.join(self.cfg.out, n))]
+
     def start_fresh(self) -> str | None:
         """Begin a clean run in ``out``: the previous run's log, model and checkpoints are moved into
         ``out/previous/<time>`` (nothing is deleted, nothing is mixed in). Returns that folder, or None."""
         if self.rank != 0:
             return None
         out = self.cfg.out
-        old = [n for n in (self.cfg.log, "model", "checkpoints") if os.path.exists(os.path.join(out, n))]
+        old = self.existing_run()
         if not old:
             return None
         dest = os.path.join(out, "previous", time.strftime("%Y%m%d-%H%M%S", time.gmtime()))

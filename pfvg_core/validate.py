@@ -69,16 +69,17 @@ def number(name: str, value, limit: Limit):
 
 
 SEED = Limit(0, 2**64 - 1, integer=True)
+MAX_SCHEDULE_FRAMES = 1024  # frames a FramePack schedule may pack (f…k… groups summed)
 
 # generation / sampling (CLI generate, Segment Sampler, Long Video Loop, Encode ψ₀)
 SAMPLING: dict[str, Limit] = {
     "seconds": Limit(0, 3600, lo_open=True),
-    "fps": Limit(0, 240, lo_open=True),
+    "fps": Limit(0.1, 240),
     "steps": Limit(1, 1000, integer=True),
     "cfg": Limit(1, 100),
     "distilled_guidance": Limit(0, 100),
     "guidance_rescale": Limit(0, 1),
-    "shift": Limit(0, 100, lo_open=True, optional=True),
+    "shift": Limit(0.01, 100, optional=True),
     "window": Limit(1, 64, integer=True),
     "segments": Limit(1, 100_000, integer=True),
     "seed": SEED,
@@ -93,7 +94,7 @@ TRAINING: dict[str, Limit] = {
     "warmup_steps": Limit(0, 10**9, integer=True),
     "grad_clip": Limit(0, 1e6),
     "seed": SEED,
-    "shift": Limit(0, 100, lo_open=True),
+    "shift": Limit(0.01, 100),
     "guidance": Limit(0, 100),
     "window": Limit(1, 64, integer=True),
     "videos_per_step": Limit(1, 100_000, integer=True),

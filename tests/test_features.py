@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pfvg_core.features import evaluate_features, feature_consistency, load_image_features
+from pfvg_core.features import delta_drift_feature_consistency, evaluate_features, feature_consistency, load_image_features
 
 
 def test_feature_consistency_known_answers():
@@ -20,6 +20,19 @@ def test_feature_consistency_known_answers():
     assert alt["feature_consistency_first"] == pytest.approx(0.5) and alt["feature_consistency_neighbour"] == pytest.approx(0.0)
     opposite = feature_consistency(np.array([[1.0, 1.0], [-1.0, -1.0]]))
     assert opposite["feature_consistency"] == pytest.approx(-1.0)
+
+
+def test_delta_drift_of_feature_consistency_is_computed_inside_each_window():
+    e1, e2 = [1.0, 0.0], [0.0, 1.0]
+    # 20 frames, windows of 3: the first window is constant (consistency 1), the last alternates
+    # e1, e2, e1: to its own first [0, 1], to neighbours [0, 0] → ½(0+0), ½(1+0) → 0.25
+    feats = np.array([e1] * 17 + [e1, e2, e1])
+    assert delta_drift_feature_consistency(feats) == pytest.approx(0.75)
+    # a video that changes once, early, and stays: consistent inside each window → no drift, although
+    # its similarity to frame 0 went from 1 to 0 (the old per-frame definition would say 1)
+    assert delta_drift_feature_consistency(np.array([e1] * 5 + [e2] * 15)) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="T ≥ 2"):
+        delta_drift_feature_consistency(np.ones((1, 2)))
 
 
 @pytest.mark.parametrize("bad, msg", [(np.ones((1, 4)), "T ≥ 2"), (np.ones(4), "T ≥ 2"), (np.array([[1.0, 0], [0, 0]]), "all-zero")])
@@ -51,7 +64,7 @@ def test_local_vision_model_features(vision_models, name, dim):
     frames = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
     assert fn(frames).shape == (5, dim)
     still = evaluate_features(np.repeat(frames[:1], 5, 0), fn)
-    assert still["feature_consistency"] == pytest.approx(1.0, abs=1e-6) and still["delta_drift_feature_similarity_to_first"] < 1e-6
+    assert still["feature_consistency"] == pytest.approx(1.0, abs=1e-6) and still["delta_drift_feature_consistency"] < 1e-6
     moving = evaluate_features(frames, fn)
     assert moving["feature_consistency"] < 1 - 1e-4
 

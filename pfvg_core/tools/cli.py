@@ -128,9 +128,11 @@ def _fit(size: tuple[int, int], multiple: int) -> tuple[int, int]:
 def _schedule(name: str, text: str):
     from ..framepack import Schedule
 
+    from ..validate import MAX_SCHEDULE_FRAMES
+
     sched = Schedule.parse(text)
-    if sched.length > 1024:
-        raise ValueError(f"{name}: packs {sched.length} frames; at most 1024")
+    if sched.length > MAX_SCHEDULE_FRAMES:
+        raise ValueError(f"{name}: packs {sched.length} frames; at most {MAX_SCHEDULE_FRAMES}")
     return sched
 
 
@@ -176,6 +178,9 @@ def cmd_train(a) -> int:
                 print(f"--fresh: the previous run in {cfg.out} was moved to {moved}", file=sys.stderr)
         elif trainer.resume():
             print(f"resumed from step {trainer.pos.global_step}", file=sys.stderr)
+        elif trainer.existing_run():  # never train over an earlier run that cannot be resumed
+            raise ValueError(f"{cfg.out} holds an earlier run ({', '.join(trainer.existing_run())}) with no checkpoint to "
+                             "resume: add --fresh to start over (the old run is moved aside) or choose another out")
         bar = _Progress(trainer.total_steps(), "train") if trainer.rank == 0 else None
         if bar is not None:
             bar.update(trainer.pos.global_step)
@@ -248,13 +253,13 @@ def cmd_eval(a) -> int:
         table, per_video = main_ablation(a.work, quick=a.quick, log=lambda m: print(m, file=sys.stderr))
         print(json.dumps({"mean": table, "videos": per_video}) if a.json else markdown(table, per_video))
         return 0
+    from ..validate import SAMPLING, number
+
+    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
     if not a.video:
         raise ValueError("eval needs --video (or --ablation)")
     if not os.path.exists(a.video):
         raise FileNotFoundError(f"video not found: {a.video}")
-    from ..validate import SAMPLING, number
-
-    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
     if a.plot:
         from ..video_io import check_image_path
 
@@ -314,8 +319,17 @@ def cmd_bench(a) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors do not echo a huge value in full."""
+
+    def error(self, message):
+        if len(message) > 300:
+            message = message[:300] + f"… ({len(message)} characters)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
+    p = _Parser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="a long video from an image and a prompt")
     g.add_argument("--model", default="default", help="'default' (the embedded model), a PFVG model folder, or random:<config>")
@@ -356,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
-    t.add_argument("--fresh", action="store_true", help="ignore checkpoints under the output folder")
+    t.add_argument("--fresh", action="store_true",
+                   help="start over: an earlier run in the output folder (log, model, checkpoints) is moved to out/previous/<time>")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     t.set_defaults(func=cmd_train)
     d = sub.add_parser("dataset", help="encode videos / frame folders into a latent dataset")
