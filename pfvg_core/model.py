@@ -248,13 +248,13 @@ class PFVGModel(nn.Module):
         if offload not in OFFLOAD:
             raise ValueError(f"offload must be one of {OFFLOAD}, got {offload!r}")
         try:
-            return cls._load(folder, dtype, dev, storage, offload)
+            return cls._load(folder, dtype, dev, storage, offload, offload_device)
         except (TypeError, KeyError, AttributeError, ValueError) as e:  # a pfvg.json of the wrong structure
             raise CheckpointError(f"{os.path.join(folder, BUNDLE_FILE)}: invalid model config "
                                   f"({type(e).__name__}: {str(e)[:200]})") from e
 
     @classmethod
-    def _load(cls, folder: str, dtype, dev, storage, offload) -> "PFVGModel":
+    def _load(cls, folder: str, dtype, dev, storage, offload, offload_device) -> "PFVGModel":
         cfg_path = os.path.join(folder, BUNDLE_FILE)
         if not os.path.isdir(folder):
             raise CheckpointError(f"{folder}: model folder not found")
