@@ -81,3 +81,15 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match="--threads"):
         set_threads(0)
     assert set_threads(None) == torch.get_num_threads()
+
+
+def test_cache_and_steps_benchmarks_report_their_figures():
+    """The benchmarks' structure and their correctness anchors (not their timings)."""
+    from pfvg_core.tools.bench import bench_cache, bench_steps
+
+    r = bench_cache(segments=1, thresholds=(0.0, 5.0), repeats=1)
+    assert r["thresholds"]["0.0"]["pixel_mae"] == 0.0 and r["thresholds"]["0.0"]["latent_rel"] == 0.0
+    assert r["thresholds"]["5.0"]["latent_rel"] > 0 and r["uncached_seconds"] > 0
+    s = bench_steps(segments=1, seeds=(0,), unipc=(4, 12))
+    assert set(s["table"]) == {"euler-12", "unipc-4", "unipc-12"}
+    assert s["table"]["unipc-12"]["pixel_mae"] < s["table"]["unipc-4"]["pixel_mae"]  # more steps, closer to the reference

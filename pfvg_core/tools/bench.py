@@ -194,14 +194,14 @@ def bench_cache(segments: int = 6, thresholds=(0.0, 0.05, 0.1, 0.2, 0.3), repeat
     model = load_embedded_model()
     _embedded_video(model, segments=1)  # warm-up
     ref_lat, ref_frames, base = _embedded_video(model, segments)
-    base = min(base, *(_embedded_video(model, segments)[2] for _ in range(repeats - 1)))
+    base = min([base, *(_embedded_video(model, segments)[2] for _ in range(repeats - 1))])
     out = {"model": "embedded default", "segments": segments, "steps": 12, "sampler": "euler",
            "uncached_seconds": round(base, 3), "thresholds": {}, "torch_threads": torch.get_num_threads()}
     for th in thresholds:
         set_step_cache(model, th)
         try:
             lat, frames, secs = _embedded_video(model, segments)
-            secs = min(secs, *(_embedded_video(model, segments)[2] for _ in range(repeats - 1)))
+            secs = min([secs, *(_embedded_video(model, segments)[2] for _ in range(repeats - 1))])
         finally:
             set_step_cache(model, None)
         out["thresholds"][str(th)] = {
