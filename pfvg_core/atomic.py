@@ -213,16 +213,14 @@ def _pid_alive(pid: int) -> bool:
 def is_stale(path: str, now: float | None = None) -> bool:
     """A temporary file left behind: its writer process is gone, or it is older than a day."""
     name = os.path.basename(path)
-    if not name.startswith(TMP_PREFIX):
+    pid_text = name[len(TMP_PREFIX):].split("-", 1)[0] if name.startswith(TMP_PREFIX) else ""
+    if not pid_text.isdigit():  # not one of ours (.tmp-<pid>-…): never removed
         return False
-    pid_text = name[len(TMP_PREFIX):].split("-", 1)[0]
     try:
         age = (now or time.time()) - os.lstat(path).st_mtime
     except OSError:
         return False
-    if age > STALE_AGE_S:
-        return True
-    return pid_text.isdigit() and not _pid_alive(int(pid_text))
+    return age > STALE_AGE_S or not _pid_alive(int(pid_text))
 
 
 def clean_stale(folder: str) -> list[str]:

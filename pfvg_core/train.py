@@ -15,6 +15,7 @@ run draws exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -131,11 +132,15 @@ class TrainConfig:
     memory: str = "on"
     accumulate: str | int = "video"  # "video" or every N clips
     videos_per_step: int = 1  # global batch of videos per optimizer step
+    video_batch: int = 1  # videos stacked in one forward pass ([B, ...]; clips cut to the shortest of them)
     max_clips: int | None = None  # cap clips per video (None: all)
     save_every: int = 50  # optimizer steps between checkpoints
     keep_checkpoints: int = 2
     open_gate: float = 0.0  # log-weight a closed SemanticPack gate opens to when it trains (0: plain context, as the paper)
     log: str = "train_log.jsonl"
+    device: str = "auto"  # auto (CUDA when there is one) | cpu | cuda | cuda:N
+    amp: str = "off"  # off | bf16 (autocast on the forward passes) | auto (bf16 on CUDA, off on CPU)
+    psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
 
     def __post_init__(self):
         for k, lim in TRAINING.items():  # finite, bounded (validate.py)
@@ -151,10 +156,18 @@ class TrainConfig:
             raise ValueError(f"accumulate must be 'video' or a positive number of clips, got {self.accumulate!r}")
         if self.videos_per_step < 1 or self.save_every < 1:
             raise ValueError("videos_per_step and save_every must be ≥ 1")
-        if self.accumulate != "video" and self.videos_per_step != 1:
-            raise ValueError("accumulate by clips needs videos_per_step = 1")
+        if self.video_batch < 1 or self.videos_per_step % self.video_batch:
+            raise ValueError(f"video_batch must be ≥ 1 and divide videos_per_step ({self.videos_per_step}), got {self.video_batch}")
+        if self.accumulate != "video" and self.videos_per_step != self.video_batch:
+            raise ValueError("accumulate by clips needs videos_per_step = video_batch (one forward batch per step)")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.amp not in ("off", "bf16", "auto"):
+            raise ValueError(f"amp must be 'off', 'bf16' or 'auto', got {self.amp!r}")
+        if self.psi_bptt < 1:
+            raise ValueError(f"psi_bptt must be ≥ 1, got {self.psi_bptt}")
         self.memory_config()  # validates window, schedule, rope, memory
 
     def memory_config(self) -> MemoryConfig:
@@ -162,6 +175,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def torch_device(self) -> torch.device:
+        """``auto``: the first CUDA device when there is one, else the CPU."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r}: no CUDA device is available")
+        return dev
+
+    def autocast(self, device: torch.device):
+        """bf16 autocast of the forward passes when asked (``auto``: on CUDA only); the loss stays fp32."""
+        on = self.amp == "bf16" or (self.amp == "auto" and device.type == "cuda")
+        return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 def _build(cls, data: dict, what: str):
@@ -227,13 +254,15 @@ class Trainer:
         self.cfg = config
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
-        if config.videos_per_step % self.world:
-            raise ValueError(f"videos_per_step {config.videos_per_step} must be a multiple of the {self.world} processes")
+        if config.videos_per_step % (self.world * config.video_batch):
+            raise ValueError(f"videos_per_step {config.videos_per_step} must be a multiple of the {self.world} processes "
+                             f"× video_batch {config.video_batch}")
         if self.world > 1 and config.accumulate != "video":
             raise ValueError("distributed training accumulates per video (accumulate = 'video')")
         if model is None:
             model = resolve_model(config.model)
-        self.model = model
+        self.device = config.torch_device()
+        self.model = model.to(self.device)
         self.data = dataset if dataset is not None else LatentDataset(config.data)
         self.order = curriculum(self.data, config.window)
         if not self.order:
@@ -269,42 +298,55 @@ class Trainer:
         self.strategy = make_strategy(st.forcing, st.student_steps)
 
     # one video ---------------------------------------------------------------------------------
-    def _conditioning(self, video) -> Conditioning:
+    def _conditioning(self, prompts: list[str], start: torch.Tensor) -> Conditioning:
         m = self.model
-        start = video.start().to(m.device)
         enc_train = any(p.requires_grad for mod in (m.text_encoder, m.image_encoder) if mod is not None for p in mod.parameters())
         if not enc_train:
-            return m.conditioning(video.prompt, start)
-        emb, mask, pooled = m.encode_prompt(video.prompt)
+            return m.conditioning(prompts[0] if len(prompts) == 1 else prompts, start)
+        emb, mask, pooled = m.encode_prompt(prompts)
         return Conditioning(emb, mask, pooled, m.image_encoder(start))
 
-    def train_video(self, vid: int, scale: float, step_every: int | None = None) -> list[float]:
-        """Chronological clips of one video: loss on each clip, backward (accumulated), and the
-        forcing strategy's history → the next clip's context. Returns the clip losses."""
+    def train_video(self, vid: int | list[int], scale: float, step_every: int | None = None) -> list[float]:
+        """Chronological clips of one video (or of a batch of videos, stacked as [B, ...] and cut to the
+        shortest): loss on each clip, backward (accumulated), and the forcing strategy's history → the
+        next clip's context. Returns the clip losses (each the mean over the batch)."""
         cfg, m = self.cfg, self.model
-        video = self.data[vid]
-        n = video.num_clips(cfg.window)
+        vids = [vid] if isinstance(vid, int) else list(vid)
+        videos = [self.data[v] for v in vids]
+        n = min(v.num_clips(cfg.window) for v in videos)
         if cfg.max_clips:
             n = min(n, cfg.max_clips)
-        cond = self._conditioning(video)
-        start = video.start().to(m.device)
+        start = torch.cat([v.start() for v in videos]).to(m.device)
+        prompts = [v.prompt for v in videos]
+        cond = self._conditioning(prompts, start)
         state = init_state(m, start, cond, seed=0, config=self.memory, grad=self.train_psi)
         losses = []
+        amp = cfg.autocast(self.device)
+        k = cfg.psi_bptt if self.train_psi and state.psi is not None else 1
         for i in range(n):
-            gen = torch.Generator().manual_seed(_seed(cfg.seed, self.pos.stage, self.pos.global_step, vid, i))
-            clip = video.clip(i, cfg.window).to(m.device)
-            ctx = segment_context(m, state)
-            loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True)
-            (loss * scale).backward(retain_graph=self._needs_retain(i, n))
+            gen = torch.Generator().manual_seed(_seed(cfg.seed, self.pos.stage, self.pos.global_step, vids[0], i))
+            clip = torch.cat([v.clip(i, cfg.window) for v in videos]).to(m.device)
+            with amp:
+                ctx = segment_context(m, state)
+                loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True)
+            # with truncated BPTT, later losses of the block backpropagate through this clip's ψ update again
+            chained = k > 1 and (i + 1) % k != 0
+            (loss * scale).backward(retain_graph=self._needs_retain(i, n) or (chained and i + 1 < n))
             losses.append(loss.item())
             if step_every and (i + 1) % step_every == 0 and i + 1 < n:
                 self._optimizer_step()
                 # graphs built before the update refer to the old weights: rebuild / cut them
-                cond = self._conditioning(video)
+                cond = self._conditioning(prompts, start)
                 state = state.replace(psi=None if state.psi is None else state.psi.detach())
             if i + 1 < n:  # the context clip i was made from is also the one its stand-in is made from
-                hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift, forward=fwd)
-                state = step(m, state, hist, grad=self.train_psi)
+                with amp:
+                    hist = self.strategy.history(m, ctx, clip, cond, gen, cfg.guidance, cfg.t_dist, cfg.shift, forward=fwd)
+                    new = step(m, state, hist, grad=self.train_psi)
+                    if chained and state.psi is not None and state.psi.requires_grad:
+                        # ψᵢ₊₁ = Squeeze(ψᵢ, Memorize(x̃ᵢ)) keeping ψᵢ's graph (``step`` cuts it): up to k updates deep
+                        psi = m.semanticpack.update(state.psi, hist.detach().float().to(m.dtype), state.psi_mask)
+                        new = new.replace(psi=psi)
+                state = new
         return losses
 
     def _needs_retain(self, i: int, n: int) -> bool:
@@ -366,8 +408,10 @@ class Trainer:
                 batch = [self.order[(self.pos.cursor + k) % len(self.order)] for k in range(cfg.videos_per_step)]
                 mine = batch[self.rank * g_local : (self.rank + 1) * g_local]
                 losses = []
-                for vid in mine:
-                    losses += self.train_video(vid, 1.0 / cfg.videos_per_step, step_every)
+                nb = cfg.video_batch
+                for k in range(0, len(mine), nb):
+                    chunk = mine[k : k + nb]
+                    losses += self.train_video(chunk[0] if nb == 1 else chunk, nb / cfg.videos_per_step, step_every)
                 self._optimizer_step()
                 self.pos.cursor = (self.pos.cursor + cfg.videos_per_step) % len(self.order)
                 self.pos.step += 1
@@ -375,7 +419,7 @@ class Trainer:
                 done += 1
                 mean = self._mean_over_ranks(losses)
                 rec = {"global_step": self.pos.global_step, "stage": self.stage.name, "step": self.pos.step,
-                       "loss": mean, "clips": len(losses) * self.world, "videos": [self.data.names[v] for v in batch],
+                       "loss": mean, "clips": len(losses) * self.world * cfg.video_batch, "videos": [self.data.names[v] for v in batch],
                        "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 4)}
                 self._log(rec)
                 if self.pos.global_step % cfg.save_every == 0:
@@ -507,7 +551,7 @@ class Trainer:
                 meta = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{folder}/trainer.json: unreadable checkpoint state: {e}") from e
-        self.model = PFVGModel.load(os.path.join(folder, "model"), dtype=self.model.dtype, device=self.model.device)
+        self.model = PFVGModel.load(os.path.join(folder, "model"), dtype=self.model.dtype, device=self.device)
         self.pos = Position(**meta["position"])
         self._saved_step = self.pos.global_step
         if self.pos.stage >= len(self.cfg.stages):

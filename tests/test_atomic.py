@@ -150,6 +150,11 @@ def test_a_live_writers_temp_file_is_not_stale_and_readers_skip_it(tmp_path):
     old.write_text("{")
     os.utime(old, (time.time() - 2 * atomic.STALE_AGE_S, time.time() - 2 * atomic.STALE_AGE_S))
     assert atomic.is_stale(str(old))
+    foreign = tmp_path / ".tmp-editor-swap"  # another program's file, however old, is left alone
+    foreign.write_text("x")
+    os.utime(foreign, (time.time() - 2 * atomic.STALE_AGE_S, time.time() - 2 * atomic.STALE_AGE_S))
+    atomic.clean_stale(str(tmp_path))
+    assert foreign.exists() and not old.exists()
 
 
 def test_saved_files_are_readable_by_other_users(tmp_path):

@@ -164,3 +164,17 @@ def test_prompt_schedule_node_keeps_the_text_schedule_semantics(f1_env):
         N["PFVGEncodePromptSchedule"]().encode("not a clip", "0: x")
     with pytest.raises(ValueError, match="not after"):
         N["PFVGEncodePromptSchedule"]().encode(f1_env.clip, "[5s] a\n[2s] b")
+
+
+def test_loader_widgets_reach_the_engine(f1_env):
+    """storage fp8 (layerwise casting), ComfyUI's device and memory calls, and a clear error for a missing backend."""
+    load = N["PFVGLoadPackedDiT"]().load
+    model = load("diffusion_models/FramePackI2V_HY_F1.safetensors", "bfloat16", "(none)", storage="fp8_e4m3fn")[0]
+    q = dict(model.dit.named_parameters())["transformer_blocks.0.attn.to_q.weight"]
+    assert q.dtype == torch.float8_e4m3fn and model.dtype == torch.bfloat16 and model.device == torch.device("cpu")
+    assert model.meta["rope"] == "local" and model.meta["latent_format"] == "hunyuan_video"
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="'flash' is not usable"):
+            load("diffusion_models/FramePackI2V_HY_F1.safetensors", "auto", "(none)", attention="flash")

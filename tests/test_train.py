@@ -242,3 +242,98 @@ def test_bench_train_quick_prints_the_two_ratios(monkeypatch, capsys):
     assert main(["bench", "train", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["direct_over_teacher"] > 0 and out["student_over_direct"] > 1.0
+
+
+def test_device_amp_and_bptt_options_are_checked(tmp_path):
+    for bad in (dict(device="tpu"), dict(amp="fp8"), dict(psi_bptt=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            config(tmp_path, **bad)
+    assert config(tmp_path, device="cpu").torch_device().type == "cpu"
+    assert config(tmp_path).torch_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            config(tmp_path, device="cuda").torch_device()
+
+
+def test_bf16_autocast_trains_close_to_fp32(tmp_path):
+    make_data(tmp_path / "data", clips=(2,))
+    losses = {}
+    for amp in ("off", "bf16"):
+        tr = Trainer(config(tmp_path, out=str(tmp_path / amp), device="cpu", amp=amp, stages=[StageConfig("s", "teacher", "all", 1)]))
+        losses[amp] = tr.train_video(0, 1.0)
+        assert all(p.grad is None or torch.isfinite(p.grad).all() for p in tr.model.parameters())
+    assert losses["off"] != losses["bf16"]  # autocast really ran in bf16
+    for a, b in zip(losses["off"], losses["bf16"]):
+        assert abs(a - b) < 0.05 * abs(a)
+
+
+def test_psi_bptt_backpropagates_through_k_memory_updates(tmp_path):
+    """psi_bptt = 3 on a 3-clip video: the gradient is that of the summed loss with ψ₀ → ψ₁ → ψ₂ kept whole."""
+    from pfvg_core.model import Conditioning
+    from pfvg_core.state import step
+
+    make_data(tmp_path / "data", clips=(3,))
+    grads = {}
+    for k in (1, 3):
+        tr = Trainer(config(tmp_path, out=str(tmp_path / f"k{k}"), psi_bptt=k, grad_clip=0,
+                            stages=[StageConfig("s", "teacher", "semanticpack", 1)]))
+        ref = copy.deepcopy(tr.model)
+        tr.train_video(0, scale=1.0)
+        grads[k] = {n: p.grad.clone() for n, p in tr.model.named_parameters() if p.grad is not None}
+    video = tr.data[0]
+    ref.train()
+    sp = ref.semanticpack
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    for p in sp.parameters():
+        p.requires_grad_(True)
+    cond = ref.conditioning(video.prompt, video.start())
+    state = init_state(ref, video.start(), cond, config=tr.memory, grad=True)
+    total, psi = 0, state.psi
+    for i in range(3):
+        gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
+        clip = video.clip(i, W)
+        total = total + flow_matching_loss(ref, segment_context(ref, state.replace(psi=psi)), clip, cond, gen, "logit_normal", 1.0, 10.0)
+        mask = state.psi_mask
+        state = step(ref, state.replace(psi=psi), clip, grad=True)
+        psi = sp.update(psi, clip, mask)  # not detached: the whole chain
+    total.backward()
+    manual = {n: p.grad for n, p in ref.named_parameters() if p.grad is not None}
+    assert set(manual) == set(grads[3])
+    for n in manual:
+        assert torch.allclose(manual[n], grads[3][n], atol=1e-6, rtol=1e-4), n
+    assert any(not torch.allclose(grads[1][n], grads[3][n]) for n in manual)  # k = 1 cuts the chain
+
+
+def test_video_batch_is_the_mean_of_each_video_on_its_own(tmp_path):
+    """video_batch = 2: the two videos go through one forward [2, ...]; each clip's loss is the mean of the
+    two videos' losses computed one at a time with the same t and noise."""
+    from pfvg_core import flow
+    from pfvg_core.forcing import sample_t
+    from pfvg_core.loop import velocity
+    from pfvg_core.state import step
+
+    make_data(tmp_path / "data", clips=(2, 2))
+    with pytest.raises(ValueError, match="video_batch"):
+        config(tmp_path, video_batch=2)  # videos_per_step 1 is not a multiple of 2
+    tr = Trainer(config(tmp_path, video_batch=2, videos_per_step=2, stages=[StageConfig("s", "teacher", "all", 1)]))
+    ref = copy.deepcopy(tr.model)
+    losses = tr.train_video([0, 1], scale=1.0)
+    assert len(losses) == 2
+    videos = [tr.data[0], tr.data[1]]
+    states = [init_state(ref, v.start(), ref.conditioning(v.prompt, v.start()), config=tr.memory) for v in videos]
+    for i in range(2):
+        gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
+        t = sample_t(2, gen, "logit_normal", 1.0)
+        clips = torch.cat([v.clip(i, W) for v in videos])
+        noise = torch.randn(clips.shape, generator=gen)
+        per = []
+        for b, (v, st) in enumerate(zip(videos, states)):
+            cond = ref.conditioning(v.prompt, v.start())
+            with torch.no_grad():
+                vel = velocity(ref, segment_context(ref, st), flow.interpolate(clips[b : b + 1], noise[b : b + 1], t[b : b + 1]), t[b : b + 1], cond, 10.0)
+            per.append(torch.nn.functional.mse_loss(vel, flow.target_velocity(clips[b : b + 1], noise[b : b + 1])).item())
+            states[b] = step(ref, st, clips[b : b + 1])
+        assert abs(losses[i] - sum(per) / 2) < 1e-5 * max(1.0, abs(losses[i]))
+    tr.run()
+    assert read_log(tr.cfg.out)[-1]["clips"] == 4 and tr.pos.cursor == 0

@@ -167,3 +167,20 @@ def test_config_errors_are_one_cli_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pfvg_core", "train", "--config", str(tmp_path / "c.toml")],
                        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_cli_refuses_to_train_over_a_model_it_cannot_resume(tmp_path, capsys):
+    from pfvg_core.model import PFVGModel
+    from pfvg_core.tools.cli import main
+
+    make_data(tmp_path / "data")
+    PFVGModel.build("tiny", seed=3).save(str(tmp_path / "out" / "model"))  # someone's model, no checkpoints
+    before = (tmp_path / "out" / "model" / "dit.safetensors").read_bytes()
+    (tmp_path / "c.toml").write_text('model = "random:tiny"\ndata = "data"\nout = "out"\nwindow = 4\n'
+                                     '[[stage]]\nname = "a"\nsteps = 1\n')
+    assert main(["train", "--config", str(tmp_path / "c.toml")]) == 2
+    assert "holds an earlier run (model) with no checkpoint to resume: add --fresh" in capsys.readouterr().err
+    assert (tmp_path / "out" / "model" / "dit.safetensors").read_bytes() == before
+    assert main(["train", "--config", str(tmp_path / "c.toml"), "--fresh"]) == 0
+    (moved,) = os.listdir(tmp_path / "out" / "previous")
+    assert (tmp_path / "out" / "previous" / moved / "model" / "dit.safetensors").read_bytes() == before

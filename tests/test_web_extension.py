@@ -55,6 +55,14 @@ send("pfvg.progress", { node: "4", segment: 8, segments: 9, seconds: 6, memory_t
 out.afterOther = draw(a);
 send("execution_success", { prompt_id: "mine" });
 out.done = draw(a);
+// the frontend's "executing" detail can be a bare node id: "done" still shows at the end
+const b = makeNode(5);
+send("execution_start", { prompt_id: "second" });
+send("executing", "5");
+send("pfvg.progress", { node: "5", prompt_id: "second", train_step: 3, loss: 0.5 });
+send("executing", null);
+send("execution_success", { prompt_id: "second" });
+out.bare = draw(b);
 out.height = a.size[1];
 console.log(JSON.stringify(out));
 """
@@ -83,3 +91,4 @@ def test_status_below_title_done_shown_other_jobs_ignored(tmp_path):
     assert out["height"] >= 120 + 18  # the node grew by a line for it
     assert out["afterOther"][0]["t"].startswith("segment 1/2")  # another prompt's (or an unaddressed) event changed nothing
     assert out["done"][0]["t"].startswith("done · segment 1/2")
+    assert out["bare"][0]["t"] == "done · step 3 · loss 0.5000"

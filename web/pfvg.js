@@ -75,6 +75,7 @@ app.registerExtension({
     const touched = new Map(); // prompt id → PFVG nodes that ran in it
     let running = null;
     let runningPrompt = null;
+    let current = null; // our prompt being executed (the frontend's "executing" detail may be a bare node id)
 
     // the server addresses pfvg.progress to the queuing client with its prompt id; anything else is not ours
     const ours = (d) => d?.prompt_id !== undefined && d?.prompt_id !== null && mine.has(d.prompt_id);
@@ -93,11 +94,13 @@ app.registerExtension({
       if (pid === undefined) return;
       mine.add(pid);
       touched.set(pid, []);
+      current = pid;
     });
     api.addEventListener("executing", (e) => {
       const d = e.detail;
       const id = d && typeof d === "object" ? d.node : d;
-      const pid = d && typeof d === "object" ? d.prompt_id : undefined;
+      // ComfyUI sends "executing" to the queuing client only; without a prompt id it is the current one
+      const pid = (d && typeof d === "object" ? d.prompt_id : undefined) ?? current ?? undefined;
       if (pid !== undefined && !mine.has(pid)) return;
       if (id === null || id === undefined) {
         if (pid !== undefined) finish(pid, "done");

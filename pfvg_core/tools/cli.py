@@ -248,10 +248,11 @@ def cmd_eval(a) -> int:
     from ..metrics import evaluate, plot_metrics
 
     if a.ablation:
-        from .ablation import main_ablation, markdown
+        from . import experiments as ex
 
-        table, per_video = main_ablation(a.work, quick=a.quick, log=lambda m: print(m, file=sys.stderr))
-        print(json.dumps({"mean": table, "videos": per_video}) if a.json else markdown(table, per_video))
+        b = ex.Budget.tiny() if a.quick else ex.Budget()
+        res = ex.run(a.work, b, a.device, a.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
+        print(json.dumps(res) if a.json else ex.markdown(res))
         return 0
     from ..validate import SAMPLING, number
 
@@ -399,9 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-frame", action="store_true", help="include per-frame values")
     e.add_argument("--features", action="append", metavar="FOLDER",
                    help="a local transformers vision model (CLIP, SigLIP, DINOv2…) for feature consistency; repeatable")
-    e.add_argument("--ablation", action="store_true", help="train and evaluate the five Table-2 variants (same budget)")
+    e.add_argument("--ablation", action="store_true",
+                   help="the experiments (tools/experiments.py): memory on/off, teacher/Direct/Student Forcing, 3 seeds each, "
+                        "held-out split, paired 95 %% intervals")
     e.add_argument("--quick", action="store_true", help="with --ablation: a tiny budget (smoke run)")
-    e.add_argument("--work", default="build/ablation", help="with --ablation: working folder")
+    e.add_argument("--work", default="build/experiments", help="with --ablation: working folder")
+    e.add_argument("--device", default="auto", help="with --ablation: auto | cpu | cuda")
+    e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
     b.add_argument("what", choices=["loop", "train", "f1", "cache", "compile", "steps", "threads"])

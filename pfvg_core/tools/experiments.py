@@ -1,0 +1,585 @@
+"""Experiments of issue 13 (``python -m pfvg_core eval --ablation``): does the memory (SemanticPack ψ) and
+does Direct Forcing help, measured against the truth on held-out world videos, with the statistics to decide.
+
+Protocol (PFVG §4.1 recipe, Table 2 questions):
+
+- data: ``train_videos`` world videos of the training split (≥ 20 s: camera and sprites return inside
+  each clip sequence), a codec trained on them (sprite-weighted loss), their latents;
+- shared pretraining (``base``): the DiT + encoders, teacher forcing, no memory (the FramePack-F1 stand-in);
+- stage 1, per training seed: teacher forcing on the whole net from ``base``, memory on (a fresh
+  SemanticPack) — ONE stage-1 checkpoint per seed, shared by every memory-on stage 2 — and memory off;
+- stage 2, per seed, the same budget each: Direct Forcing (the paper's method), teacher forcing and
+  Student Forcing from the memory-on stage-1 checkpoint; Direct Forcing from the memory-off one;
+- evaluation: every model generates each of ``heldout`` held-out 60 s videos from its first frame and
+  prompt; truth-anchored metrics (``metrics.evaluate``) and the three references (truth through the
+  codec, first frame repeated, blurred first frame repeated);
+- comparisons: paired differences (same seed, same video) with a 95 % interval from a two-level
+  bootstrap (training seeds, then held-out videos): (a) memory on vs off (trained without memory),
+  (a') memory on vs off at inference on the same model, (b) Direct vs teacher forcing in stage 2,
+  (c) Direct vs Student Forcing.
+
+Trainings and evaluations run as separate processes (``jobs`` at a time, e.g. many on one GPU); every
+job is skipped when its result exists and resumes from its checkpoints, so a run cut by a time limit
+continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import metrics
+from ..codec import ConvCodec
+from ..data import write_latent_video
+from ..loop import SamplerOptions, sample_segment, segments_for_seconds
+from ..model import PFVGModel
+from ..state import MemoryConfig, init_state, step
+from ..train import StageConfig, TrainConfig, Trainer
+from ..video_io import to_pixels, to_uint8_frames
+from .. import world
+
+ALL = "MemoryPack + Direct Forcing"
+VARIANTS = {  # name: (stage-1 memory, stage-2 forcing, stage-2 parameters, memory at inference)
+    ALL: ("on", "direct", "last-layers+semanticpack", "on"),
+    "MemoryPack + teacher forcing": ("on", "teacher", "last-layers+semanticpack", "on"),
+    "MemoryPack + Student Forcing": ("on", "student", "last-layers+semanticpack", "on"),
+    "FramePack only (no memory) + Direct Forcing": ("off", "direct", "last-layers", "off"),
+}
+INFERENCE_OFF = ALL + ", memory off at inference"  # the same models as ALL, ψ not used when generating
+COMPARISONS = {  # name: (A, B): differences A − B
+    "(a) memory on − off (trained without memory)": (ALL, "FramePack only (no memory) + Direct Forcing"),
+    "(a') memory on − off at inference (same model)": (ALL, INFERENCE_OFF),
+    "(b) Direct − teacher forcing in stage 2": (ALL, "MemoryPack + teacher forcing"),
+    "(c) Direct − Student Forcing in stage 2": (ALL, "MemoryPack + Student Forcing"),
+}
+METRICS = ("mean_mse_to_truth", "revisit_error", "identity_colour_error", "identity_position_error", "tracking_corr",
+           "delta_drift_mse_to_truth")
+
+
+@dataclass
+class Budget:
+    """Every size of a run. Defaults: the GPU run; ``Budget.tiny()``: seconds on a CPU (tests)."""
+
+    dit: str = "embedded"
+    train_videos: int = 160
+    seconds: float = 20.0
+    heldout: int = 16
+    heldout_seconds: float = 60.0
+    codec_steps: int = 2000
+    codec_channels: int = 8
+    codec_width: int = 48
+    codec_batch: int = 64
+    sprite_weight: float = 20.0
+    # other (channels, sprite_weight) codecs to train and measure beside it; the best is kept (``pick_codec``)
+    codec_candidates: tuple = ((4, 0.0), (4, 20.0), (8, 0.0), (8, 50.0))
+    base: int = 60  # optimizer steps (each: video_batch videos)
+    stage1: int = 60
+    stage2: int = 30
+    video_batch: int = 16
+    seeds: tuple = (0, 1, 2)
+    window: int = 4
+    steps: int = 12  # sampling steps at evaluation
+    shift: float = 2.0
+    lr: float = 3e-4
+    stage2_lr: float = 1e-4
+    accumulate: int = 2  # shared pretraining: an optimizer step every 2 clips
+    # stages 1–2: an optimizer step every psi_bptt clips, so that ψ's gradient runs psi_bptt updates deep
+    # (an optimizer step cuts ψ's graph) — further back than the FramePack context (≈ 5 segments of 4 frames)
+    psi_bptt: int = 8
+    stage1_lr: float = 4e-4
+    warmup: int = 10  # optimizer steps of linear warm-up at the start of every run (fresh AdamW)
+    memory_tokens: int = 32
+    student_steps: int = 5
+    variants: tuple = tuple(VARIANTS)
+    inference_off: bool = True
+
+    @classmethod
+    def tiny(cls, **kw) -> "Budget":
+        base = dict(dit="tiny", train_videos=2, seconds=3.0, heldout=2, heldout_seconds=4.0, codec_steps=3, codec_channels=4,
+                    codec_width=8, codec_batch=4, codec_candidates=(), base=1, stage1=1, stage2=1, video_batch=1, seeds=(0, 1), steps=1,
+                    accumulate=2, psi_bptt=2, memory_tokens=4, student_steps=1)
+        base.update(kw)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- data and codec -----------------------------------------------------------------------------
+def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print, channels: int = 8, width: int = 48,
+                sprite_weight: float = 20.0, device: str = "cpu", batch: int = 64) -> ConvCodec:
+    """Fit the ConvCodec (factor 4) on frames [N, H, W, 3] uint8 with ``codec.reconstruction_loss`` (L1 + MSE,
+    weighted 1 + ``sprite_weight`` on sprite pixels), then normalise its latents. Returned on the CPU."""
+    from ..codec import reconstruction_loss
+
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    codec = ConvCodec(channels, 4, width).to(dev)
+    opt = torch.optim.AdamW(codec.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    x_all = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2)
+    g = torch.Generator().manual_seed(seed)
+    for s in range(steps):
+        x = x_all[torch.randint(len(x_all), (batch,), generator=g)].to(dev)
+        loss = reconstruction_loss(codec.dec(codec.enc(x)), x, sprite_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if s % 500 == 0 or s == steps - 1:
+            log(f"codec step {s}: loss {loss.item():.4f}")
+    with torch.no_grad():
+        z = torch.cat([codec.enc(x_all[i : i + 256].to(dev)) for i in range(0, min(len(x_all), 4096), 256)])
+        codec.latent_shift.fill_(float(z.mean()))
+        codec.latent_scale.fill_(float(z.std()))
+    return codec.cpu().eval()
+
+
+def codec_fn(codec, device="cpu", chunk: int = 256):
+    """frames [T, H, W, 3] uint8 → the same through the codec (for the references)."""
+    def run(frames):
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(frames), chunk):
+                x = to_pixels(frames[i : i + chunk]).to(device)
+                out.append(to_uint8_frames(codec.decode(codec.encode(x)).cpu()))
+        return np.concatenate(out)[: len(frames)]
+    return run
+
+
+def codec_fidelity(codec, videos, device="cpu") -> dict:
+    """What the codec keeps, on world videos: each visible sprite's colour (per channel, 0–255: |mean of the
+    reconstruction over the sprite's true pixels − its colour|, frames where it shows ≥ 12 pixels), the
+    background (MSE off the sprites, 0–255²) and its texture (sharpness of the reconstruction / the truth)."""
+    codec = codec.to(device)
+    fn = codec_fn(codec, device)
+    errs, bg, sharp = [], [], []
+    for v in videos:
+        rec = fn(v.frames).astype(np.float64)
+        truth = v.frames.astype(np.float64)
+        ids = v.sprite_ids
+        for i, s in enumerate(v.params.sprites):
+            colour = np.array(world.SPRITE_COLOURS[s.colour], np.float64)
+            m = ids == i
+            for k in np.nonzero(m.sum((1, 2)) >= 12)[0]:
+                errs.append(np.abs(rec[k][m[k]].mean(0) - colour))
+        off = ids < 0
+        bg.append(float(((rec - truth) ** 2).mean(-1)[off].mean()))
+        sharp.append(float(np.mean([metrics.sharpness(r / 255) / max(metrics.sharpness(t / 255), 1e-12)
+                                    for r, t in zip(rec[::8], truth[::8])])))
+    codec.cpu()
+    e = np.array(errs).reshape(-1, 3)
+    return {"sprite_colour_error_per_channel": [round(float(x), 2) for x in e.mean(0)] if len(e) else None,
+            "sprite_colour_error_p90": round(float(np.percentile(e.max(1), 90)), 2) if len(e) else None,
+            "sprite_appearances": int(len(e)), "background_mse": round(float(np.mean(bg)), 2),
+            "sharpness_ratio": round(float(np.mean(sharp)), 4)}
+
+
+def pick_codec(measured: list[dict]) -> dict:
+    """The codec to keep: the lowest sprite colour error (worst channel) among those whose background error is
+    within 25 % of the best background error (identity without losing the background texture)."""
+    best_bg = min(m["background_mse"] for m in measured)
+    ok = [m for m in measured if m["background_mse"] <= 1.25 * best_bg and m["sprite_colour_error_per_channel"]]
+    return min(ok or measured, key=lambda m: max(m["sprite_colour_error_per_channel"] or [1e9]))
+
+
+def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCodec, Budget]:
+    """Training videos → codec (the budget's, or the best of ``codec_candidates`` on held-out videos; trained
+    once, kept in ``work``) → latents. Returns the codec and the budget with the codec chosen."""
+    from ..checkpoint import load_module, save_safetensors_atomic
+
+    path = os.path.join(work, "codec.safetensors")
+    data = os.path.join(work, "latents")
+    chosen = os.path.join(work, "codec.json")
+    if os.path.isfile(path) and os.path.isfile(os.path.join(data, "done")) and os.path.isfile(chosen):
+        with open(chosen) as f:
+            info = json.load(f)
+        b = dataclasses.replace(b, codec_channels=info["channels"], sprite_weight=info["sprite_weight"])
+        return load_module(path, ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval(), b
+    t0 = time.time()
+    vids = [world.make_video(s, seconds=b.seconds, fps=8) for s in world.train_seeds(b.train_videos)]
+    frames = np.concatenate([v.frames for v in vids])
+    log(f"{len(vids)} training videos × {b.seconds:g} s, {len(frames)} frames ({time.time() - t0:.0f}s)")
+    configs = [(b.codec_channels, b.sprite_weight)] + [tuple(c) for c in b.codec_candidates if tuple(c) != (b.codec_channels, b.sprite_weight)]
+    held = [world.make_video(s, seconds=b.seconds, fps=8) for s in world.heldout_seeds(4, start=1000)] if len(configs) > 1 else []
+    measured, codecs = [], []
+    for ch, sw in configs:
+        codec = train_codec(frames, b.codec_steps, 0, lambda m: None, ch, b.codec_width, sw, device, b.codec_batch)
+        if held:
+            measured.append({"channels": ch, "sprite_weight": sw, **codec_fidelity(codec, held, device)})
+            log(f"codec {measured[-1]}")
+        codecs.append(codec)
+    pick = pick_codec(measured) if measured else {"channels": configs[0][0], "sprite_weight": configs[0][1]}
+    codec = codecs[configs.index((pick["channels"], pick["sprite_weight"]))]
+    b = dataclasses.replace(b, codec_channels=pick["channels"], sprite_weight=pick["sprite_weight"])
+    os.makedirs(work, exist_ok=True)
+    save_safetensors_atomic(codec.state_dict(), path)
+    with open(chosen, "w") as f:
+        json.dump({**pick, "candidates": measured}, f, indent=1)
+    shutil.rmtree(data, ignore_errors=True)
+    enc = codec.to(device)
+    for k, v in enumerate(vids):
+        with torch.no_grad():
+            lat = enc.encode(to_pixels(v.frames).to(device))[0]
+        write_latent_video(data, f"world_{k:05d}", lat, v.prompt, 8.0, seed=int(v.params.seed))
+    codec.cpu()
+    open(os.path.join(data, "done"), "w").close()
+    log(f"codec ({pick['channels']} channels, sprite weight {pick['sprite_weight']:g}) and latents ready ({time.time() - t0:.0f}s)")
+    return codec, b
+
+
+# --- training jobs ------------------------------------------------------------------------------
+def _train_config(b: Budget, data: str, out: str, stage: StageConfig, memory: str, seed: int, device: str) -> TrainConfig:
+    pre = stage.name.startswith("base")
+    return TrainConfig(model="(experiments)", data=data, out=out, stages=[stage], window=b.window, memory=memory, seed=seed,
+                       warmup_steps=b.warmup,
+                       accumulate=b.accumulate if pre else b.psi_bptt, videos_per_step=b.video_batch, video_batch=b.video_batch,
+                       lr=b.lr if pre else b.stage1_lr,
+                       save_every=5, shift=2.0, device=device, psi_bptt=b.psi_bptt)
+
+
+def train_job(spec: dict) -> dict:
+    """One training (a process of its own): ``spec`` = {work, budget, name, init, stage, memory, seed, device,
+    fresh_semanticpack}. Skipped when done; resumes from its checkpoints. Returns {name, seconds, steps}."""
+    torch.set_num_threads(1)
+    b = Budget(**spec["budget"])
+    out = os.path.join(spec["work"], spec["name"])
+    done = os.path.join(out, "done.json")
+    if os.path.isfile(done):
+        with open(done) as f:
+            return json.load(f)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True  # measured fastest for these small models (fp32 ≈ 0.8×, bf16 ≈ 0.7×)
+        torch.backends.cudnn.allow_tf32 = True
+    t0 = time.time()
+    if spec["init"] is None:
+        from ..backbone import dit_config
+
+        dit = dict(dit_config(b.dit), in_channels=b.codec_channels, out_channels=b.codec_channels)
+        model = PFVGModel.build(dit, semanticpack=False, seed=spec["seed"], codec_factor=None)
+        from ..checkpoint import load_module
+
+        model.codec = load_module(os.path.join(spec["work"], "codec.safetensors"),
+                                  ConvCodec(b.codec_channels, 4, b.codec_width), "codec")
+    else:
+        model = PFVGModel.load(os.path.join(spec["work"], spec["init"], "model"))
+        if spec.get("fresh_semanticpack"):
+            model = with_fresh_semanticpack(model, b, spec["seed"])
+    model.meta.update({"resolution": [64, 64], "fps": 8, "window": b.window, "steps": b.steps, "shift": b.shift})
+    st = StageConfig(**spec["stage"])
+    cfg = _train_config(b, os.path.join(spec["work"], "latents"), out, st, spec["memory"], spec["seed"], spec["device"])
+    trainer = Trainer(cfg, model=model)
+    trainer.resume()
+    if spec.get("max_seconds"):  # train until the time is up, then end the stage at the steps done
+        while trainer.pos.stage == 0 and trainer.pos.step < st.steps and time.time() - t0 < spec["max_seconds"]:
+            trainer.run(max_steps=1)
+        if trainer.pos.stage == 0:  # cut by the time: the stage ends at the steps done
+            st.steps = trainer.pos.step
+    trainer.run()
+    log = _read_log(out)
+    res = {"name": spec["name"], "steps": st.steps, "seconds": round(time.time() - t0, 1),
+           "seconds_per_step": float(np.median([r["seconds"] for r in log])) if log else None,
+           "loss_last": float(np.mean([r["loss"] for r in log[-10:]]))}
+    with open(done, "w") as f:
+        json.dump(res, f)
+    return res
+
+
+def with_fresh_semanticpack(model: PFVGModel, b: Budget, seed: int) -> PFVGModel:
+    """The same DiT, encoders and codec with a newly initialised SemanticPack (``memory_tokens`` tokens)."""
+    fresh = PFVGModel.build(dict(model.dit.config), semanticpack={"memory_tokens": b.memory_tokens}, seed=seed + 1, codec_factor=None)
+    for part in ("dit", "text_encoder", "image_encoder"):
+        getattr(fresh, part).load_state_dict(getattr(model, part).state_dict())
+    fresh.codec, fresh.meta = model.codec, dict(model.meta)
+    return fresh
+
+
+def _read_log(out: str) -> list[dict]:
+    p = os.path.join(out, "train_log.jsonl")
+    return [json.loads(line) for line in open(p) if line.strip()] if os.path.isfile(p) else []
+
+
+def training_plan(b: Budget) -> list[list[dict]]:
+    """The trainings in dependency order: phases of independent jobs (base; stage 1; stage 2)."""
+    s1 = lambda: dict(name="stage1-teacher", forcing="teacher", params="all", steps=b.stage1)
+    phases = [[dict(name="base", init=None, stage=dict(name="base-teacher", forcing="teacher", params="all", steps=b.base),
+                    memory="off", seed=0)], [], []]
+    needs = {VARIANTS[v][0] for v in b.variants}
+    for seed in b.seeds:
+        for mem in sorted(needs):
+            phases[1].append(dict(name=f"stage1_memory_{mem}_seed{seed}", init="base", stage=s1(), memory=mem, seed=seed,
+                                  fresh_semanticpack=mem == "on"))
+        for v in b.variants:
+            mem, forcing, params, _ = VARIANTS[v]
+            phases[2].append(dict(name=f"{slug(v)}_seed{seed}", init=f"stage1_memory_{mem}_seed{seed}", memory=mem, seed=seed,
+                                  stage=dict(name=f"stage2-{forcing}", forcing=forcing, params=params, steps=b.stage2,
+                                             lr=b.stage2_lr, student_steps=b.student_steps)))
+    return phases
+
+
+def slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_").lower()
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+def heldout_videos(b: Budget) -> list:
+    return [world.make_video(s, seconds=b.heldout_seconds, fps=8) for s in world.heldout_seeds(b.heldout)]
+
+
+def generate_batch(model: PFVGModel, videos, memory: str, window: int, steps: int, shift: float, seed: int = 0) -> list[np.ndarray]:
+    """Every video generated from its first frame and prompt, all in one batch [B, ...] (same seconds each):
+    the long-video loop (``init_state`` / ``sample_segment`` / ``step``), on the model's device."""
+    dev = model.device
+    with torch.no_grad():
+        start = _starts(model, videos).to(dev)
+        cond = model.conditioning([v.prompt for v in videos], start)
+        state = init_state(model, start, cond, seed, MemoryConfig(window=window, memory_mode=memory))
+        n = segments_for_seconds((len(videos[0].frames) - 1) / videos[0].fps, videos[0].fps, window)
+        chunks = [model.codec.decode(start).cpu()]
+        opts = SamplerOptions(steps=steps, shift=shift)
+        for _ in range(n):
+            x = sample_segment(model, state, cond, None, opts)
+            state = step(model, state, x)
+            chunks.append(model.codec.decode(x).cpu())
+    video = torch.cat(chunks, 2)  # [B, 3, T, H, W]
+    return [to_uint8_frames(video[i : i + 1])[: len(v.frames)] for i, v in enumerate(videos)]
+
+
+def _starts(model: PFVGModel, videos) -> torch.Tensor:
+    """Start latents [B, C, 1, h, w] of the videos' first frames."""
+    return torch.cat([model.codec.encode(to_pixels(v.frames[:1]).to(model.device)) for v in videos])
+
+
+def score(frames: np.ndarray, video) -> dict:
+    s = metrics.evaluate(frames, video.truth, truth_frames=video.frames, fps=video.fps, sprite_ids=video.sprite_ids)
+    s.pop("per_frame", None)
+    return s
+
+
+def eval_job(spec: dict) -> dict:
+    """Generate the held-out videos with one trained model and score them; cached in ``<run>/scores_<memory>.json``."""
+    torch.set_num_threads(1)
+    b = Budget(**spec["budget"])
+    path = os.path.join(spec["work"], spec["run"], f"scores_{spec['memory']}.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    t0 = time.time()
+    dev = torch.device(spec["device"])
+    model = PFVGModel.load(os.path.join(spec["work"], spec["run"], "model"), device=dev)
+    videos = heldout_videos(b)
+    gen = generate_batch(model, videos, spec["memory"], b.window, b.steps, b.shift)
+    res = {"run": spec["run"], "memory": spec["memory"], "seconds": 0.0,
+           "videos": [{"seed": int(v.params.seed), **score(f, v)} for f, v in zip(gen, videos)]}
+    res["seconds"] = round(time.time() - t0, 1)
+    with open(path + ".tmp", "w") as f:
+        json.dump(res, f)
+    os.replace(path + ".tmp", path)
+    return res
+
+
+def reference_job(spec: dict) -> dict:
+    """One reference (``metrics.REFERENCES``) scored on every held-out video."""
+    torch.set_num_threads(1)
+    b = Budget(**spec["budget"])
+    from ..checkpoint import load_module
+
+    codec = load_module(os.path.join(spec["work"], "codec.safetensors"), ConvCodec(b.codec_channels, 4, b.codec_width), "codec")
+    codec = codec.to(spec["device"])
+    out = []
+    for v in heldout_videos(b):
+        frames = metrics.reference_videos(v.frames, codec_fn(codec, spec["device"]))[spec["reference"]]
+        out.append({"seed": int(v.params.seed), **score(frames, v)})
+    return {"reference": spec["reference"], "videos": out}
+
+
+def evaluation_plan(b: Budget) -> list[tuple[str, str, str, int]]:
+    """(row name, run folder, memory at inference, seed) for every evaluation."""
+    plan = []
+    for seed in b.seeds:
+        for v in b.variants:
+            plan.append((v, f"{slug(v)}_seed{seed}", VARIANTS[v][3], seed))
+        if b.inference_off and ALL in b.variants:
+            plan.append((INFERENCE_OFF, f"{slug(ALL)}_seed{seed}", "off", seed))
+    return plan
+
+
+# --- statistics ---------------------------------------------------------------------------------
+def paired_interval(diff: np.ndarray, reps: int = 10_000, seed: int = 0) -> dict:
+    """Mean of paired differences ``diff`` [seeds, videos] (NaN: undefined for that pair) and its 95 %
+    interval by a two-level bootstrap: resample the training seeds, then the held-out videos."""
+    d = np.asarray(diff, np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"diff must be [seeds, videos], got shape {d.shape}")
+    ok = ~np.isnan(d)
+    if not ok.any():
+        return {"mean": None, "low": None, "high": None, "pairs": 0}
+    rng = np.random.default_rng(seed)
+    s, v = d.shape
+    si = rng.integers(0, s, (reps, s))
+    vi = rng.integers(0, v, (reps, v))
+    x = d[si[:, :, None], vi[:, None, :]]  # [reps, s, v]
+    x = x.reshape(reps, -1)
+    cnt = (~np.isnan(x)).sum(1)
+    means = np.where(cnt > 0, np.nansum(x, 1) / np.maximum(cnt, 1), np.nan)
+    means = means[~np.isnan(means)]
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(np.nanmean(d)), "low": float(lo), "high": float(hi), "pairs": int(ok.sum())}
+
+
+def compare(rows: dict[str, dict[int, list[dict]]], seeds, metric_names=METRICS) -> dict:
+    """{comparison: {metric: paired_interval}} from rows {name: {seed: [scores per video]}} (videos in the same order)."""
+    out = {}
+    for comp, (a, bname) in COMPARISONS.items():
+        if a not in rows or bname not in rows:
+            continue
+        out[comp] = {}
+        for m in metric_names:
+            d = np.array([[_num(x.get(m)) - _num(y.get(m)) for x, y in zip(rows[a][s], rows[bname][s])] for s in seeds])
+            out[comp][m] = paired_interval(d)
+    return out
+
+
+def _num(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def markdown(result: dict) -> str:
+    """The results as Markdown: the rows (mean ± std over every seed × video) with the three references,
+    then each comparison's paired mean difference and 95 % interval."""
+    rows = {name: [s for per in by_seed.values() for s in per] for name, by_seed in result["rows"].items()}
+    rows.update(result["references"])
+    cols = [c for c in METRICS]
+    text = metrics.markdown_table(rows, cols)
+    lines = ["", "| comparison (A − B) | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for comp, per in result["comparisons"].items():
+        cells = []
+        for c in cols:
+            r = per[c]
+            if r["mean"] is None:
+                cells.append("—")
+            else:
+                mark = " *" if r["low"] > 0 or r["high"] < 0 else ""
+                cells.append(f"{r['mean']:+.3g} [{r['low']:+.3g}, {r['high']:+.3g}]{mark}")
+        lines.append(f"| {comp} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Interval: 95 %, two-level bootstrap over training seeds and held-out videos; * = excludes zero. "
+                 "↓ lower is better, ↑ higher is better.")
+    return text + "\n".join(lines) + "\n"
+
+
+# --- the run ------------------------------------------------------------------------------------
+def _pool(jobs: int):
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+
+
+def _map(pool, fn, specs):
+    return list(pool.map(fn, specs)) if pool is not None else [fn(x) for x in specs]
+
+
+def calibrate(b: Budget, base_seconds_per_step: float, seconds: dict) -> Budget:
+    """Stage-1 and stage-2 steps that fit ``seconds`` {"stage1": s, "stage2": s} of wall clock, from the
+    shared pretraining's measured seconds per step (one process alone on the device) and the slow-downs
+    measured on an H200 with many processes at once (``SLOWDOWN``). Every variant gets the same steps."""
+    s1 = max(1, int(seconds["stage1"] / (base_seconds_per_step * SLOWDOWN["stage1"])))
+    s2 = max(1, int(seconds["stage2"] / (base_seconds_per_step * SLOWDOWN["stage2"])))
+    return dataclasses.replace(b, stage1=s1, stage2=s2)
+
+
+# per-step time relative to the shared pretraining alone: stage 1 runs 6 processes at once (+ ψ, BPTT);
+# stage 2's slowest variant is Student Forcing (5 extra DiT evaluations per clip) among 12 processes
+SLOWDOWN = {"stage1": 2.5, "stage2": 6.0}
+
+
+def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, seconds: dict | None = None,
+        on_trained=None) -> dict:
+    """Train every job of ``training_plan`` (``jobs`` processes at a time), evaluate every model on the held-out
+    split, compare; writes ``experiments.json`` and ``experiments.md`` in ``work`` and returns the result.
+    ``seconds`` {"base", "stage1", "stage2"}: size the stages by wall clock instead (``calibrate``): the shared
+    pretraining trains for ``base`` seconds, and the stages get the steps that fit their seconds.
+    ``on_trained(budget)``: called when every training is done, before the (long) evaluation."""
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    os.makedirs(work, exist_ok=True)
+    t0 = time.time()
+    codec, b = prepare_data(work, b, dev, log)
+    trained = {}
+    pool = _pool(jobs) if jobs > 1 else None
+    try:
+        for k, phase in enumerate(training_plan(b)):
+            if k == 1 and seconds is not None:  # the plan of stages 1–2 depends on the measured speed
+                b = calibrate(b, trained["base"]["seconds_per_step"], seconds)
+                log(f"calibrated: stage 1 {b.stage1} steps, stage 2 {b.stage2} steps")
+                phase = training_plan(b)[1]
+            if k == 2 and seconds is not None:
+                phase = training_plan(b)[2]
+            # base: trains for its seconds; stages 1–2: the calibrated steps, cut at 1.6× their seconds only as a
+            # safety net (a cut run records fewer steps in its done.json and the table's budget shows it)
+            cap = None if seconds is None else seconds[("base", "stage1", "stage2")[k]] * (1.0 if k == 0 else 1.6)
+            common = {"work": work, "budget": b.to_dict(), "device": dev, "max_seconds": cap}
+            for res in _map(pool, train_job, [{**common, **job} for job in phase]):
+                trained[res["name"]] = res
+                log(f"trained {res['name']}: {res['steps']} steps, loss {res['loss_last']:.4f} ({res['seconds']:.0f}s; "
+                    f"total {time.time() - t0:.0f}s)")
+            if k == 0:
+                b = dataclasses.replace(b, base=trained["base"]["steps"])
+        if on_trained is not None:
+            on_trained(b)
+        plan = evaluation_plan(b)
+        common = {"work": work, "budget": b.to_dict(), "device": dev}
+        specs = [(eval_job, {**common, "run": r, "memory": m}) for _, r, m, _ in plan]
+        specs += [(reference_job, {**common, "reference": name}) for name in metrics.REFERENCES]
+        if pool is None:
+            done = [fn(x) for fn, x in specs]
+        else:
+            done = [f.result() for f in [pool.submit(fn, x) for fn, x in specs]]
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    rows: dict[str, dict[int, list[dict]]] = {}
+    for (name, _, _, seed), res in zip(plan, done):
+        rows.setdefault(name, {})[seed] = res["videos"]
+    refs = {res["reference"]: res["videos"] for res in done[len(plan):]}
+    log(f"evaluated {len(plan)} models × {b.heldout} held-out videos and the references ({time.time() - t0:.0f}s)")
+    videos = heldout_videos(b)
+    with open(os.path.join(work, "codec.json")) as f:
+        codec_choice = json.load(f)
+    result = {"budget": b.to_dict(), "device": dev, "jobs": jobs, "trained": trained, "rows": rows, "references": refs,
+              "comparisons": compare(rows, b.seeds), "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
+              "seconds": round(time.time() - t0, 1)}
+    with open(os.path.join(work, "experiments.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(work, "experiments.md"), "w") as f:
+        f.write(markdown(result))
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.experiments", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="build/experiments")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings / evaluations run at a time (processes)")
+    ap.add_argument("--quick", action="store_true", help="a tiny budget (a smoke run on a CPU)")
+    ap.add_argument("--budget", default=None, help="JSON object of Budget fields to override")
+    ap.add_argument("--seconds", default=None, help='JSON {"base": s, "stage1": s, "stage2": s}: size the stages by wall clock')
+    a = ap.parse_args(argv)
+    kw = json.loads(a.budget) if a.budget else {}
+    b = Budget.tiny(**kw) if a.quick else Budget(**kw)
+    res = run(a.work, b, a.device, a.jobs, log=lambda m: print(m, file=sys.stderr, flush=True),
+              seconds=json.loads(a.seconds) if a.seconds else None)
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
