@@ -304,9 +304,9 @@ def save_dit(model: DiT, path: str) -> None:
     from .checkpoint import save_safetensors_atomic
 
     save_safetensors_atomic({k: v for k, v in model.state_dict().items()}, path)
-    side = path[: -len(".safetensors")] + ".json"
-    with open(side, "w") as f:
-        json.dump({"dit": _plain_config(model)}, f, indent=1)
+    from .atomic import write_json
+
+    write_json(path[: -len(".safetensors")] + ".json", {"dit": _plain_config(model)}, indent=1)
 
 
 def _plain_config(model: DiT) -> dict:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path
 
 
 class CheckpointError(RuntimeError):
@@ -19,17 +20,11 @@ class CheckpointError(RuntimeError):
 
 
 def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> None:
-    """Write to a temporary file in the same folder, then rename: a kill never leaves half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write to a temporary file in the same folder, then rename (``atomic.atomic_path``): a kill
+    never leaves half a file, and the file is readable like any other (0644 under the usual umask)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(state, tmp, metadata=metadata)
 
 
 def read_safetensors(path: str, what: str = "weights") -> dict[str, torch.Tensor]:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -19,6 +18,7 @@ from .model import Conditioning, PFVGModel
 from .options import option
 from .rope import time_indices
 from .state import MemoryConfig, MemoryState, check_state, init_state, step
+from .validate import SAMPLING, check_finite, number, prompt_entries, short
 
 
 class Cancelled(RuntimeError):
@@ -42,12 +42,10 @@ class SamplerOptions:
     def __post_init__(self):
         if self.shift == 0:  # the widget's "resolution-dependent"
             object.__setattr__(self, "shift", None)
-        if self.steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
-        if self.cfg < 1.0:
-            raise ValueError(f"cfg must be ≥ 1, got {self.cfg}")
+        for name in ("steps", "cfg", "distilled_guidance", "guidance_rescale", "shift"):  # finite, bounded (validate.py)
+            object.__setattr__(self, name, number(name, getattr(self, name), SAMPLING[name]))
         if self.sampler not in flow.SAMPLERS:
-            raise ValueError(f"sampler must be one of {flow.SAMPLERS}, got {self.sampler!r}")
+            raise ValueError(f"sampler must be one of {flow.SAMPLERS}, got {short(self.sampler)}")
 
 
 @dataclass(frozen=True)
@@ -132,12 +130,12 @@ def sample_segment(model: PFVGModel, state: MemoryState, cond: Conditioning, neg
     with torch.no_grad():
         ctx = segment_context(model, state)
     report = (lambda i, x0: on_step(StepEvent(state.segment, i, options.steps, x0))) if on_step is not None else None
-    return denoise(model, ctx, segment_noise(state, model.device), cond, negative, options, report, cancel,
-                   where=f"segment {state.segment}, ")
+    x = denoise(model, ctx, segment_noise(state, model.device), cond, negative, options, report, cancel,
+                where=f"segment {state.segment}, ")
+    return check_finite(f"segment {state.segment}", x)  # never a NaN video reported as a success
 
 
 # --- prompt schedule ---------------------------------------------------------------------------
-_TIMED = re.compile(r"^\[\s*(\d+(?:\.\d+)?)\s*s?\s*\]\s*(.+)$|^(\d+(?:\.\d+)?)\s*s?\s*:\s*(.+)$")
 
 @dataclass(frozen=True)
 class PromptSchedule:
@@ -169,25 +167,15 @@ class PromptSchedule:
 
     @classmethod
     def parse(cls, text: str) -> "PromptSchedule":
-        """One prompt per line, optionally prefixed with a start time: ``0: a cat`` / ``[12s] a dog``.
-        A line without a time continues from the previous one's start + 1 s (first: 0)."""
-        entries: list[tuple[float, str]] = []
-        for n, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line:
-                continue
-            m = _TIMED.match(line)
-            if m:
-                t = float(m.group(1) or m.group(3))
-                prompt = (m.group(2) or m.group(4)).strip()
-            else:
-                t, prompt = (entries[-1][0] + 1.0 if entries else 0.0), line
-            if entries and t <= entries[-1][0]:
-                raise ValueError(f"prompt schedule line {n}: start {t}s is not after the previous {entries[-1][0]}s")
-            entries.append((t, prompt))
-        if not entries:
-            raise ValueError("prompt schedule is empty: give at least one prompt")
-        return cls(tuple(entries))
+        """A schedule when the first line starts with a time — then every line does: ``0: a cat`` /
+        ``[12s] a dog``, the first at 0 — else the whole text is one prompt from 0 s (the rule of
+        ``validate.prompt_entries``: no text silently becomes a timed schedule)."""
+        entries = prompt_entries(text, "prompt schedule")
+        if isinstance(entries, str):
+            if not entries.strip():
+                raise ValueError("prompt schedule is empty: give at least one prompt")
+            entries = ((0.0, entries.strip()),)
+        return cls(entries)
 
     def prompt_at(self, seconds: float):
         current = self.entries[0][1]
@@ -199,11 +187,9 @@ class PromptSchedule:
 
 def segments_for_seconds(seconds: float, fps: float, window: int, temporal_factor: int = 1) -> int:
     """Segments needed for ``seconds`` of video at ``fps`` (a segment = window latent frames)."""
-    if seconds <= 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    return max(1, math.ceil(seconds * fps / (window * temporal_factor)))
+    seconds, fps = number("seconds", seconds, SAMPLING["seconds"]), number("fps", fps, SAMPLING["fps"])
+    n = max(1, math.ceil(seconds * fps / (window * temporal_factor)))
+    return number("segments (seconds × fps ÷ frames per segment)", n, SAMPLING["segments"])
 
 
 @dataclass(frozen=True)
@@ -236,8 +222,9 @@ def generate_long_video(model: PFVGModel, start: torch.Tensor | MemoryState, pro
     the prompts (e.g. from ComfyUI's text encoder). ``negative_prompt`` is used when ``options.cfg`` > 1.
     Hooks: ``on_step`` after every sampling step, ``cancel`` before every step (raises Cancelled),
     ``on_segment`` after every segment (before it is yielded)."""
-    if num_segments < 1:
-        raise ValueError(f"num_segments must be ≥ 1, got {num_segments}")
+    num_segments = number("segments", num_segments, SAMPLING["segments"])
+    if seed is not None:
+        seed = number("seed", seed, SAMPLING["seed"])
     schedule = prompt if isinstance(prompt, PromptSchedule) else PromptSchedule(((0.0, prompt),))
     state = start if isinstance(start, MemoryState) else None
     start_latent = state.start_latent if state is not None else start

@@ -429,5 +429,8 @@ def plot_metrics(per_frame: dict[str, list[float]], path: str, fps: float = 8.0,
     n = len(next(iter(per_frame.values()), []))
     d.text((left, bottom + 8), "0 s", fill="black")
     d.text((right - 30, bottom + 8), f"{max(0, n - 1) / fps:.1f} s", fill="black")
-    img.save(path)
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
     return path

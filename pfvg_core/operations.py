@@ -155,7 +155,9 @@ def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
     from PIL import Image
 
     from .metrics import evaluate, plot_metrics
+    from .validate import SAMPLING, number
 
+    fps = number("fps", fps, SAMPLING["fps"])
     res = evaluate(frames, fps=fps)
     per = res.pop("per_frame")
     with tempfile.TemporaryDirectory() as d:
@@ -167,21 +169,26 @@ def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
 
 def write_world_videos(folder: str, count: int, seconds: float, fps: float, seed: int, size: int = 64) -> str:
     """Render ``count`` world videos (frames as animated WebP + prompt .txt) into ``folder``."""
+    from .atomic import write_text
+    from .validate import SAMPLING, Limit, number
     from .video_io import write_video
     from .world import make_video
 
+    count = number("count", count, Limit(1, 100_000, integer=True))
+    seconds, fps = number("seconds", seconds, SAMPLING["seconds"]), number("fps", fps, SAMPLING["fps"])
+    seed, size = number("seed", seed, SAMPLING["seed"]), number("size", size, Limit(8, 1024, integer=True))
     os.makedirs(folder, exist_ok=True)
     for k in range(count):
         v = make_video(seed + k, seconds=seconds, fps=fps, view=size)
         name = f"world_{seed + k:05d}"
+        write_text(os.path.join(folder, name + ".txt"), v.prompt)  # the prompt first: a video is listed by its .webp
         write_video(v.frames, os.path.join(folder, name + ".webp"), fps)
-        with open(os.path.join(folder, name + ".txt"), "w") as f:
-            f.write(v.prompt)
     return folder
 
 
 # --- training ----------------------------------------------------------------------------------
 STAGE2_PARAMS = ("last-layers+semanticpack", "last-layers", "semanticpack", "all")
+EXISTING = ("refuse", "resume", "overwrite")  # what training does with a model or run already in its output folder
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,21 @@ class TrainOptions:
     window: int = option(9, "Latent frames per training clip.", min=1, max=64)
     fps: float = option(8.0, "Frame rate the dataset's videos are read at.", min=1.0, max=120.0)
     seed: int = option(0, "Training seed (data order, noise, t).", min=0, max=2**31 - 1, control_after_generate=True)
-    resume: bool = option(True, "Continue from the last checkpoint of this output folder.")
+    existing: str = option("refuse", "When the output folder already holds a model or a training run: refuse (nothing is "
+                           "overwritten), resume its training from the last checkpoint, or overwrite it (its checkpoints "
+                           "are deleted; its model is replaced when the new one is saved).", choices=EXISTING)
+
+    def __post_init__(self):
+        from .validate import STAGE, TRAINING, Limit, number
+
+        steps = Limit(0, STAGE["steps"].hi, integer=True)
+        for name, limit in (("stage1_steps", steps), ("stage2_steps", steps), ("learning_rate", TRAINING["lr"]),
+                            ("window", TRAINING["window"]), ("fps", Limit(0.1, 240)), ("seed", TRAINING["seed"])):
+            object.__setattr__(self, name, number(name, getattr(self, name), limit))
+        if self.stage2_params not in STAGE2_PARAMS:
+            raise ValueError(f"stage2_params: expected one of {STAGE2_PARAMS}, got {self.stage2_params!r}")
+        if self.existing not in EXISTING:
+            raise ValueError(f"existing: expected one of {EXISTING}, got {self.existing!r}")
 
     def stages(self):
         from .train import paper_stages
@@ -225,15 +246,26 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
                 cancel: Callable[[], bool] | None = None) -> PFVGModel:
     """Direct Forcing training (PFVG §3.2, §4.1) of a copy of ``model`` on the videos in ``dataset`` (encoded
     into ``out``/latents first unless it holds latents), saved to ``out``. ``on_start(total, done)`` once,
-    ``on_step(log record)`` per optimizer step; on cancel the run is checkpointed (the next run resumes)
-    and Cancelled is raised."""
+    ``on_step(log record)`` per optimizer step; on cancel — also an interrupt raised inside ``on_step`` — the
+    last finished step is checkpointed (the next run resumes) and the exception goes on.
+    A model or run already in ``out`` is refused, resumed or overwritten as ``options.existing`` says."""
+    import shutil
+
     from .data import build_dataset
-    from .loop import Cancelled
+    from .model import BUNDLE_FILE
     from .train import Trainer, TrainConfig
 
     if not os.path.isdir(dataset):
         raise ValueError(f"dataset folder not found: {dataset} (put videos, frame folders or latents under ComfyUI's input folder)")
     stages = options.stages()
+    has_model = os.path.isfile(os.path.join(out, BUNDLE_FILE))
+    has_run = os.path.isdir(os.path.join(out, "run"))
+    if (has_model or has_run) and options.existing == "refuse":
+        raise ValueError(f"{out} already holds a {'model' if has_model else 'training run'}: set existing to 'resume' to "
+                         "continue its training or 'overwrite' to replace it, or choose another output name")
+    if options.existing == "overwrite":  # the old model stays until the new one replaces it
+        for sub in ("run", "latents"):
+            shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     data = dataset
     if not any(f.endswith(".safetensors") for f in os.listdir(dataset)):
         if model.codec is None:
@@ -247,15 +279,12 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
     cfg = TrainConfig(model="(node)", data=data, out=os.path.join(out, "run"), stages=stages, lr=options.learning_rate,
                       window=options.window, seed=options.seed, save_every=max(1, total // 10))
     trainer = Trainer(cfg, model=trainable_copy(model))
-    if options.resume:
-        trainer.resume()
+    if options.existing == "resume" and not trainer.resume() and (has_model or trainer.existing_run()):
+        raise ValueError(f"{out} holds a model but no training checkpoint to resume: set existing to 'overwrite' to "
+                         "replace it, or choose another output name")
     if on_start is not None:
         on_start(trainer.total_steps(), trainer.pos.global_step)
-    try:
-        trainer.run(on_step=on_step, cancel=cancel)
-    except Cancelled:
-        trainer.save_checkpoint()  # nothing is lost: the next run resumes here
-        raise
+    trainer.run(on_step=on_step, cancel=cancel)  # saves the last finished step on cancel/interrupt (Trainer.run)
     trained = trainer.model
     trained.meta.update({k: v for k, v in model.meta.items() if k not in trained.meta})
     trained.meta.pop("placeholder", None)

@@ -15,6 +15,7 @@ import torch
 from .framepack import History, Schedule
 from .options import option
 from .rope import ROPE_MODES
+from .validate import MAX_SCHEDULE_FRAMES, SAMPLING, number, short
 
 MEMORY_MODES = ("on", "off", "zero")  # SemanticPack on; off (FramePack only); ψ₀ = 0 ablation
 
@@ -35,13 +36,20 @@ class MemoryConfig:
 
     def __post_init__(self):
         if isinstance(self.schedule, str):
-            object.__setattr__(self, "schedule", Schedule.parse(self.schedule))
-        if self.window < 1:
-            raise ValueError(f"window must be ≥ 1 latent frame, got {self.window}")
+            try:
+                object.__setattr__(self, "schedule", Schedule.parse(self.schedule))
+            except ValueError as e:  # name the input, never echo a huge text in full
+                raise ValueError(f"schedule {short(self.schedule, 60)}: expected e.g. 'td_f16k4f2k2f1k1' "
+                                 f"({str(e).rsplit(': ', 1)[-1][:120]})") from None
+        if not isinstance(self.schedule, Schedule):
+            raise ValueError(f"schedule: expected a FramePack schedule such as 'td_f16k4f2k2f1k1', got {short(self.schedule)}")
+        if self.schedule.length > MAX_SCHEDULE_FRAMES:
+            raise ValueError(f"schedule: packs {self.schedule.length} frames; at most {MAX_SCHEDULE_FRAMES}")
+        object.__setattr__(self, "window", number("window", self.window, SAMPLING["window"]))  # validate.py
         if self.rope not in ROPE_MODES:
-            raise ValueError(f"rope must be one of {ROPE_MODES}, got {self.rope!r}")
+            raise ValueError(f"rope must be one of {ROPE_MODES}, got {short(self.rope)}")
         if self.memory_mode not in MEMORY_MODES:
-            raise ValueError(f"memory_mode must be one of {MEMORY_MODES}, got {self.memory_mode!r}")
+            raise ValueError(f"memory_mode must be one of {MEMORY_MODES}, got {short(self.memory_mode)}")
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,7 @@ def init_state(model, start_latent: torch.Tensor, cond, seed: int = 0, config: M
                grad: bool = False, fps: float = 8.0) -> MemoryState:
     """The state before segment 0: history = [start latent], ψ = ψ₀ (PFVG §3.1). ``grad``: keep ψ₀'s graph.
     The state keeps ``cond``'s image features and ``fps`` for the prompts of later segments."""
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    fps, seed = number("fps", fps, SAMPLING["fps"]), number("seed", seed, SAMPLING["seed"])  # validate.py
     if start_latent.ndim != 5 or start_latent.shape[2] != 1:
         raise ValueError(f"start_latent must be [B, C, 1, H, W], got {tuple(start_latent.shape)}")
     if start_latent.shape[1] != model.latent_channels:

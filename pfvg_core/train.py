@@ -29,13 +29,15 @@ import torch
 import torch.distributed as dist
 
 from . import flow
-from .checkpoint import read_safetensors, save_safetensors_atomic
+from .atomic import atomic_dir, clean_stale, is_temp, write_json, write_text
+from .checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
 from .data import LatentDataset, curriculum
 from .forcing import make_strategy, sample_t
 from .framepack import Schedule
 from .loop import Cancelled, segment_context, velocity
 from .model import Conditioning, PFVGModel, resolve_model
 from .state import MemoryConfig, init_state, step
+from .validate import STAGE, TRAINING, check_fields, number
 
 PARAM_GROUPS = ("all", "last-layers", "semanticpack", "dit", "encoders")
 
@@ -100,8 +102,8 @@ class StageConfig:
 
     def __post_init__(self):
         make_strategy(self.forcing)
-        if self.steps < 1:
-            raise ValueError(f"stage {self.name!r}: steps must be ≥ 1")
+        for k, lim in STAGE.items():  # finite, bounded (validate.py)
+            setattr(self, k, number(f"stage {str(self.name)[:40]!r} option {k}", getattr(self, k), lim))
 
 
 def paper_stages(stage1_steps: int = 100, stage2_steps: int = 50) -> list[StageConfig]:
@@ -141,6 +143,10 @@ class TrainConfig:
     psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
 
     def __post_init__(self):
+        for k, lim in TRAINING.items():  # finite, bounded (validate.py)
+            setattr(self, k, number(f"training option {k}", getattr(self, k), lim))
+        if not isinstance(self.stages, list):
+            raise ValueError(f"stages: expected a list of stages ([[stage]] tables), got {type(self.stages).__name__}")
         self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stage") for s in self.stages]
         if not self.stages:
             raise ValueError("at least one stage is needed")
@@ -186,10 +192,7 @@ class TrainConfig:
 
 
 def _build(cls, data: dict, what: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(known)}")
+    check_fields(cls, data, what)  # known names and annotated types (validate.py)
     try:
         return cls(**data)
     except TypeError as e:
@@ -217,8 +220,11 @@ def load_config(path: str) -> TrainConfig:
                 data = tomllib.load(f)
             except tomllib.TOMLDecodeError as e:
                 raise ValueError(f"{path}: invalid TOML: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table of options, got {type(data).__name__}")
     if "stage" in data:  # [[stage]] tables
         data["stages"] = data.pop("stage")
+    check_fields(TrainConfig, data, "training")
     base = os.path.dirname(os.path.abspath(path))
     for key in ("data", "out"):
         if key in data and not os.path.isabs(data[key]):
@@ -265,6 +271,11 @@ class Trainer:
         self.pos = Position()
         self.optimizer = None
         self.scheduler = None
+        self._saved_step = -1  # global step of the last checkpoint written or resumed
+        self._consistent = True  # False while the optimizer updates the weights
+        if self.rank == 0:  # temporary files of a killed run (atomic.py) are skipped and removed
+            for d in (config.out, self._ckpt_root(), os.path.join(config.out, "model")):
+                clean_stale(d)
         self._setup_stage()
 
     # stage setup -------------------------------------------------------------------------------
@@ -355,8 +366,10 @@ class Trainer:
                     dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self._consistent = False
         self.optimizer.step()
         self.scheduler.step()
+        self._consistent = True
         self.optimizer.zero_grad(set_to_none=True)
 
     # the run -----------------------------------------------------------------------------------
@@ -365,7 +378,22 @@ class Trainer:
 
     def run(self, on_step: Callable[[dict], None] | None = None, cancel: Callable[[], bool] | None = None,
             max_steps: int | None = None) -> Position:
-        """Train from the current position to the end of the last stage (or ``max_steps`` more steps)."""
+        """Train from the current position to the end of the last stage (or ``max_steps`` more steps).
+
+        Nothing finished is lost: when ``cancel`` returns True, or anything is raised (an interrupt
+        raised inside ``on_step``, Ctrl-C, an error), the last finished optimizer step is saved as a
+        checkpoint before the exception goes on (unless the weights were caught mid-update)."""
+        try:
+            return self._run(on_step, cancel, max_steps)
+        except BaseException:
+            if self._consistent and self.pos.global_step > max(0, self._saved_step):
+                try:
+                    self.save_checkpoint()
+                except Exception:  # e.g. disk full: the original error is the one to report
+                    pass
+            raise
+
+    def _run(self, on_step, cancel, max_steps) -> Position:
         cfg = self.cfg
         done = 0
         g_local = cfg.videos_per_step // self.world
@@ -394,10 +422,10 @@ class Trainer:
                        "loss": mean, "clips": len(losses) * self.world * cfg.video_batch, "videos": [self.data.names[v] for v in batch],
                        "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 4)}
                 self._log(rec)
-                if on_step is not None:
-                    on_step(rec)
                 if self.pos.global_step % cfg.save_every == 0:
                     self.save_checkpoint()
+                if on_step is not None:  # may raise (ComfyUI's interrupt): the step is logged, run() saves it
+                    on_step(rec)
             self.pos.stage += 1
             self.pos.step = 0
             if self.pos.stage < len(cfg.stages):
@@ -405,7 +433,9 @@ class Trainer:
         self.model.eval()
         self.model.refresh_id()
         if self.rank == 0:
-            self.model.save(os.path.join(cfg.out, "model"))
+            with atomic_dir(os.path.join(cfg.out, "model")) as tmp:  # never half an old, half a new model
+                self.model.save(tmp)
+        self._saved_step = self.pos.global_step  # the finished model holds this step
         return self.pos
 
     def _mean_over_ranks(self, losses: list[float]) -> float:
@@ -416,7 +446,7 @@ class Trainer:
         return float(t[0] / t[1].clamp(min=1))
 
     def _log(self, rec: dict) -> None:
-        if self.rank == 0:
+        if self.rank == 0:  # one line per write; a line cut by a kill is skipped by read_log
             os.makedirs(self.cfg.out, exist_ok=True)
             with open(os.path.join(self.cfg.out, self.cfg.log), "a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -431,8 +461,10 @@ class Trainer:
         if self.rank != 0:
             return None
         root = self._ckpt_root()
+        os.makedirs(root, exist_ok=True)
+        clean_stale(root)
         name = f"step-{self.pos.global_step:08d}"
-        tmp = os.path.join(root, f".tmp-{name}")
+        tmp = os.path.join(root, f".tmp-{os.getpid()}-{name}")
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save(os.path.join(tmp, "model"))
         opt = self.optimizer.state_dict()
@@ -446,32 +478,82 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state().tolist()},
             "config": self.cfg.to_dict(),
         }
-        with open(os.path.join(tmp, "trainer.json"), "w") as f:
-            json.dump(meta, f)
+        write_json(os.path.join(tmp, "trainer.json"), meta)
         final = os.path.join(root, name)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        ptr = os.path.join(root, "latest.tmp")
-        with open(ptr, "w") as f:
-            f.write(name)
-        os.replace(ptr, os.path.join(root, "latest"))
-        kept = sorted(d for d in os.listdir(root) if d.startswith("step-"))
-        for old in kept[: -self.cfg.keep_checkpoints]:
-            shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+        write_text(os.path.join(root, "latest"), name)
+        self._saved_step = self.pos.global_step
+        self._prune(root, name)
         return final
 
-    def resume(self) -> bool:
-        """Continue from the latest checkpoint under ``out``, if any. The log is cut back to it."""
+    def _prune(self, root: str, latest: str) -> None:
+        """Keep ``keep_checkpoints`` checkpoints by step number, always the one ``latest`` names;
+        folders of later steps than ``latest`` (left by an older run) are removed."""
+        def step_of(d):
+            return int(d[5:]) if d[5:].isdigit() else -1
+
+        cur = step_of(latest)
+        older = sorted((d for d in os.listdir(root) if d.startswith("step-") and d != latest and 0 <= step_of(d) < cur),
+                       key=step_of)
+        later = [d for d in os.listdir(root) if d.startswith("step-") and d != latest and step_of(d) > cur]
+        drop = later + (older[: len(older) - (self.cfg.keep_checkpoints - 1)] if self.cfg.keep_checkpoints > 1 else older)
+        for d in drop:
+            shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+
+    def existing_run(self) -> list[str]:
+        """What an earlier run left in ``out``: its log, model and checkpoints (those present)."""
+        return [n for n in (self.cfg.log, "model", "checkpoints") if os.path.exists(os.path.join(self.cfg.out, n))]
+
+    def start_fresh(self) -> str | None:
+        """Begin a clean run in ``out``: the previous run's log, model and checkpoints are moved into
+        ``out/previous/<time>`` (nothing is deleted, nothing is mixed in). Returns that folder, or None."""
+        if self.rank != 0:
+            return None
+        out = self.cfg.out
+        old = self.existing_run()
+        if not old:
+            return None
+        dest = os.path.join(out, "previous", time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+        k = 1
+        while os.path.exists(dest):
+            dest = os.path.join(out, "previous", time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{k}")
+            k += 1
+        os.makedirs(dest)
+        for n in old:
+            os.replace(os.path.join(out, n), os.path.join(dest, n))
+        return dest
+
+    def _latest_folder(self) -> str | None:
+        """The folder ``latest`` names if it is complete, else the newest complete checkpoint."""
         root = self._ckpt_root()
         ptr = os.path.join(root, "latest")
         if not os.path.isfile(ptr):
-            return False
+            return None
         with open(ptr) as f:
-            folder = os.path.join(root, f.read().strip())
-        with open(os.path.join(folder, "trainer.json")) as f:
-            meta = json.load(f)
+            name = f.read().strip()
+        complete = sorted(d for d in os.listdir(root) if d.startswith("step-") and not is_temp(d)
+                          and os.path.isfile(os.path.join(root, d, "trainer.json")))
+        if name in complete:
+            return os.path.join(root, name)
+        if complete:
+            return os.path.join(root, complete[-1])
+        raise CheckpointError(f"{ptr} names {name[:80]!r}, but no complete checkpoint is in {root}: "
+                              "start over with --fresh (the old files are kept aside)")
+
+    def resume(self) -> bool:
+        """Continue from the latest checkpoint under ``out``, if any. The log is cut back to it."""
+        folder = self._latest_folder()
+        if folder is None:
+            return False
+        try:
+            with open(os.path.join(folder, "trainer.json")) as f:
+                meta = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{folder}/trainer.json: unreadable checkpoint state: {e}") from e
         self.model = PFVGModel.load(os.path.join(folder, "model"), dtype=self.model.dtype, device=self.device)
         self.pos = Position(**meta["position"])
+        self._saved_step = self.pos.global_step
         if self.pos.stage >= len(self.cfg.stages):
             return True
         self._setup_stage()
@@ -496,13 +578,19 @@ class Trainer:
         path = os.path.join(self.cfg.out, self.cfg.log)
         if self.rank != 0 or not os.path.isfile(path):
             return
-        with open(path) as f:
-            keep = [line for line in f if line.strip() and json.loads(line)["global_step"] <= upto]
-        with open(path + ".tmp", "w") as f:
-            f.writelines(keep)
-        os.replace(path + ".tmp", path)
+        keep = [json.dumps(r) + "\n" for r in read_log(self.cfg.out, self.cfg.log) if r["global_step"] <= upto]
+        write_text(path, "".join(keep))
 
 
 def read_log(out: str, log: str = "train_log.jsonl") -> list[dict]:
+    """The training log's records; a line cut short by a kill mid-write is skipped."""
+    records = []
     with open(os.path.join(out, log)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "global_step" in rec:
+                records.append(rec)
+    return records

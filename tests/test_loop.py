@@ -115,7 +115,7 @@ def test_prompt_schedule_gives_each_segment_its_prompt(tiny_model, start_latent)
     got = [r.prompt for r in generate_long_video(tiny_model, start_latent, sched, 4, fps=4.0, options=SamplerOptions(steps=1))]
     assert got == ["a cat", "a cat", "a dog", "a bird"]
     with pytest.raises(ValueError, match="not after"):
-        PromptSchedule.parse("5: a\n2: b")
+        PromptSchedule.parse("0: x\n5: a\n2: b")
     with pytest.raises(ValueError, match="empty"):
         PromptSchedule.parse("\n  \n")
 

@@ -97,7 +97,7 @@ def _train(model, dataset, output_name, stage1_steps, stage2_steps, learning_rat
     return N["PFVGDirectForcingTrain"]().train(model=model, dataset=dataset, output_name=output_name, stage1_steps=stage1_steps,
                                                stage2_steps=stage2_steps, learning_rate=learning_rate,
                                                **{**dict(stage2_params="last-layers+semanticpack", window=4, fps=8.0, seed=0,
-                                                         resume=True), **kw})
+                                                         existing="resume"), **kw})
 
 
 def _check_input_types(spec):

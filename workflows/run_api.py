@@ -6,6 +6,10 @@ Standard library only.
         --server 127.0.0.1:8188 --upload demo/start.png:pfvg_start.png --out outputs/
 
 ``--set NODE.INPUT=VALUE`` overrides an input (JSON value, e.g. --set 4.seconds=10).
+
+Only this job's events are shown (those carrying its prompt id); after the job ends the client
+waits (bounded, ``--history-timeout``) for its history entry before downloading, and writes each
+output through a temporary file and a rename.
 """
 from __future__ import annotations
 
@@ -67,6 +71,7 @@ class WebSocket:
         return buf
 
     def recv(self) -> tuple[int, bytes]:
+        """One frame: (opcode, payload). Raises ConnectionError when the server closes."""
         b0, b1 = self._exact(2)
         n = b1 & 0x7F
         if n == 126:
@@ -77,7 +82,42 @@ class WebSocket:
         data = self._exact(n)
         if mask:
             data = bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+        if b0 & 0x0F == 8:
+            raise ConnectionError("websocket closed by the server")
         return b0 & 0x0F, data
+
+
+def wait_history(server: str, pid: str, timeout: float) -> dict:
+    """The job's /history entry, polled until it appears (a busy server writes it after the
+    success event) or ``timeout`` seconds pass."""
+    deadline = time.time() + timeout
+    delay = 0.1
+    while True:
+        try:
+            hist = json.loads(http(server, f"/history/{urllib.parse.quote(pid)}"))
+        except (urllib.error.URLError, OSError, json.JSONDecodeError):
+            hist = {}
+        if isinstance(hist, dict) and pid in hist:
+            return hist[pid]
+        if time.time() >= deadline:
+            raise TimeoutError(f"no history entry for prompt {pid} after {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(1.0, delay * 2)
+
+
+def download(server: str, item: dict, out: str) -> str:
+    """Save one output file under ``out`` (its base name only: no path from the server escapes ``out``)."""
+    name = os.path.basename(str(item["filename"]).replace("\\", "/"))
+    if name in ("", ".", ".."):
+        raise ValueError(f"bad output file name {item['filename']!r}")
+    q = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")})
+    data = http(server, f"/view?{q}")
+    path = os.path.join(out, name)
+    tmp = os.path.join(out, f".tmp-{os.getpid()}-{name}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path
 
 
 def main(argv=None) -> int:
@@ -87,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--upload", action="append", default=[], metavar="LOCAL[:NAME]", help="upload an input image first")
     ap.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=JSON")
     ap.add_argument("--out", default="outputs")
+    ap.add_argument("--history-timeout", type=float, default=120.0, metavar="S",
+                    help="seconds to wait for the job's history entry after it ends")
     a = ap.parse_args(argv)
     with open(a.workflow) as f:
         wf = json.load(f)
@@ -114,39 +156,49 @@ def main(argv=None) -> int:
     pid = resp["prompt_id"]
     print(f"queued {pid}", file=sys.stderr)
     t0 = time.time()
-    while True:
-        op, data = ws.recv()
-        if op != 1:
-            continue  # binary previews
-        msg = json.loads(data)
-        d = msg.get("data", {})
-        if d.get("prompt_id") not in (None, pid):
-            continue
-        kind = msg["type"]
-        if kind == "progress":
-            print(f"\r[{time.time() - t0:6.1f}s] node {d['node']}: {d['value']}/{d['max']}", end="", file=sys.stderr)
-        elif kind == "pfvg.progress":
-            print(f"\n  {d}", file=sys.stderr)
-        elif kind == "execution_error":
-            print(f"\nerror in node {d.get('node_id')} ({d.get('node_type')}): {d.get('exception_message')}", file=sys.stderr)
-            return 1
-        elif kind == "executing" and d.get("node") is None:
-            break
-        elif kind == "execution_success":
-            break
+    ended = False
+    try:
+        while True:
+            op, data = ws.recv()
+            if op != 1:
+                continue  # binary previews, pings
+            msg = json.loads(data)
+            d = msg.get("data")
+            if not isinstance(d, dict) or d.get("prompt_id") != pid:
+                continue  # another job's event (or a broadcast without a prompt id)
+            kind = msg.get("type")
+            if kind == "progress":
+                print(f"\r[{time.time() - t0:6.1f}s] node {d.get('node')}: {d.get('value')}/{d.get('max')}", end="", file=sys.stderr)
+            elif kind == "pfvg.progress":
+                print(f"\n  {d}", file=sys.stderr)
+            elif kind == "execution_error":
+                print(f"\nerror in node {d.get('node_id')} ({d.get('node_type')}): {d.get('exception_message')}", file=sys.stderr)
+                return 1
+            elif kind == "execution_interrupted":
+                print("\ninterrupted", file=sys.stderr)
+                return 1
+            elif kind == "execution_success" or (kind == "executing" and d.get("node") is None):
+                ended = True
+                break
+    except (ConnectionError, OSError) as e:  # the socket went away: the history says how the job ended
+        print(f"\n({e}; reading the job's history instead)", file=sys.stderr)
+    try:
+        hist = wait_history(a.server, pid, a.history_timeout)
+    except TimeoutError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 1
+    status = hist.get("status", {}) if isinstance(hist.get("status"), dict) else {}
+    if status.get("status_str") == "error" or (not ended and status.get("completed") is False):
+        print(f"\nerror: the job did not succeed ({status.get('status_str', 'unknown')})", file=sys.stderr)
+        return 1
     print(f"\ndone in {time.time() - t0:.1f}s", file=sys.stderr)
-    hist = json.loads(http(a.server, f"/history/{pid}"))[pid]
     os.makedirs(a.out, exist_ok=True)
     for nid, out in hist.get("outputs", {}).items():
         for key in ("images", "gifs", "videos", "animated"):
             for item in out.get(key, []) if isinstance(out.get(key), list) else []:
                 if not isinstance(item, dict) or "filename" not in item:
                     continue
-                q = urllib.parse.urlencode({"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type", "output")})
-                path = os.path.join(a.out, item["filename"])
-                with open(path, "wb") as f:
-                    f.write(http(a.server, f"/view?{q}"))
-                print(path)
+                print(download(a.server, item, a.out))
         if "text" in out:
             print(f"node {nid} text: {out['text']}")
     return 0

@@ -12,71 +12,128 @@ from ..model import resolve_model
 
 
 class _Progress:
-    """tqdm if available, else a plain line on stderr."""
+    """A tqdm bar on stderr (tqdm is a dependency of the pack)."""
 
     def __init__(self, total: int, desc: str):
-        try:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="step")
-        except ImportError:  # pragma: no cover
-            self.bar = None
-        self.total, self.n = total, 0
+        self.bar = tqdm(total=total, desc=desc, unit="step")
 
     def update(self, k: int = 1):
-        self.n += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.n == self.total or self.n % 10 == 0:
-            print(f"\r{self.n}/{self.total}", end="", file=sys.stderr)
+        self.bar.update(k)
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def cmd_generate(a) -> int:
     from ..loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
-    from ..state import MemoryConfig
-    from ..framepack import Schedule
-    from ..video_io import check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
+    import numpy as np
 
-    if a.seconds <= 0:
-        raise ValueError(f"--seconds must be > 0, got {a.seconds}")
+    from ..extend import state_from_video
+    from ..lora import load_lora, parse_lora_arg, with_loras
+    from ..speed import compile_blocks, set_step_cache, set_threads
+    from ..state import MemoryConfig
+    from ..validate import SAMPLING, Limit, check_finite, number, prompt_entries
+    from ..video_io import (check_image_path, check_video_path, contact_sheet, load_image, open_video, resample,
+                            to_uint8_frames, write_video)
+
+    # every input is checked before any work (validate.py: finite, bounded, named in the error)
+    seconds = number("--seconds", a.seconds, SAMPLING["seconds"])
+    seed = number("--seed", a.seed, SAMPLING["seed"])
+    cfg_scale = number("--cfg", a.cfg, SAMPLING["cfg"])
+    guidance = number("--guidance", a.guidance, SAMPLING["distilled_guidance"])
+    shift = number("--shift", a.shift, SAMPLING["shift"])
+    steps = number("--steps", a.steps, SAMPLING["steps"]) if a.steps is not None else None
+    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
+    window = number("--window", a.window, SAMPLING["window"]) if a.window is not None else None
+    size = (number("--size W", a.size[0], SAMPLING["width"]), number("--size H", a.size[1], SAMPLING["height"])) if a.size else None
+    schedule = _schedule("--schedule", a.schedule)
+    entries = prompt_entries(a.prompt, "--prompt")
+    prompt = PromptSchedule(entries) if isinstance(entries, tuple) else entries
+    if a.negative is not None:
+        prompt_entries(a.negative, "--negative")
     check_video_path(a.out)
+    if a.sheet:
+        check_image_path(a.sheet, "--sheet")
+    if (a.image is None) == (a.extend is None):
+        raise ValueError("give either --image (a new video) or --extend VIDEO (continue a video)")
+    threshold = number("--step-cache", a.step_cache, Limit(0.0, 10.0, optional=True)) if a.step_cache is not None else None
+    set_threads(number("--threads", a.threads, Limit(1, 1024, integer=True)))
+    loras = [parse_lora_arg(x) for x in a.lora or ()]
+    reader = open_video(a.extend) if a.extend is not None else None  # fails before the model loads
     model = _load_model(a)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
+    if loras:
+        model = with_loras(model, [(load_lora(path, model.dit), strength) for path, strength in loras])
+    set_step_cache(model, threshold)
+    compile_blocks(model, a.compile)
     meta = model.meta
-    fps = a.fps or meta.get("fps", 8)
-    size = tuple(a.size) if a.size else tuple(meta.get("resolution", (64, 64)))
-    pixels = load_image(a.image, size=size, multiple=model.codec.factor)
-    torch.manual_seed(a.seed)
-    with torch.no_grad():
-        start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
-    config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory_mode=a.memory)
-    options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance,
-                             shift=a.shift if a.shift is not None else meta.get("shift"), sampler=a.sampler)
-    prompt = PromptSchedule.parse(a.prompt) if "\n" in a.prompt else a.prompt
-    n = segments_for_seconds(a.seconds, fps, config.window, model.codec.temporal_factor)
+    fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
+    size = size or tuple(meta.get("resolution", (64, 64)))
+    config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
+                          memory_mode=a.memory)
+    defaults = model.sampling_defaults
+    sampler = a.sampler or defaults["sampler"]
+    if steps is None:  # the model's step count belongs to its default sampler
+        steps = defaults["steps"] if sampler == defaults["sampler"] else int(meta.get("steps", 25))
+    options = SamplerOptions(steps=steps, cfg=cfg_scale, distilled_guidance=guidance,
+                             shift=shift if shift is not None else meta.get("shift"), sampler=sampler)
+    n = segments_for_seconds(seconds, fps, config.window, model.codec.temporal_factor)
+    number("segments (--seconds × --fps ÷ window)", n, SAMPLING["segments"])
+    torch.manual_seed(seed)
+    first_prompt = prompt.entries[0][1] if isinstance(prompt, PromptSchedule) else prompt
+    state = None
+    if reader is not None:  # the source video's frames become the history and ψ (extend.py)
+        reader.resize = _fit(size, model.codec.factor)
+        state = state_from_video(model, resample(iter(reader), reader.fps, fps), first_prompt, seed, config, fps=fps)
+        start = state.start_latent
+    else:
+        pixels = load_image(a.image, size=size, multiple=model.codec.factor)
+        with torch.no_grad():
+            start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
     bar = _Progress(n * options.steps, "generate")
+
     def decode(latents):
         with torch.no_grad():
             return model.codec.decode(latents.to(model.device, model.dtype)).float().cpu()
 
-    chunks = [decode(start)]
+    chunks = [] if reader is not None else [check_finite("start frame", decode(start))]
     try:
-        for seg in generate_long_video(model, start, prompt, n, seed=a.seed, config=config, options=options, fps=fps,
-                                       negative_prompt=a.negative, on_step=lambda e: bar.update()):
-            chunks.append(decode(seg.latents))
+        for seg in generate_long_video(model, state if state is not None else start, prompt, n, seed=seed, config=config,
+                                       options=options, fps=fps, negative_prompt=a.negative, on_step=lambda e: bar.update()):
+            chunks.append(check_finite(f"segment {seg.index}", decode(seg.latents)))
     finally:
         bar.close()
-    frames = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(a.seconds * fps)) + 1]
+    new = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + (0 if reader is not None else 1)]
+    if reader is not None:  # the source (at the generation's size and fps), then its continuation
+        frames = np.concatenate([np.stack(list(resample(iter(reader), reader.fps, fps))), new])
+    else:
+        frames = new
     write_video(frames, a.out, fps)
     if a.sheet:
         contact_sheet(frames, a.sheet)
-    print(f"wrote {a.out}: {frames.shape[0]} frames, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
+    extra = f", {frames.shape[0] - new.shape[0]} of them from {a.extend}" if reader is not None else ""
+    print(f"wrote {a.out}: {frames.shape[0]} frames{extra}, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
     return 0
+
+
+def _fit(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The generation size (W, H), each a multiple of the codec factor."""
+    w, h = size
+    return max(multiple, w - w % multiple), max(multiple, h - h % multiple)
+
+
+def _schedule(name: str, text: str):
+    from ..framepack import Schedule
+
+    from ..validate import MAX_SCHEDULE_FRAMES
+
+    sched = Schedule.parse(text)
+    if sched.length > MAX_SCHEDULE_FRAMES:
+        raise ValueError(f"{name}: packs {sched.length} frames; at most {MAX_SCHEDULE_FRAMES}")
+    return sched
 
 
 def _load_model(a):
@@ -107,14 +164,23 @@ def cmd_train(a) -> int:
     import torch.distributed as dist
 
     from ..train import Trainer, load_config
+    from ..validate import Limit, number
 
     cfg = load_config(a.config)
+    max_steps = number("--max-steps", a.max_steps, Limit(1, 10**9, integer=True, optional=True))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
     try:
         trainer = Trainer(cfg)
-        if not a.fresh and trainer.resume():
+        if a.fresh:
+            moved = trainer.start_fresh()
+            if moved:
+                print(f"--fresh: the previous run in {cfg.out} was moved to {moved}", file=sys.stderr)
+        elif trainer.resume():
             print(f"resumed from step {trainer.pos.global_step}", file=sys.stderr)
+        elif trainer.existing_run():  # never train over an earlier run that cannot be resumed
+            raise ValueError(f"{cfg.out} holds an earlier run ({', '.join(trainer.existing_run())}) with no checkpoint to "
+                             "resume: add --fresh to start over (the old run is moved aside) or choose another out")
         bar = _Progress(trainer.total_steps(), "train") if trainer.rank == 0 else None
         if bar is not None:
             bar.update(trainer.pos.global_step)
@@ -122,11 +188,10 @@ def cmd_train(a) -> int:
         def on_step(rec):
             if bar is not None:
                 bar.update()
-                if bar.bar is not None:
-                    bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
+                bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
 
         try:
-            pos = trainer.run(on_step=on_step, max_steps=a.max_steps)
+            pos = trainer.run(on_step=on_step, max_steps=max_steps)
         finally:
             if bar is not None:
                 bar.close()
@@ -141,11 +206,15 @@ def cmd_train(a) -> int:
 
 def cmd_dataset(a) -> int:
     from ..data import build_dataset
+    from ..validate import SAMPLING, number
 
+    size = (number("--size W", a.size[0], SAMPLING["width"]), number("--size H", a.size[1], SAMPLING["height"]))
+    fps = number("--fps", a.fps, SAMPLING["fps"])
+    window = number("--window", a.window, SAMPLING["window"])
     model = resolve_model(a.model)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode videos with")
-    report = build_dataset(a.src, a.out, model.codec, size=tuple(a.size), fps=a.fps, window=a.window,
+    report = build_dataset(a.src, a.out, model.codec, size=size, fps=fps, window=window,
                            log=lambda m: print(m, file=sys.stderr))
     return 0 if any(v == "ok" for v in report.values()) else 1
 
@@ -153,15 +222,21 @@ def cmd_dataset(a) -> int:
 def cmd_world(a) -> int:
     import os
 
+    from ..atomic import check_writable, write_text
+    from ..validate import SAMPLING, Limit, number
     from ..video_io import check_video_path, write_video
     from ..world import make_video
 
+    seed = number("--seed", a.seed, SAMPLING["seed"])
+    seconds = number("--seconds", a.seconds, SAMPLING["seconds"])
+    fps = number("--fps", a.fps, SAMPLING["fps"])
+    size = number("--size", a.size, Limit(8, 1024, integer=True))
     check_video_path(a.out)
-    v = make_video(a.seed, seconds=a.seconds, fps=a.fps, view=a.size)
-    write_video(v.frames, a.out, a.fps)
     truth = os.path.splitext(a.out)[0] + ".json"
-    with open(truth, "w") as f:
-        f.write(v.truth_json())
+    check_writable(truth, "truth file")
+    v = make_video(seed, seconds=seconds, fps=fps, view=size)
+    write_video(v.frames, a.out, fps)
+    write_text(truth, v.truth_json())
     print(f"wrote {a.out} ({len(v.frames)} frames) and {truth}: {v.prompt}")
     return 0
 
@@ -179,19 +254,33 @@ def cmd_eval(a) -> int:
         res = ex.run(a.work, b, a.device, a.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
         print(json.dumps(res) if a.json else ex.markdown(res))
         return 0
+    from ..validate import SAMPLING, number
+
+    fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
     if not a.video:
         raise ValueError("eval needs --video (or --ablation)")
     if not os.path.exists(a.video):
         raise FileNotFoundError(f"video not found: {a.video}")
-    frames = read_frames(a.video)
+    if a.plot:
+        from ..video_io import check_image_path
+
+        check_image_path(a.plot, "--plot")
+    try:
+        frames = read_frames(a.video)
+    except ValueError as e:
+        raise ValueError(f"--video {a.video}: {e}") from e
     truth = truth_frames = None
-    fps = a.fps
     if a.truth:
         if not os.path.isfile(a.truth):
             raise FileNotFoundError(f"truth file not found: {a.truth}")
-        with open(a.truth) as f:
-            truth = json.load(f)
-        fps = fps or truth.get("fps")
+        try:
+            with open(a.truth) as f:
+                truth = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"--truth {a.truth}: not a JSON file ({e})") from e
+        if not isinstance(truth, dict):
+            raise ValueError(f"--truth {a.truth}: expected a world truth object")
+        fps = fps or number("truth fps", truth.get("fps", 8.0), SAMPLING["fps"])
         if "params" in truth:  # a world video: re-render the true frames
             from ..world import Sprite, WorldParams, render
 
@@ -231,20 +320,33 @@ def cmd_bench(a) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors do not echo a huge value in full."""
+
+    def error(self, message):
+        if len(message) > 300:
+            message = message[:300] + f"… ({len(message)} characters)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
+    p = _Parser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="a long video from an image and a prompt")
     g.add_argument("--model", default="default", help="'default' (the embedded model), a PFVG model folder, or random:<config>")
-    g.add_argument("--image", required=True)
+    g.add_argument("--image", default=None, help="start image of a new video")
+    g.add_argument("--extend", default=None, metavar="VIDEO",
+                   help="continue this video instead (MP4/WebM/WebP/GIF: its frames become the history and ψ); "
+                        "--seconds is then the length added; the output holds the source and its continuation")
     g.add_argument("--prompt", required=True, help="a prompt, or a schedule: one 'SECONDS: prompt' per line")
     g.add_argument("--negative", default=None, help="negative prompt (used when --cfg > 1)")
     g.add_argument("--seconds", type=float, required=True)
-    g.add_argument("--out", required=True, help=".webp or .mp4")
+    g.add_argument("--out", required=True, help=".webp, .mp4 or .webm")
     g.add_argument("--sheet", default=None, help="also write a contact-sheet PNG here")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=None)
-    g.add_argument("--sampler", choices=("euler", "unipc"), default="euler", help="euler, or unipc (FramePack's UniPC bh2)")
+    g.add_argument("--sampler", choices=("euler", "unipc"), default=None,
+                   help="euler, or unipc (FramePack's UniPC bh2); default: the model's (embedded default: unipc, 9 steps)")
     g.add_argument("--cfg", type=float, default=1.0)
     g.add_argument("--guidance", type=float, default=10.0, help="distilled guidance")
     g.add_argument("--shift", type=float, default=None, help="static time shift (default: resolution-dependent)")
@@ -254,11 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
     g.add_argument("--rope", default="video", choices=["video", "local"])
     g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    g.add_argument("--threads", type=int, default=1,
+                   help="CPU intra-op threads (default 1: on a busy 2-core machine 2 threads were 5× slower; raise it "
+                        "on an idle many-core machine for large models)")
+    g.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",
+                   help="First Block Cache: skip the DiT's later blocks while the first block's residual changes by less "
+                        "than THRESHOLD (0.05–0.2 typical; off by default; bench cache measures it)")
+    g.add_argument("--compile", choices=("off", "blocks"), default="off",
+                   help="torch.compile the transformer blocks (slow first segment; off by default)")
+    g.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
+                   help="a HunyuanVideo / FramePack LoRA (.safetensors; diffusers, kohya/musubi or ComfyUI key names), "
+                        "strength 1 unless given; repeatable (LoRAs add up)")
     add_device_options(g)
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
-    t.add_argument("--fresh", action="store_true", help="ignore checkpoints under the output folder")
+    t.add_argument("--fresh", action="store_true",
+                   help="start over: an earlier run in the output folder (log, model, checkpoints) is moved to out/previous/<time>")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     t.set_defaults(func=cmd_train)
     d = sub.add_parser("dataset", help="encode videos / frame folders into a latent dataset")
@@ -295,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train", "f1"])
+    b.add_argument("what", choices=["loop", "train", "f1", "cache", "compile", "steps", "threads"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
     b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
@@ -306,13 +420,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _line(e: BaseException, limit: int = 400) -> str:
+    """The first line of an error, cut to ``limit`` characters (huge inputs are not echoed)."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, CheckpointError, RuntimeError, OSError) as e:
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        print(f"error: {_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line, and a distinct exit status
+        print(f"error: internal {type(e).__name__}: {_line(e)} (please report this)", file=sys.stderr)
+        return 3

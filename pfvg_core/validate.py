@@ -1,0 +1,204 @@
+"""The one place where numbers and texts entering the engine are checked (CLI, config files, nodes).
+
+Every number must be finite and inside sane bounds (``SAMPLING``, ``TRAINING``, ``STAGE`` tables);
+a bad value is an error that names the input, what was expected and (shortened) what was given.
+ComfyUI's own min/max checks let NaN through, so the nodes call these too.
+
+Prompt rule (``prompt_entries``): a text is a *schedule* when its first non-empty line starts with a
+start time (``0: a cat`` or ``[0s] a cat``); then every non-empty line must start with a time,
+the first at 0, each later than the one before. Otherwise the whole text, lines included, is one
+plain prompt; a plain prompt whose later line starts with a time is an error (it looks like a
+schedule missing its times). ``abc: x`` is a plain prompt (a start time is a number).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass
+
+import torch
+
+MAX_SHOWN = 80  # characters of a bad value shown in an error message
+
+
+def short(value, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a 100 k-character input is not echoed in full)."""
+    r = repr(value)
+    return r if len(r) <= limit else f"{r[:limit]}… ({len(r)} characters)"
+
+
+@dataclass(frozen=True)
+class Limit:
+    lo: float
+    hi: float
+    integer: bool = False
+    lo_open: bool = False  # lo itself is not allowed
+    optional: bool = False  # None allowed
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        left = "(" if self.lo_open else "["
+        return f"{kind} in {left}{self.lo:g}, {self.hi:g}]" + (" or none" if self.optional else "")
+
+
+def number(name: str, value, limit: Limit):
+    """``value`` as int/float if it is finite and within ``limit``, else ValueError naming ``name``."""
+    if value is None and limit.optional:
+        return None
+    expected = limit.describe()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):  # text from a form or a config: parse it, then check it
+            try:
+                value = int(value) if limit.integer else float(value)
+            except ValueError:
+                raise ValueError(f"{name}: expected {expected}, got {short(value)}") from None
+        elif hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d tensor / numpy scalar
+            value = value.item()
+        else:
+            raise ValueError(f"{name}: expected {expected}, got {short(value)} ({type(value).__name__})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: expected {expected}, got {value}")
+    if limit.integer and not float(value).is_integer():
+        raise ValueError(f"{name}: expected {expected}, got {short(value)}")
+    if value < limit.lo or value > limit.hi or (limit.lo_open and value == limit.lo):
+        raise ValueError(f"{name}: expected {expected}, got {short(value)}")
+    return int(value) if limit.integer else float(value)
+
+
+SEED = Limit(0, 2**64 - 1, integer=True)
+MAX_SCHEDULE_FRAMES = 1024  # frames a FramePack schedule may pack (f…k… groups summed)
+
+# generation / sampling (CLI generate, Segment Sampler, Long Video Loop, Encode ψ₀)
+SAMPLING: dict[str, Limit] = {
+    "seconds": Limit(0, 3600, lo_open=True),
+    "fps": Limit(0.1, 240),
+    "steps": Limit(1, 1000, integer=True),
+    "cfg": Limit(1, 100),
+    "distilled_guidance": Limit(0, 100),
+    "guidance_rescale": Limit(0, 1),
+    "shift": Limit(0.01, 100, optional=True),
+    "window": Limit(1, 64, integer=True),
+    "segments": Limit(1, 100_000, integer=True),
+    "seed": SEED,
+    "width": Limit(8, 4096, integer=True),
+    "height": Limit(8, 4096, integer=True),
+}
+
+# training config (TrainConfig) and its stages (StageConfig)
+TRAINING: dict[str, Limit] = {
+    "lr": Limit(0, 1, lo_open=True),
+    "weight_decay": Limit(0, 10),
+    "warmup_steps": Limit(0, 10**9, integer=True),
+    "grad_clip": Limit(0, 1e6),
+    "seed": SEED,
+    "shift": Limit(0.01, 100),
+    "guidance": Limit(0, 100),
+    "window": Limit(1, 64, integer=True),
+    "videos_per_step": Limit(1, 100_000, integer=True),
+    "max_clips": Limit(1, 100_000, integer=True, optional=True),
+    "save_every": Limit(1, 10**9, integer=True),
+    "keep_checkpoints": Limit(1, 1000, integer=True),
+    "open_gate": Limit(-50, 50),
+}
+STAGE: dict[str, Limit] = {
+    "steps": Limit(1, 10**9, integer=True),
+    "lr": Limit(0, 1, lo_open=True, optional=True),
+    "student_steps": Limit(1, 100, integer=True),
+}
+
+
+def numbers(values: dict, table: dict[str, Limit], prefix: str = "") -> dict:
+    """Check every entry of ``values`` that ``table`` knows; returns the converted values."""
+    return {k: (number(prefix + k, v, table[k]) if k in table else v) for k, v in values.items()}
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Raise if ``tensor`` holds NaN or ±inf (never write a non-finite frame as a success)."""
+    if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name}: {bad} non-finite values (NaN/inf) — the model weights or the inputs are broken")
+    return tensor
+
+
+# --- dataclass fields from config files --------------------------------------------------------
+def _type_ok(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list)
+    if isinstance(hint, type):
+        return isinstance(value, hint) or (dataclasses.is_dataclass(hint) and isinstance(value, dict))
+    return True
+
+
+def _type_name(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "none"
+    if origin is list:
+        return "a list"
+    return {int: "an integer", float: "a number", str: "a text", bool: "true/false"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_fields(cls, data: dict, what: str, table: dict[str, Limit] | None = None) -> dict:
+    """Check a dict of options for dataclass ``cls`` (from TOML/YAML/JSON): known names, the
+    annotated types, then finiteness and bounds from ``table``. Returns converted values."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} options: expected a table of name = value, got {short(data)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} option(s) {[short(u, 40) for u in unknown]}; known: {sorted(known)}")
+    for k, v in data.items():
+        if not _type_ok(v, hints[k]):
+            raise ValueError(f"{what} option {k}: expected {_type_name(hints[k])}, got {short(v)}")
+    return numbers(data, table or {}, prefix=f"{what} option ")
+
+
+# --- prompts -----------------------------------------------------------------------------------
+_TIMED = re.compile(r"^\[\s*(\d+(?:\.\d+)?)\s*s?\s*\]\s*(.*)$|^(\d+(?:\.\d+)?)\s*s?\s*:\s*(.*)$")
+
+
+def prompt_entries(text: str, what: str = "prompt") -> str | tuple[tuple[float, str], ...]:
+    """Apply the prompt rule (module docstring): a plain prompt (returned as is) or the entries
+    ((start seconds, prompt), …) of a schedule."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what}: expected a text, got {short(text)}")
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines or not _TIMED.match(lines[0][1]):
+        for n, line in lines[1:]:
+            if _TIMED.match(line):
+                raise ValueError(f"{what} line {n} {short(line, 40)} starts with a time but line {lines[0][0]} does not: "
+                                 "in a schedule every line starts with its time ('0: …', '[12s] …')")
+        return text
+    entries: list[tuple[float, str]] = []
+    for n, line in lines:
+        m = _TIMED.match(line)
+        if not m:
+            raise ValueError(f"{what} line {n} {short(line, 40)} has no start time: in a schedule every line starts "
+                             "with its time ('0: …' or '[12s] …')")
+        t = float(m.group(1) or m.group(3))
+        prompt = (m.group(2) if m.group(1) is not None else m.group(4)).strip()
+        if not prompt:
+            raise ValueError(f"{what} line {n}: no prompt after the time {t:g}s")
+        if not math.isfinite(t) or t > SAMPLING["seconds"].hi:
+            raise ValueError(f"{what} line {n}: start time {short(t)} is not a sane number of seconds")
+        if not entries and t != 0:
+            raise ValueError(f"{what} line {n}: the first prompt of a schedule must start at 0, not {t:g}s")
+        if entries and t <= entries[-1][0]:
+            raise ValueError(f"{what} line {n}: start {t:g}s is not after the previous {entries[-1][0]:g}s")
+        entries.append((t, prompt))
+    return tuple(entries)

@@ -1,0 +1,94 @@
+"""web/pfvg.js: the status line is drawn below the title, "done" shows after a job without UI
+output, and another job's events are not drawn. Run under Node with stub ComfyUI modules where
+Node is installed; the listener and drawing contracts are also checked in the source."""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JS = os.path.join(HERE, "..", "web", "pfvg.js")
+
+STUB = """
+export const app = globalThis.__pfvg.app;
+"""
+API = """
+export const api = globalThis.__pfvg.api;
+"""
+HARNESS = r"""
+const api = new EventTarget();
+let ext = null;
+const nodes = new Map();
+const app = {
+  registerExtension: (e) => { ext = e; },
+  graph: { getNodeById: (id) => nodes.get(id) ?? null, setDirtyCanvas() {} },
+};
+globalThis.__pfvg = { app, api };
+await import("./extensions/pfvg/pfvg.js");
+const proto = {};
+const nodeType = { prototype: proto };
+await ext.beforeRegisterNodeDef(nodeType, { name: "PFVGLongVideoLoop" });
+ext.setup();
+function makeNode(id) {
+  const n = Object.create(proto);
+  Object.assign(n, { id, type: "PFVGLongVideoLoop", size: [300, 120], flags: {},
+    computeSize() { return [300, 120]; }, setSize(s) { this.size = s; }, setDirtyCanvas() {} });
+  nodes.set(id, n);
+  return n;
+}
+function draw(n) {
+  const calls = [];
+  const ctx = { save() {}, restore() {}, drawImage() {}, fillText: (t, x, y) => calls.push({ t, x, y }) };
+  n.onDrawForeground(ctx);
+  return calls;
+}
+const send = (type, detail) => api.dispatchEvent(new CustomEvent(type, { detail }));
+const a = makeNode(4);
+const out = {};
+send("execution_start", { prompt_id: "mine" });
+send("executing", { node: "4", prompt_id: "mine" });
+send("pfvg.progress", { node: "4", prompt_id: "mine", segment: 1, segments: 2, seconds: 1, memory_tokens: 16, history_frames: 9 });
+out.running = draw(a);
+send("pfvg.progress", { node: "4", prompt_id: "theirs", segment: 7, segments: 9, seconds: 5, memory_tokens: 16, history_frames: 9 });
+send("pfvg.progress", { node: "4", segment: 8, segments: 9, seconds: 6, memory_tokens: 16, history_frames: 9 });
+out.afterOther = draw(a);
+send("execution_success", { prompt_id: "mine" });
+out.done = draw(a);
+// the frontend's "executing" detail can be a bare node id: "done" still shows at the end
+const b = makeNode(5);
+send("execution_start", { prompt_id: "second" });
+send("executing", "5");
+send("pfvg.progress", { node: "5", prompt_id: "second", train_step: 3, loss: 0.5 });
+send("executing", null);
+send("execution_success", { prompt_id: "second" });
+out.bare = draw(b);
+out.height = a.size[1];
+console.log(JSON.stringify(out));
+"""
+
+
+def test_status_below_title_done_shown_other_jobs_ignored(tmp_path):
+    src = open(JS).read()
+    for event in ("execution_start", "executing", "execution_success", "execution_error", "execution_interrupted", "pfvg.progress"):
+        assert f'addEventListener("{event}"' in src, event
+    assert "prompt_id" in src
+    assert not re.search(r"fillText\([^)]*,\s*-\d", src), "status drawn at a negative y (over the title)"
+    node = shutil.which("node")
+    if node is None:  # the behaviour below needs Node; the source contract above still holds
+        return
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "extensions" / "pfvg").mkdir(parents=True)
+    (tmp_path / "scripts" / "app.js").write_text(STUB)
+    (tmp_path / "scripts" / "api.js").write_text(API)
+    shutil.copy(JS, tmp_path / "extensions" / "pfvg" / "pfvg.js")
+    (tmp_path / "harness.mjs").write_text(HARNESS)
+    r = subprocess.run([node, str(tmp_path / "harness.mjs")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    (line,) = out["running"]
+    assert line["t"].startswith("segment 1/2") and line["y"] > 0  # inside the node body, under the title bar
+    assert out["height"] >= 120 + 18  # the node grew by a line for it
+    assert out["afterOther"][0]["t"].startswith("segment 1/2")  # another prompt's (or an unaddressed) event changed nothing
+    assert out["done"][0]["t"].startswith("done · segment 1/2")
+    assert out["bare"][0]["t"] == "done · step 3 · loss 0.5000"
