@@ -24,18 +24,73 @@ PROGRESS_EVENT = "pfvg.progress"  # listened to by web/pfvg.js
 
 
 # --- folders -----------------------------------------------------------------------------------
-def models_root() -> str:
-    """ComfyUI's models/pfvg folder (registered on first use), or ./models/pfvg outside ComfyUI."""
+def _folder_paths():
     try:
         import folder_paths  # type: ignore
 
-        if MODEL_FOLDER not in folder_paths.folder_names_and_paths:
-            path = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
-            folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([path], {".json", ".safetensors"})
-        root = folder_paths.folder_names_and_paths[MODEL_FOLDER][0][0]
+        return folder_paths
     except ImportError:
-        root = os.path.abspath(os.path.join("models", MODEL_FOLDER))
-    return root
+        return None
+
+
+def register_folders() -> None:
+    """models/pfvg as the first ``pfvg`` model folder (``folder_paths.add_model_folder_path``): folders
+    configured for ``pfvg`` in extra_model_paths.yaml stay listed after it. Called when the nodes load."""
+    fp = _folder_paths()
+    if fp is None:
+        return
+    default = os.path.join(fp.models_dir, MODEL_FOLDER)
+    if hasattr(fp, "add_model_folder_path"):
+        fp.add_model_folder_path(MODEL_FOLDER, default, is_default=True)
+    else:  # an older ComfyUI: the same on its table
+        paths, _ = fp.folder_names_and_paths.setdefault(MODEL_FOLDER, ([], set()))
+        if default in paths:
+            paths.remove(default)
+        paths.insert(0, default)
+
+
+def model_roots() -> list[str]:
+    """Every ``pfvg`` model folder (ComfyUI's models/pfvg first), or ./models/pfvg outside ComfyUI."""
+    fp = _folder_paths()
+    if fp is None:
+        return [models_root()]
+    register_folders()
+    return list(fp.folder_names_and_paths[MODEL_FOLDER][0])
+
+
+def models_root() -> str:
+    """Where the pack writes models (trained ones): the first ``pfvg`` folder."""
+    if _folder_paths() is None:
+        return os.path.abspath(os.path.join("models", MODEL_FOLDER))
+    return model_roots()[0]
+
+
+def find_model_path(name: str, what: str = "model") -> str:
+    """``name`` inside the first ``pfvg`` folder that has it (each checked with ``safe_join``)."""
+    roots = model_roots()
+    for root in roots:
+        path = safe_join(root, name, what)
+        if os.path.exists(path):
+            return path
+    raise ValueError(f"{what} {name!r} not found in the pfvg model folders {roots}")
+
+
+def list_loras() -> list[str]:
+    """LoRA .safetensors files in ComfyUI's ``loras`` folders (extra_model_paths.yaml included)."""
+    fp = _folder_paths()
+    if fp is None:
+        root = os.path.abspath(os.path.join("models", "loras"))
+        return sorted(f for f in os.listdir(root) if f.endswith(".safetensors")) if os.path.isdir(root) else []
+    return [f for f in fp.get_filename_list("loras") if f.endswith(".safetensors")]
+
+
+def lora_path(name: str) -> str:
+    fp = _folder_paths()
+    if fp is None:
+        return safe_join(os.path.abspath(os.path.join("models", "loras")), name, "LoRA")
+    if name not in list_loras():
+        raise ValueError(f"LoRA {name!r} not found in ComfyUI's loras folders (only .safetensors files are read)")
+    return fp.get_full_path_or_raise("loras", name)
 
 
 def input_root() -> str:
@@ -74,16 +129,18 @@ def _diffusion_models() -> list[str]:
 
 
 def list_models() -> list[str]:
-    """Model folders (with pfvg.json or config.json) and single DiT .safetensors files under models/pfvg,
-    then the .safetensors files of ComfyUI's diffusion_models folder."""
-    root = models_root()
-    out = []
-    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        p = os.path.join(root, entry)
-        if os.path.isdir(p) and (os.path.isfile(os.path.join(p, "pfvg.json")) or os.path.isfile(os.path.join(p, "config.json"))):
-            out.append(entry)
-        elif entry.endswith(".safetensors"):
-            out.append(entry)
+    """Model folders (with pfvg.json or config.json) and single DiT .safetensors files in every ``pfvg``
+    folder, then the .safetensors files of ComfyUI's diffusion_models folder."""
+    out: list[str] = []
+    for root in model_roots():
+        for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            p = os.path.join(root, entry)
+            if entry in out:
+                continue
+            if os.path.isdir(p) and (os.path.isfile(os.path.join(p, "pfvg.json")) or os.path.isfile(os.path.join(p, "config.json"))):
+                out.append(entry)
+            elif entry.endswith(".safetensors"):
+                out.append(entry)
     return out + [DIFFUSION_PREFIX + f for f in _diffusion_models()]
 
 
@@ -120,7 +177,7 @@ def _make_room(path: str | None, device: torch.device, offload: str) -> None:
 
 def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack: str | None = None, storage: str = "auto",
                offload: str = "none", attention: str = "native"):
-    """``(embedded default)``, a name under models/pfvg or ``diffusion_models/<file>``, on ComfyUI's device
+    """``(embedded default)``, a name in a ``pfvg`` model folder or ``diffusion_models/<file>``, on ComfyUI's device
     (``comfy.model_management``: torch device, offload device for ``offload='group'``, memory freed before
     loading); ``dtype`` ``auto``: bfloat16 on a GPU, float32 on the CPU; ``storage`` fp8 and ``offload``
     group: ``pfvg_core.backbone.load_dit``; ``attention``: native / flash / sage."""
@@ -130,7 +187,7 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
     if dtype == "auto":
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     dtype = resolve_dtype(dtype)
-    sp = safe_join(models_root(), semanticpack, "SemanticPack weights") if semanticpack else None
+    sp = find_model_path(semanticpack, "SemanticPack weights") if semanticpack else None
     if name == EMBEDDED:
         model = load_embedded_model(dtype, device)
         model = ops.with_semanticpack(model, sp, name) if sp else model.eval()
@@ -143,7 +200,7 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
                 raise ValueError(f"model {name}: not found in ComfyUI's diffusion_models folder")
             path = folder_paths.get_full_path("diffusion_models", rel)
         else:
-            path = safe_join(models_root(), name, "model")
+            path = find_model_path(name)
         _make_room(path, device, offload)
         model = ops.load_model_path(path, name, dtype, sp, device=device, storage=storage, offload=offload,
                                     offload_device=offload_device)
@@ -281,8 +338,8 @@ class Progress:
 
     def __init__(self, total: int, node_id: str | None = None, done: int = 0, segments: int = 0, model=None):
         self.total, self.value, self.node_id, self.segments = total, 0, node_id, segments
-        self.client_id, self.prompt_id = job_address()
         self.previewer = step_previewer(model) if model is not None else None
+        self.client_id, self.prompt_id = job_address()
         try:
             from comfy.utils import ProgressBar  # type: ignore
 

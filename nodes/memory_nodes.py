@@ -1,4 +1,5 @@
 from pfvg_core import operations as ops
+from pfvg_core.extend import extend_state
 from pfvg_core.state import MemoryConfig, MemoryState, step
 
 from . import comfy_io as io
@@ -22,7 +23,7 @@ class EncodePsi0:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (c.MODEL,),
+                "model": (c.MODEL, {"tooltip": "From Load Packed DiT (or Load LoRA)."}),
                 **c.widgets(MemoryConfig),
                 "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0, "tooltip": "Video frame rate (prompt schedule times use it)."}),
             },
@@ -59,10 +60,49 @@ class MemoryPackStep:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": (c.MODEL,), "memory": (c.MEMORY,), "segment": ("LATENT", {"tooltip": "The segment from Segment Sampler."})}}
+        return {"required": {"model": (c.MODEL, {"tooltip": "The model that made the memory state."}),
+                             "memory": (c.MEMORY, {"tooltip": "The state the segment was sampled from."}),
+                             "segment": ("LATENT", {"tooltip": "The segment from Segment Sampler."})}}
 
     def step(self, model, memory, segment):
         return (step(model, check_memory(memory), io.latent_in(model, segment)),)
 
 
-NODES = {"PFVGEncodePsi0": (EncodePsi0, "Encode ψ₀ (PFVG)"), "PFVGMemoryPackStep": (MemoryPackStep, "MemoryPack Step (PFVG)")}
+class ExtendVideo:
+    DESCRIPTION = ("Continue an existing video: its first frame is the start image, every later window of frames goes "
+                   "into the FramePack history and ψ as if generated. Connect the memory to Long Video Loop.")
+    CATEGORY = c.CATEGORY
+    RETURN_TYPES = (c.MEMORY,)
+    RETURN_NAMES = ("memory",)
+    FUNCTION = "extend"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (c.MODEL, {"tooltip": "The model that will continue the video."}),
+                **c.widgets(MemoryConfig),
+                "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0,
+                                  "tooltip": "Frame rate of the frames given (prompt schedule times continue from the video's end)."}),
+            },
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "The video's frames (e.g. Load Video → Get Video Components), at the model's size."}),
+                "latent": ("LATENT", {"tooltip": "The video as latents [B, C, T, H, W] (e.g. a HunyuanVideo VAE Encode), instead of images."}),
+                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "Prompt for the embedded model's text encoder."}),
+                "conditioning": ("CONDITIONING", {"tooltip": "HunyuanVideo text conditioning (instead of the prompt)."}),
+                "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "SigLIP features of the first frame (FramePack-F1)."}),
+            },
+        }
+
+    def extend(self, model, fps, images=None, latent=None, prompt="", conditioning=None, clip_vision_output=None, **inputs):
+        state = extend_state(
+            model, c.options(MemoryConfig, inputs), fps,
+            frames=iter(io.image_to_uint8(images)) if images is not None and latent is None else None,
+            latents=io.latent_in(model, latent) if latent is not None else None,
+            prompt=prompt or None, features=io.prompt_features(conditioning),
+            image_embeds=io.clip_vision_embeds(clip_vision_output))
+        return (state,)
+
+
+NODES = {"PFVGEncodePsi0": (EncodePsi0, "Encode ψ₀ (PFVG)"), "PFVGMemoryPackStep": (MemoryPackStep, "MemoryPack Step (PFVG)"),
+         "PFVGExtendVideo": (ExtendVideo, "Extend Video (PFVG)")}

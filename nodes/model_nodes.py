@@ -1,9 +1,12 @@
+from pfvg_core.lora import load_lora, with_loras
+from pfvg_core.speed import COMPILE_MODES, compile_blocks, set_step_cache
 from pfvg_core.backbone import ATTENTION_BACKENDS, OFFLOAD, STORAGE
 
 from . import comfy_io as io
 from . import common as c
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on a GPU, float32 on the CPU
+NO_LORA = "(no LoRA in models/loras)"
 
 
 class LoadPackedDiT:
@@ -29,10 +32,43 @@ class LoadPackedDiT:
                                         "at a time (24 GB cards; slower; needs accelerate)."}),
             "attention": (list(ATTENTION_BACKENDS), {"default": "native", "tooltip": "Attention kernels (diffusers): native SDPA, "
                                                      "flash-attn or sageattention when installed."}),
+            "step_cache": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                     "tooltip": "First Block Cache threshold: skip the DiT's later blocks while the first block's output "
+                                                "changes by less than this between steps. 0 = off; 0.05–0.2 typical (faster, small error)."}),
+            "compile": (list(COMPILE_MODES), {"default": "off",
+                                              "tooltip": "torch.compile the transformer blocks: faster sampling after a slow first segment."}),
         }}
 
-    def load(self, model_name, dtype, semanticpack, storage="auto", offload="none", attention="native"):
-        return (io.load_model(model_name, dtype, None if semanticpack == "(none)" else semanticpack, storage, offload, attention),)
+    def load(self, model_name, dtype, semanticpack, storage="auto", offload="none", attention="native", step_cache=0.0,
+             compile="off"):
+        model = io.load_model(model_name, dtype, None if semanticpack == "(none)" else semanticpack, storage, offload, attention)
+        set_step_cache(model, step_cache if step_cache > 0 else None)
+        compile_blocks(model, compile)
+        return (model,)
 
 
-NODES = {"PFVGLoadPackedDiT": (LoadPackedDiT, "Load Packed DiT (PFVG)")}
+class LoadLoRA:
+    DESCRIPTION = ("Add a HunyuanVideo / FramePack LoRA to the model's DiT (diffusers, kohya/musubi or ComfyUI key names). "
+                   "Chain several; the input model is unchanged.")
+    CATEGORY = c.CATEGORY
+    RETURN_TYPES = (c.MODEL,)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (c.MODEL, {"tooltip": "The model to add the LoRA to (from Load Packed DiT or another LoRA node)."}),
+            "lora_name": (io.list_loras() or [NO_LORA], {"tooltip": "A .safetensors LoRA in ComfyUI's loras folder."}),
+            "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05,
+                                   "tooltip": "Multiplies the LoRA's update; 0 leaves the model as it is."}),
+        }}
+
+    def apply(self, model, lora_name, strength):
+        if lora_name == NO_LORA:
+            raise ValueError("no LoRA to load: put .safetensors LoRAs into ComfyUI's models/loras folder and refresh")
+        lora = load_lora(io.lora_path(lora_name), model.dit)
+        return (with_loras(model, [(lora, strength)]),)
+
+
+NODES = {"PFVGLoadPackedDiT": (LoadPackedDiT, "Load Packed DiT (PFVG)"), "PFVGLoadLoRA": (LoadLoRA, "Load LoRA (PFVG)")}

@@ -16,7 +16,8 @@ class DecodeLatents:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": (c.MODEL,), "latent": ("LATENT",)},
+        return {"required": {"model": (c.MODEL, {"tooltip": "The model whose codec decodes (the embedded default)."}),
+                             "latent": ("LATENT", {"tooltip": "Video latents from Segment Sampler or Long Video Loop."})},
                 "optional": {"memory": (c.MEMORY, {"tooltip": "Connect the first memory state to put the start frame first."})}}
 
     def decode(self, model, latent, memory=None):
@@ -34,7 +35,8 @@ class EvaluateDrift:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE",), "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0})}}
+        return {"required": {"images": ("IMAGE", {"tooltip": "The video's frames, in order."}),
+                             "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0, "tooltip": "Their frame rate (times in the report)."})}}
 
     def evaluate(self, images, fps):
         report, plot = ops.evaluate_frames(io.image_to_uint8(images), fps)
@@ -52,10 +54,11 @@ class WorldVideos:
     def INPUT_TYPES(cls):
         return {"required": {
             "folder": ("STRING", {"default": "pfvg_world", "tooltip": "Folder name inside ComfyUI's input folder."}),
-            "count": ("INT", {"default": 4, "min": 1, "max": 1000}),
-            "seconds": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 60.0}),
-            "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 30.0}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True}),
+            "count": ("INT", {"default": 4, "min": 1, "max": 1000, "tooltip": "Number of videos."}),
+            "seconds": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 60.0, "tooltip": "Length of each video."}),
+            "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 30.0, "tooltip": "Frame rate of each video."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True,
+                             "tooltip": "Seed of the first video (video k uses seed + k)."}),
         }}
 
     def render(self, folder, count, seconds, fps, seed):

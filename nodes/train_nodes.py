@@ -16,7 +16,7 @@ class DirectForcingTrain:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": (c.MODEL,),
+            "model": (c.MODEL, {"tooltip": "The model to fine-tune (copied: the input model is unchanged)."}),
             "dataset": ("STRING", {"default": "pfvg_world", "tooltip": "Folder inside ComfyUI's input folder: videos, frame folders or PFVG latents."}),
             "output_name": ("STRING", {"default": "pfvg_trained", "tooltip": "Folder name inside models/pfvg."}),
             **c.widgets(TrainOptions),

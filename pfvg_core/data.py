@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +17,10 @@ from PIL import Image
 
 from .atomic import clean_stale, write_json
 from .checkpoint import read_safetensors, save_safetensors_atomic
-from .video_io import to_pixels
+from .video_io import ANIMATED_EXT, AV_EXT, open_video, to_pixels
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
-ANIMATED_EXT = (".webp", ".gif", ".apng")
-FFMPEG_EXT = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+VIDEO_EXT = AV_EXT  # read through PyAV
 
 
 @dataclass(frozen=True)
@@ -108,32 +105,14 @@ def curriculum(dataset: LatentDataset, window: int) -> list[int]:
 
 # --- building a dataset ------------------------------------------------------------------------
 def read_frames(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Frames [T, H, W, 3] uint8 from a frame folder, an animated image, or (with ffmpeg) a video file."""
+    """Frames [T, H, W, 3] uint8 from a frame folder, an animated image or a video file (PyAV)."""
     if os.path.isdir(path):
         files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXT))
         if not files:
             raise ValueError("no image frames in folder")
         imgs = [Image.open(os.path.join(path, f)).convert("RGB") for f in files]
-    elif path.lower().endswith(ANIMATED_EXT):
-        im = Image.open(path)
-        imgs, durations = [], []
-        for k in range(getattr(im, "n_frames", 1)):
-            im.seek(k)
-            imgs.append(im.convert("RGB"))
-            durations.append(max(1, int(im.info.get("duration", 0) or 1)))
-        # encoders merge identical consecutive frames into one longer frame: expand them again
-        base = min(durations)
-        imgs = [img for img, d in zip(imgs, durations) for _ in range(max(1, round(d / base)))]
-    elif path.lower().endswith(FFMPEG_EXT):
-        ffmpeg = shutil.which("ffmpeg")
-        if ffmpeg is None:
-            raise ValueError("reading this video needs ffmpeg on PATH")
-        w, h = size or (64, 64)
-        r = subprocess.run([ffmpeg, "-loglevel", "error", "-i", path, "-vf", f"scale={w}:{h}", "-f", "rawvideo",
-                            "-pix_fmt", "rgb24", "-"], capture_output=True)
-        if r.returncode != 0:
-            raise ValueError(r.stderr.decode(errors="replace").strip().splitlines()[-1] if r.stderr else "ffmpeg failed")
-        return np.frombuffer(r.stdout, np.uint8).reshape(-1, h, w, 3)
+    elif path.lower().endswith(ANIMATED_EXT + VIDEO_EXT):
+        return open_video(path, resize=size).read_all()  # PyAV / Pillow (video_io)
     else:
         raise ValueError("not a video, animated image or frame folder")
     if size is not None:

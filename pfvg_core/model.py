@@ -7,6 +7,7 @@ Folder layout (safetensors only, one file per module, plus ``pfvg.json`` with ev
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,13 +18,15 @@ from torch import nn
 
 from . import flow
 from .atomic import write_json
-from .backbone import build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
+from .backbone import OFFLOAD, build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
 from .framepack import PackedContext
+from .lora import lora_scope
 from .rope import TimeIndices
 from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
+from .speed import cache_scope
 
 BUNDLE_FILE = "pfvg.json"
 # HunyuanVideo's VAE (FramePack-F1): the DiT works on raw VAE latents × this scale; 4 video frames per latent frame.
@@ -74,6 +77,10 @@ class PFVGModel(nn.Module):
         self.meta = dict(meta or {})
         self.injector = MemoryInjector(dit) if semanticpack is not None else None
         self._id: str | None = None
+        self.id_tags: list[str] = []  # run-time changes that are not in the weights (LoRAs: lora.with_loras)
+        self.loras: tuple = ()  # ((Lora, strength), …) active while this model evaluates its DiT
+        # sampler and steps used when the caller gives none (the CLI, the nodes' defaults)
+        self.sampling_defaults = {"sampler": self.meta.get("sampler", "euler"), "steps": int(self.meta.get("steps", 25))}
 
     # identity ---------------------------------------------------------------------------------
     @property
@@ -81,6 +88,8 @@ class PFVGModel(nn.Module):
         """A fingerprint of the configs and weights (a sample of every tensor), cached."""
         if self._id is None:
             h = hashlib.sha256(json.dumps(self.bundle_config(), sort_keys=True).encode())
+            for tag in self.id_tags:
+                h.update(tag.encode())
             for name, p in self.state_dict().items():
                 h.update(name.encode())
                 h.update(str(tuple(p.shape)).encode())
@@ -175,10 +184,13 @@ class PFVGModel(nn.Module):
             latents_history_4x=cast(packed.history_4x.latents), indices_latents_history_4x=indices.history_4x,
             return_dict=False,
         )
-        if self.injector is not None and psi_tokens is not None:
-            with self.injector.inject(cast(psi_tokens), self.semanticpack.log_gate, psi_mask):
-                out = self.dit(**kwargs)[0]
-        else:
+        with contextlib.ExitStack() as scope:
+            if self.dit.is_cache_enabled:  # step cache (speed.py): one per segment context and conditioning
+                scope.enter_context(cache_scope(self.dit, packed, f"cond-{id(cond)}"))
+            if self.loras:
+                scope.enter_context(lora_scope(self.dit, self.loras))
+            if self.injector is not None and psi_tokens is not None:
+                scope.enter_context(self.injector.inject(cast(psi_tokens), self.semanticpack.log_gate, psi_mask))
             out = self.dit(**kwargs)[0]
         return out.float()
 
@@ -232,16 +244,17 @@ class PFVGModel(nn.Module):
              offload: str = "none", offload_device="cpu") -> "PFVGModel":
         """Load a bundle folder straight to ``device`` in ``dtype`` (the DiT with ``storage`` / ``offload``
         as ``backbone.load_dit``); every failure names the file and the problem."""
+        dtype, dev = resolve_dtype(dtype), resolve_device(device)  # argument errors stay ValueErrors
+        if offload not in OFFLOAD:
+            raise ValueError(f"offload must be one of {OFFLOAD}, got {offload!r}")
         try:
-            return cls._load(folder, dtype, device, storage, offload, offload_device)
-        except (TypeError, KeyError, AttributeError) as e:  # a pfvg.json of the wrong structure (ValueErrors are clear already)
+            return cls._load(folder, dtype, dev, storage, offload, offload_device)
+        except (TypeError, KeyError, AttributeError, ValueError) as e:  # a pfvg.json of the wrong structure
             raise CheckpointError(f"{os.path.join(folder, BUNDLE_FILE)}: invalid model config "
                                   f"({type(e).__name__}: {str(e)[:200]})") from e
 
     @classmethod
-    def _load(cls, folder: str, dtype, device, storage, offload, offload_device) -> "PFVGModel":
-        dtype = resolve_dtype(dtype)
-        dev = resolve_device(device)
+    def _load(cls, folder: str, dtype, dev, storage, offload, offload_device) -> "PFVGModel":
         cfg_path = os.path.join(folder, BUNDLE_FILE)
         if not os.path.isdir(folder):
             raise CheckpointError(f"{folder}: model folder not found")
@@ -295,9 +308,19 @@ def check_bundle_config(cfg, path: str) -> None:
             raise CheckpointError(f"{path}: '{k}' has the wrong type ({type(v).__name__})")
 
 
+# The embedded default's sampler when its bundle names none: the fewest UniPC steps whose video is within
+# the benchmark's tolerance of 12 Euler steps (``python -m pfvg_core bench steps``: UniPC 9 steps, error to
+# a 48-step reference 1.21 vs Euler-12's 1.33 (pixel MAE), 0.66× the sampling time, 2-core CPU).
+EMBEDDED_SAMPLING = {"sampler": "unipc", "steps": 9}
+
+
 def load_embedded_model(dtype=torch.float32, device="cpu") -> PFVGModel:
-    """The embedded default model shipped in ``pfvg_core/assets/default``."""
-    return PFVGModel.load(EMBEDDED_DIR, dtype=dtype, device=device)
+    """The embedded default model shipped in ``pfvg_core/assets/default``; its ``sampling_defaults`` are
+    ``EMBEDDED_SAMPLING`` unless the bundle's meta names a sampler."""
+    model = PFVGModel.load(EMBEDDED_DIR, dtype=dtype, device=device)
+    if "sampler" not in model.meta:
+        model.sampling_defaults = dict(EMBEDDED_SAMPLING)
+    return model
 
 
 def resolve_model(spec: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",

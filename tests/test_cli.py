@@ -31,7 +31,7 @@ def test_generate_writes_an_animated_webp(tmp_path, image):
     (["--image", "missing.png", "--seconds", "2"], "image not found"),
     (["--seconds", "0"], "--seconds: expected a finite number in (0, 3600]"),
     (["--seconds", "2", "--model", "no/such/model"], "model folder not found"),
-    (["--seconds", "2", "--out", "video.gif"], "expected a .webp or .mp4"),
+    (["--seconds", "2", "--out", "video.gif"], "expected a .webp, .mp4 or .webm"),
 ])
 def test_bad_inputs_give_one_clear_line_and_nonzero_exit(tmp_path, image, args, msg):
     base = {"--image": str(image), "--prompt": "x", "--out": str(tmp_path / "o.webp"), "--steps": "1", "--fps": "4"}

@@ -36,3 +36,11 @@ def test_diffusers_floor_is_where_every_sampler_works():
     assert "time_shift_type" in inspect.signature(FlowMatchEulerDiscreteScheduler.__init__).parameters
     for sampler in flow.SAMPLERS:  # each builds on FramePack's shifted sigmas (tests/test_flow.py integrates them)
         assert len(flow.make_scheduler(sampler, 5, mu=1.1).timesteps) == 5
+
+
+def test_video_and_progress_dependencies_are_declared_unpinned():
+    for path in ("pyproject.toml", "requirements.txt"):
+        with open(os.path.join(ROOT, path)) as f:
+            text = f.read()
+        for name in ("av", "tqdm"):  # PyAV for MP4/WebM (no ffmpeg program), tqdm for the CLI progress
+            assert re.search(rf"^\s*\"?{name}\"?,?\s*(#.*)?$", text, re.M), f"{path}: {name} not declared unpinned"

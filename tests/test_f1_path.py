@@ -156,16 +156,16 @@ def test_embedded_codec_latents_are_unscaled_and_one_frame_per_latent(f1_env):
 
 def test_prompt_schedule_node_keeps_the_text_schedule_semantics(f1_env):
     prompts = N["PFVGEncodePromptSchedule"]().encode(f1_env.clip, "0: a cat\n[12s] a dog\n13: a bird")[0]
-    assert [t for t, _ in prompts.entries] == [0.0, 12.0, 13.0]  # same parser (validate.prompt_entries)
+    assert [t for t, _ in prompts.entries] == [0.0, 12.0, 13.0]  # same parser and rule as the text schedule
+    with pytest.raises(ValueError, match="no start time"):
+        N["PFVGEncodePromptSchedule"]().encode(f1_env.clip, "0: a cat\na bird")
     assert prompts.text_at(11.9) == "a cat" and prompts.text_at(12.0) == "a dog" and prompts.text_at(30) == "a bird"
     tokens, pooled = prompts.prompt_at(12.5)
     assert torch.equal(tokens, f1_env.clip.encode_from_tokens_scheduled("a dog")[0][0])
     with pytest.raises(ValueError, match="CLIP"):
         N["PFVGEncodePromptSchedule"]().encode("not a clip", "0: x")
     with pytest.raises(ValueError, match="not after"):
-        N["PFVGEncodePromptSchedule"]().encode(f1_env.clip, "0: x\n[5s] a\n[2s] b")
-    with pytest.raises(ValueError, match="line 3 'a bird' has no start time"):  # never silently timed
-        N["PFVGEncodePromptSchedule"]().encode(f1_env.clip, "0: a cat\n[12s] a dog\na bird")
+        N["PFVGEncodePromptSchedule"]().encode(f1_env.clip, "0: a\n[5s] b\n[2s] c")
 
 
 def test_loader_widgets_reach_the_engine(f1_env):

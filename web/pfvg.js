@@ -37,6 +37,37 @@ function makeRoom(node) {
   node.pfvgRoom = true;
 }
 
+// Evaluate Drift: show its text report on the node after it runs (the node also returns it as a STRING
+// output, e.g. for ComfyUI's Preview Any).
+const DRIFT = "PFVGEvaluateDrift";
+const REPORT = "pfvg_report";
+
+function addDriftReport(nodeType) {
+  const onExecuted = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (message) {
+    const r = onExecuted?.apply(this, arguments);
+    const text = (message?.text || []).join("\n");
+    let w = this.widgets?.find((x) => x.name === REPORT);
+    if (!w) {
+      const el = document.createElement("textarea");
+      el.readOnly = true;
+      el.style.cssText = "width:100%;height:100%;font:11px monospace;opacity:0.85;resize:none;";
+      w = this.addDOMWidget(REPORT, "pfvg_report", el, {
+        serialize: false, // a display, not an input: not saved in the workflow
+        getValue: () => el.value,
+        setValue: (v) => { el.value = v; },
+      });
+      w.serialize = false;
+      w.pfvgEl = el;
+    }
+    w.pfvgEl.value = text;
+    const size = this.computeSize();
+    this.setSize([Math.max(this.size[0], size[0], 320), Math.max(this.size[1], size[1] + 140)]);
+    app.graph.setDirtyCanvas(true, true);
+    return r;
+  };
+}
+
 app.registerExtension({
   name: "pfvg.longvideo",
   setup() {
@@ -116,6 +147,7 @@ app.registerExtension({
     });
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name === DRIFT) return addDriftReport(nodeType);
     if (!PFVG.has(nodeData.name)) return;
     const onDraw = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx) {

@@ -15,6 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import nodes  # noqa: E402
+from pfvg_core.model import EMBEDDED_SAMPLING  # noqa: E402
 
 # Core ComfyUI nodes used: (inputs that are links [(name, type)], widgets [(name, default)], outputs [(name, type)])
 CORE = {
@@ -137,7 +138,8 @@ class Graph:
                 "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
-SAMPLER = dict(steps=12, cfg=1.0, distilled_guidance=10.0, shift=2.0)  # the embedded default's settings
+# the embedded default's settings: its benchmarked sampler and steps (pfvg_core.model.EMBEDDED_SAMPLING)
+SAMPLER = dict(steps=EMBEDDED_SAMPLING["steps"], sampler=EMBEDDED_SAMPLING["sampler"], cfg=1.0, distilled_guidance=10.0, shift=2.0)
 PROMPT = "a red ball rolls right across a green striped field past a yellow triangle"
 
 

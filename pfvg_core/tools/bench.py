@@ -16,6 +16,22 @@ Forcing is used; ``last_layers_only`` repeats them with only the output layers t
 through the DiT) and ``all_params`` with every parameter trained. With Direct Forcing reusing the
 loss forward, a Student Forcing step costs k·(clips − 1) more forwards than a teacher step: the
 ratio is large only when the backward is cheap.
+
+cache (``bench cache``; the embedded default model, the example image and prompt, Euler steps):
+- per First Block Cache threshold, ``seconds`` (sampling the whole video) and ``speedup`` over no
+  cache, ``pixel_mae`` (mean |Δ| of the decoded video to the uncached one, 0–255 scale) and
+  ``latent_rel`` (relative L1 error of the latents). Threshold 0 is listed as the check that it
+  equals no cache.
+
+compile (``bench compile``): ``compile_seconds`` (first call, compiling the repeated blocks with
+inductor), ``speedup`` of later calls over eager, ``max_abs_diff`` of the video.
+
+steps (``bench steps``; the embedded default model): the error of each sampler/step count to a fine
+reference (UniPC, 48 steps) as pixel MAE of the decoded video, and its sampling time; ``chosen``:
+the fewest UniPC steps whose error is within ``tolerance`` (×1.05) of 12 Euler steps' error, and
+its time relative to 12 Euler steps (the embedded default's sampler; ``model.EMBEDDED_SAMPLING``).
+
+threads: sampling time of the embedded default with 1, 2, … intra-op threads.
 """
 from __future__ import annotations
 
@@ -131,7 +147,146 @@ def bench_train(config: str = "small", clips: int = 4, latent: int = 16, videos:
     return out
 
 
+def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str = "euler", seed: int = 0):
+    """(latents [1, C, T, H, W], decoded uint8 frames, sampling seconds) of the embedded default
+    from the example image and prompt."""
+    import os
+
+    from ..loop import generate_long_video
+    from ..model import load_embedded_model
+    from ..state import MemoryConfig
+    from ..video_io import load_image, to_uint8_frames
+
+    model = model or load_embedded_model()
+    meta = model.meta
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ex = os.path.join(root, "demo")
+    if os.path.isfile(os.path.join(ex, "start.png")):
+        pixels = load_image(os.path.join(ex, "start.png"), size=tuple(meta.get("resolution", (64, 64))), multiple=model.codec.factor)
+        with open(os.path.join(ex, "prompt.txt")) as f:
+            prompt = f.read().strip()
+    else:  # installed without demo/: a fixed random image
+        pixels = torch.rand(1, 3, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        prompt = "a red ball rolls right across a green striped field"
+    with torch.no_grad():
+        start = model.codec.encode(pixels)
+    options = SamplerOptions(steps=steps, shift=meta.get("shift"), sampler=sampler)
+    t0 = time.perf_counter()
+    segs = [s.latents for s in generate_long_video(model, start, prompt, segments, seed=seed, options=options,
+                                                   config=MemoryConfig(window=meta.get("window", 4)))]
+    secs = time.perf_counter() - t0
+    lat = torch.cat(segs, 2)
+    with torch.no_grad():
+        frames = to_uint8_frames(model.codec.decode(lat))
+    return lat, frames, secs
+
+
+def _mae(a, b) -> float:
+    import numpy as np
+
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
+
+
+def bench_cache(segments: int = 6, thresholds=(0.0, 0.05, 0.1, 0.2, 0.3), repeats: int = 2) -> dict:
+    from ..model import load_embedded_model
+    from ..speed import set_step_cache
+
+    model = load_embedded_model()
+    _embedded_video(model, segments=1)  # warm-up
+    ref_lat, ref_frames, base = _embedded_video(model, segments)
+    base = min([base, *(_embedded_video(model, segments)[2] for _ in range(repeats - 1))])
+    out = {"model": "embedded default", "segments": segments, "steps": 12, "sampler": "euler",
+           "uncached_seconds": round(base, 3), "thresholds": {}, "torch_threads": torch.get_num_threads()}
+    for th in thresholds:
+        set_step_cache(model, th)
+        try:
+            lat, frames, secs = _embedded_video(model, segments)
+            secs = min([secs, *(_embedded_video(model, segments)[2] for _ in range(repeats - 1))])
+        finally:
+            set_step_cache(model, None)
+        out["thresholds"][str(th)] = {
+            "seconds": round(secs, 3), "speedup": round(base / secs, 3), "pixel_mae": round(_mae(frames, ref_frames), 3),
+            "latent_rel": round(float((lat - ref_lat).abs().sum() / ref_lat.abs().sum()), 5)}
+    return out
+
+
+def bench_compile(segments: int = 3) -> dict:
+    from ..model import load_embedded_model
+    from ..speed import compile_blocks
+
+    model = load_embedded_model()
+    _embedded_video(model, segments=1)
+    ref_lat, _, base = _embedded_video(model, segments)
+    compile_blocks(model, "blocks")
+    t0 = time.perf_counter()
+    _embedded_video(model, segments=1)
+    compile_s = time.perf_counter() - t0
+    lat, _, secs = _embedded_video(model, segments)
+    secs = min(secs, _embedded_video(model, segments)[2])
+    return {"model": "embedded default", "segments": segments, "eager_seconds": round(base, 3),
+            "compiled_seconds": round(secs, 3), "compile_seconds": round(compile_s, 1), "speedup": round(base / secs, 3),
+            "max_abs_diff": float((lat - ref_lat).abs().max()), "torch_threads": torch.get_num_threads()}
+
+
+TOLERANCE = 1.05  # UniPC k "matches" 12 Euler steps when its error to the fine reference is ≤ 1.05 × Euler-12's
+
+
+def bench_steps(segments: int = 4, seeds=(0, 1), unipc=range(4, 13)) -> dict:
+    from ..model import load_embedded_model
+
+    model = load_embedded_model()
+    _embedded_video(model, segments=1)
+
+    def err_time(sampler, steps):
+        errs, times = [], []
+        for seed in seeds:
+            _, frames, secs = _embedded_video(model, segments, steps, sampler, seed)
+            errs.append(_mae(frames, refs[seed]))
+            times.append(secs)
+        return statistics.mean(errs), sum(times)
+
+    refs = {seed: _embedded_video(model, segments, 48, "unipc", seed)[1] for seed in seeds}
+    euler_err, euler_t = err_time("euler", 12)
+    table = {"euler-12": {"pixel_mae": round(euler_err, 3), "seconds": round(euler_t, 3)}}
+    chosen = None
+    for k in unipc:
+        e, t = err_time("unipc", k)
+        table[f"unipc-{k}"] = {"pixel_mae": round(e, 3), "seconds": round(t, 3), "time_vs_euler12": round(t / euler_t, 3)}
+        if chosen is None and e <= TOLERANCE * euler_err:
+            chosen = k
+    return {"model": "embedded default", "segments": segments, "seeds": list(seeds), "reference": "unipc-48",
+            "tolerance": TOLERANCE, "table": table, "chosen_unipc_steps": chosen,
+            "chosen_time_vs_euler12": table[f"unipc-{chosen}"]["time_vs_euler12"] if chosen else None}
+
+
+def bench_threads(counts=(1, 2), segments: int = 4) -> dict:
+    from ..model import load_embedded_model
+
+    model = load_embedded_model()
+    old = torch.get_num_threads()
+    out = {"model": "embedded default", "segments": segments, "cpus": __import__("os").cpu_count(), "seconds": {}}
+    try:
+        for n in counts:
+            torch.set_num_threads(n)
+            _embedded_video(model, segments=1)
+            out["seconds"][str(n)] = round(min(_embedded_video(model, segments)[2] for _ in range(2)), 3)
+    finally:
+        torch.set_num_threads(old)
+    base = out["seconds"][str(counts[0])]
+    out["ratio_to_1"] = {k: round(v / base, 3) for k, v in out["seconds"].items()}
+    return out
+
+
 def run(what: str, quick: bool = False, config: str = "small") -> dict:
+    if what == "cache":
+        return bench_cache(segments=2 if quick else 6, thresholds=(0.0, 0.2) if quick else (0.0, 0.05, 0.1, 0.2, 0.3),
+                           repeats=1 if quick else 2)
+    if what == "compile":
+        return bench_compile(segments=1 if quick else 3)
+    if what == "steps":
+        return bench_steps(segments=1 if quick else 4, seeds=(0,) if quick else (0, 1), unipc=(4, 8) if quick else range(4, 13))
+    if what == "threads":
+        return bench_threads(segments=1 if quick else 4)
     if what == "loop":
         return bench_loop(config, segments=220 if quick else 1000, overhead_rounds=4 if quick else 12)
     if what == "train":

@@ -12,34 +12,31 @@ from ..model import resolve_model
 
 
 class _Progress:
-    """tqdm if available, else a plain line on stderr."""
+    """A tqdm bar on stderr (tqdm is a dependency of the pack)."""
 
     def __init__(self, total: int, desc: str):
-        try:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="step")
-        except ImportError:  # pragma: no cover
-            self.bar = None
-        self.total, self.n = total, 0
+        self.bar = tqdm(total=total, desc=desc, unit="step")
 
     def update(self, k: int = 1):
-        self.n += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.n == self.total or self.n % 10 == 0:
-            print(f"\r{self.n}/{self.total}", end="", file=sys.stderr)
+        self.bar.update(k)
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def cmd_generate(a) -> int:
     from ..loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
+    import numpy as np
+
+    from ..extend import state_from_video
+    from ..lora import load_lora, parse_lora_arg, with_loras
+    from ..speed import compile_blocks, set_step_cache, set_threads
     from ..state import MemoryConfig
-    from ..validate import SAMPLING, check_finite, number, prompt_entries
-    from ..video_io import check_image_path, check_video_path, contact_sheet, load_image, to_uint8_frames, write_video
+    from ..validate import SAMPLING, Limit, check_finite, number, prompt_entries
+    from ..video_io import (check_image_path, check_video_path, contact_sheet, load_image, open_video, resample,
+                            to_uint8_frames, write_video)
 
     # every input is checked before any work (validate.py: finite, bounded, named in the error)
     seconds = number("--seconds", a.seconds, SAMPLING["seconds"])
@@ -59,46 +56,78 @@ def cmd_generate(a) -> int:
     check_video_path(a.out)
     if a.sheet:
         check_image_path(a.sheet, "--sheet")
+    if (a.image is None) == (a.extend is None):
+        raise ValueError("give either --image (a new video) or --extend VIDEO (continue a video)")
+    threshold = number("--step-cache", a.step_cache, Limit(0.0, 10.0, optional=True)) if a.step_cache is not None else None
+    set_threads(number("--threads", a.threads, Limit(1, 1024, integer=True)))
+    loras = [parse_lora_arg(x) for x in a.lora or ()]
+    reader = open_video(a.extend) if a.extend is not None else None  # fails before the model loads
     model = _load_model(a)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
+    if loras:
+        model = with_loras(model, [(load_lora(path, model.dit), strength) for path, strength in loras])
+    set_step_cache(model, threshold)
+    compile_blocks(model, a.compile)
     meta = model.meta
     fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
     size = size or tuple(meta.get("resolution", (64, 64)))
-    pixels = load_image(a.image, size=size, multiple=model.codec.factor)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
                           memory_mode=a.memory)
-    options = SamplerOptions(steps=steps if steps is not None else meta.get("steps", 25), cfg=cfg_scale,
-                             distilled_guidance=guidance, shift=shift if shift is not None else meta.get("shift"),
-                             sampler=a.sampler)
+    defaults = model.sampling_defaults
+    sampler = a.sampler or defaults["sampler"]
+    if steps is None:  # the model's step count belongs to its default sampler
+        steps = defaults["steps"] if sampler == defaults["sampler"] else int(meta.get("steps", 25))
+    options = SamplerOptions(steps=steps, cfg=cfg_scale, distilled_guidance=guidance,
+                             shift=shift if shift is not None else meta.get("shift"), sampler=sampler)
     n = segments_for_seconds(seconds, fps, config.window, model.codec.temporal_factor)
     number("segments (--seconds × --fps ÷ window)", n, SAMPLING["segments"])
+    torch.manual_seed(seed)
+    first_prompt = prompt.entries[0][1] if isinstance(prompt, PromptSchedule) else prompt
+    state = None
+    if reader is not None:  # the source video's frames become the history and ψ (extend.py)
+        reader.resize = _fit(size, model.codec.factor)
+        state = state_from_video(model, resample(iter(reader), reader.fps, fps), first_prompt, seed, config, fps=fps)
+        start = state.start_latent
+    else:
+        pixels = load_image(a.image, size=size, multiple=model.codec.factor)
+        with torch.no_grad():
+            start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
     bar = _Progress(n * options.steps, "generate")
 
-    def decode(latents, what):
+    def decode(latents):
         with torch.no_grad():
-            return check_finite(what, model.codec.decode(latents.to(model.device, model.dtype)).float().cpu())
+            return model.codec.decode(latents.to(model.device, model.dtype)).float().cpu()
 
-    chunks = [decode(start, "start frame")]
+    chunks = [] if reader is not None else [check_finite("start frame", decode(start))]
     try:
-        for seg in generate_long_video(model, start, prompt, n, seed=seed, config=config, options=options, fps=fps,
-                                       negative_prompt=a.negative, on_step=lambda e: bar.update()):
-            chunks.append(decode(seg.latents, f"segment {seg.index}"))
+        for seg in generate_long_video(model, state if state is not None else start, prompt, n, seed=seed, config=config,
+                                       options=options, fps=fps, negative_prompt=a.negative, on_step=lambda e: bar.update()):
+            chunks.append(check_finite(f"segment {seg.index}", decode(seg.latents)))
     finally:
         bar.close()
-    frames = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + 1]
+    new = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + (0 if reader is not None else 1)]
+    if reader is not None:  # the source (at the generation's size and fps), then its continuation
+        frames = np.concatenate([np.stack(list(resample(iter(reader), reader.fps, fps))), new])
+    else:
+        frames = new
     write_video(frames, a.out, fps)
     if a.sheet:
         contact_sheet(frames, a.sheet)
-    print(f"wrote {a.out}: {frames.shape[0]} frames, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
+    extra = f", {frames.shape[0] - new.shape[0]} of them from {a.extend}" if reader is not None else ""
+    print(f"wrote {a.out}: {frames.shape[0]} frames{extra}, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
     return 0
+
+
+def _fit(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The generation size (W, H), each a multiple of the codec factor."""
+    w, h = size
+    return max(multiple, w - w % multiple), max(multiple, h - h % multiple)
 
 
 def _schedule(name: str, text: str):
     from ..framepack import Schedule
+
     from ..validate import MAX_SCHEDULE_FRAMES
 
     sched = Schedule.parse(text)
@@ -159,8 +188,7 @@ def cmd_train(a) -> int:
         def on_step(rec):
             if bar is not None:
                 bar.update()
-                if bar.bar is not None:
-                    bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
+                bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
 
         try:
             pos = trainer.run(on_step=on_step, max_steps=max_steps)
@@ -306,15 +334,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="a long video from an image and a prompt")
     g.add_argument("--model", default="default", help="'default' (the embedded model), a PFVG model folder, or random:<config>")
-    g.add_argument("--image", required=True)
+    g.add_argument("--image", default=None, help="start image of a new video")
+    g.add_argument("--extend", default=None, metavar="VIDEO",
+                   help="continue this video instead (MP4/WebM/WebP/GIF: its frames become the history and ψ); "
+                        "--seconds is then the length added; the output holds the source and its continuation")
     g.add_argument("--prompt", required=True, help="a prompt, or a schedule: one 'SECONDS: prompt' per line")
     g.add_argument("--negative", default=None, help="negative prompt (used when --cfg > 1)")
     g.add_argument("--seconds", type=float, required=True)
-    g.add_argument("--out", required=True, help=".webp or .mp4")
+    g.add_argument("--out", required=True, help=".webp, .mp4 or .webm")
     g.add_argument("--sheet", default=None, help="also write a contact-sheet PNG here")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=None)
-    g.add_argument("--sampler", choices=("euler", "unipc"), default="euler", help="euler, or unipc (FramePack's UniPC bh2)")
+    g.add_argument("--sampler", choices=("euler", "unipc"), default=None,
+                   help="euler, or unipc (FramePack's UniPC bh2); default: the model's (embedded default: unipc, 9 steps)")
     g.add_argument("--cfg", type=float, default=1.0)
     g.add_argument("--guidance", type=float, default=10.0, help="distilled guidance")
     g.add_argument("--shift", type=float, default=None, help="static time shift (default: resolution-dependent)")
@@ -324,6 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
     g.add_argument("--rope", default="video", choices=["video", "local"])
     g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    g.add_argument("--threads", type=int, default=1,
+                   help="CPU intra-op threads (default 1: on a busy 2-core machine 2 threads were 5× slower; raise it "
+                        "on an idle many-core machine for large models)")
+    g.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",
+                   help="First Block Cache: skip the DiT's later blocks while the first block's residual changes by less "
+                        "than THRESHOLD (0.05–0.2 typical; off by default; bench cache measures it)")
+    g.add_argument("--compile", choices=("off", "blocks"), default="off",
+                   help="torch.compile the transformer blocks (slow first segment; off by default)")
+    g.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
+                   help="a HunyuanVideo / FramePack LoRA (.safetensors; diffusers, kohya/musubi or ComfyUI key names), "
+                        "strength 1 unless given; repeatable (LoRAs add up)")
     add_device_options(g)
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
@@ -366,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train", "f1"])
+    b.add_argument("what", choices=["loop", "train", "f1", "cache", "compile", "steps", "threads"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
     b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
