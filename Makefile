@@ -26,7 +26,7 @@ demo: venv
 		--prompt "$$(cat examples/prompt.txt)" --seconds 60 --out out/demo.webp --sheet out/demo_sheet.png
 
 # Reproduces the embedded default model (pfvg_core/assets/default), its training log, figures and card.
-# PRESET=cpu (the shipped model's budget, ~45 min on 2 cores); PRESET=gpu DEVICE=cuda JOBS=16 on a GPU.
+# PRESET=cpu: ~45 min on 2 cores, too small a budget for a useful model (README); PRESET=gpu DEVICE=cuda JOBS=16.
 PRESET ?= cpu
 DEVICE ?= auto
 JOBS ?= 1
