@@ -13,7 +13,8 @@ from pfvg_core.tools import experiments as ex
 def test_tiny_experiments_run_in_parallel_processes_on_cpu(tmp_path):
     """Every variant × seed trained (2 processes at a time) from one shared pretraining; stage 2 from ONE
     stage-1 checkpoint per seed; scored on the held-out split with the references and paired intervals."""
-    b = ex.Budget.tiny(variants=(ex.ALL, "MemoryPack + teacher forcing", "FramePack only (no memory) + Direct Forcing"))
+    b = ex.Budget.tiny(variants=(ex.ALL, "MemoryPack + teacher forcing", "FramePack only (no memory) + Direct Forcing"),
+                       heldout_seconds=3.0)
     res = ex.run(str(tmp_path), b, device="cpu", jobs=2, log=lambda m: None)
     names = list(b.variants) + [ex.INFERENCE_OFF]
     assert sorted(res["rows"]) == sorted(names)

@@ -36,7 +36,7 @@ STAGE_RUNS = ("base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0")
 PRESETS = {
     "cpu": dict(train_videos=32, heldout=4, codec_steps=800, codec_batch=32, codec_candidates=(), video_batch=4,
                 base=12, stage1=10, stage2=6, steps=8, warmup=5),
-    "gpu": dict(train_videos=128, steps=8),
+    "gpu": dict(train_videos=128, steps=8, codec_candidates=((4, 0.0), (4, 20.0))),
 }
 
 
