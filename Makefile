@@ -22,8 +22,8 @@ test: venv
 DEMO_MODEL ?= default
 demo: venv
 	mkdir -p out
-	$(BIN)/python -m pfvg_core generate --model $(DEMO_MODEL) --image examples/start.png \
-		--prompt "$$(cat examples/prompt.txt)" --seconds 60 --out out/demo.webp --sheet out/demo_sheet.png
+	$(BIN)/python -m pfvg_core generate --model $(DEMO_MODEL) --image demo/start.png \
+		--prompt "$$(cat demo/prompt.txt)" --seconds 60 --out out/demo.webp --sheet out/demo_sheet.png
 
 # Reproduces the embedded default model (pfvg_core/assets/default), its training log, figures and card.
 # PRESET=cpu: ~45 min on 2 cores, too small a budget for a useful model (README); PRESET=gpu DEVICE=cuda JOBS=16.

@@ -87,20 +87,93 @@ def list_models() -> list[str]:
     return out + [DIFFUSION_PREFIX + f for f in _diffusion_models()]
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None):
-    """``(embedded default)``, a name under models/pfvg or ``diffusion_models/<file>``."""
+def devices() -> tuple[torch.device, torch.device]:
+    """(device, offload device): ComfyUI's (``comfy.model_management``), or CUDA when available / the CPU."""
+    try:
+        import comfy.model_management as mm  # type: ignore
+
+        return torch.device(mm.get_torch_device()), torch.device(mm.unet_offload_device())
+    except (ImportError, AttributeError):
+        from pfvg_core.backbone import resolve_device
+
+        return resolve_device("auto"), torch.device("cpu")
+
+
+def _weights_bytes(path: str | None) -> int:
+    if path is None or not os.path.exists(path):
+        return 0
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs if f.endswith(".safetensors"))
+
+
+def _make_room(path: str | None, device: torch.device, offload: str) -> None:
+    """Before loading: ask ComfyUI to unload other models until the weights fit, and free its cache."""
+    try:
+        import comfy.model_management as mm  # type: ignore
+    except ImportError:
+        return
+    if device.type != "cpu" and offload == "none":
+        mm.free_memory(int(_weights_bytes(path) * 1.2) + 2 * 2**30, device)  # weights + working memory
+    mm.soft_empty_cache()
+
+
+def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack: str | None = None, storage: str = "auto",
+               offload: str = "none", attention: str = "native"):
+    """``(embedded default)``, a name under models/pfvg or ``diffusion_models/<file>``, on ComfyUI's device
+    (``comfy.model_management``: torch device, offload device for ``offload='group'``, memory freed before
+    loading); ``dtype`` ``auto``: bfloat16 on a GPU, float32 on the CPU; ``storage`` fp8 and ``offload``
+    group: ``pfvg_core.backbone.load_dit``; ``attention``: native / flash / sage."""
+    from pfvg_core.backbone import resolve_dtype, set_attention_backend
+
+    device, offload_device = devices()
+    if dtype == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = resolve_dtype(dtype)
     sp = safe_join(models_root(), semanticpack, "SemanticPack weights") if semanticpack else None
     if name == EMBEDDED:
-        model = load_embedded_model(dtype)
-        return ops.with_semanticpack(model, sp, name) if sp else model.eval()
-    if name.startswith(DIFFUSION_PREFIX):
-        import folder_paths  # type: ignore
+        model = load_embedded_model(dtype, device)
+        model = ops.with_semanticpack(model, sp, name) if sp else model.eval()
+    else:
+        if name.startswith(DIFFUSION_PREFIX):
+            import folder_paths  # type: ignore
 
-        rel = name[len(DIFFUSION_PREFIX):]
-        if rel not in _diffusion_models():
-            raise ValueError(f"model {name}: not found in ComfyUI's diffusion_models folder")
-        return ops.load_model_path(folder_paths.get_full_path("diffusion_models", rel), name, dtype, sp)
-    return ops.load_model_path(safe_join(models_root(), name, "model"), name, dtype, sp)
+            rel = name[len(DIFFUSION_PREFIX):]
+            if rel not in _diffusion_models():
+                raise ValueError(f"model {name}: not found in ComfyUI's diffusion_models folder")
+            path = folder_paths.get_full_path("diffusion_models", rel)
+        else:
+            path = safe_join(models_root(), name, "model")
+        _make_room(path, device, offload)
+        model = ops.load_model_path(path, name, dtype, sp, device=device, storage=storage, offload=offload,
+                                    offload_device=offload_device)
+    if attention != "native":
+        set_attention_backend(model.dit, attention)
+    return model
+
+
+# --- latents: ComfyUI's LATENT holds the VAE's raw latents ---------------------------------------
+def latent_scale(model) -> float:
+    """Model latents = raw VAE latents × this: ComfyUI's own latent format's scale for HunyuanVideo when
+    ComfyUI is there, else the model bundle's record (``PFVGModel.latent_scale``; the embedded codec's is 1)."""
+    if model.meta.get("latent_format") == "hunyuan_video":
+        try:
+            from comfy.latent_formats import HunyuanVideo  # type: ignore
+
+            return float(HunyuanVideo.scale_factor)
+        except (ImportError, AttributeError):
+            pass
+    return model.latent_scale
+
+
+def latent_in(model, latent) -> torch.Tensor:
+    """A LATENT (raw VAE latents, ComfyUI's convention) → model latents [B, C, T, H, W]."""
+    return latent_samples(latent).float() * latent_scale(model)
+
+
+def latent_out(model, samples: torch.Tensor) -> dict:
+    """Model latents → a LATENT of raw VAE latents (on the CPU), as VAE Decode expects."""
+    return {"samples": samples.float().cpu() / latent_scale(model)}
 
 
 # --- types -------------------------------------------------------------------------------------
@@ -194,8 +267,9 @@ class Progress:
     """One ComfyUI progress bar over a whole job (fallback: a no-op), with optional previews and the
     ``pfvg.progress`` event for the web extension."""
 
-    def __init__(self, total: int, node_id: str | None = None, done: int = 0, segments: int = 0):
+    def __init__(self, total: int, node_id: str | None = None, done: int = 0, segments: int = 0, model=None):
         self.total, self.value, self.node_id, self.segments = total, 0, node_id, segments
+        self.previewer = step_previewer(model) if model is not None else None
         try:
             from comfy.utils import ProgressBar  # type: ignore
 
@@ -206,14 +280,21 @@ class Progress:
             self.update(done)
 
     def update(self, k: int = 1, preview=None) -> None:
-        """Advance by ``k``; ``preview``: a uint8 [H, W, 3] frame shown on the node."""
+        """Advance by ``k``; ``preview``: a uint8 [H, W, 3] frame, or a ready ("JPEG", image, size) preview."""
         self.value = min(self.total, self.value + k)
         if self.bar is not None:
-            if preview is not None:
+            if preview is not None and not isinstance(preview, tuple):
                 from PIL import Image
 
                 preview = ("JPEG", Image.fromarray(preview), 512)
             self.bar.update_absolute(self.value, self.total, preview)
+
+    def step(self, event) -> None:
+        """After a sampling step: advance, with a preview of the step's denoised estimate."""
+        preview = None
+        if self.previewer is not None and getattr(event, "denoised", None) is not None:
+            preview = self.previewer(event.denoised)
+        self.update(1, preview)
 
     def event(self, data: dict) -> None:
         try:
@@ -224,11 +305,51 @@ class Progress:
             pass
 
     def segment_done(self, model, result) -> None:
-        """After a segment of the long-video loop: its last frame as preview, and the web event."""
-        self.update(0, ops.preview_frame(model, result.latents))
+        """After a segment of the long-video loop: the web event (the previews come with every step)."""
         state = result.state
         self.event({"segment": result.index + 1, "segments": self.segments, "seconds": result.seconds,
                     "memory_tokens": state.memory_tokens, "history_frames": int(state.history.frames.shape[2])})
+
+
+def step_previewer(model):
+    """x₀ of a sampling step (model latents [B, C, T, H, W]) → a preview of its last frame: ComfyUI's latent
+    preview (``latent_preview.get_previewer``) with HunyuanVideo's latent format (RGB factors) for a
+    HunyuanVideo-latent model, the model's own codec otherwise; None when neither is there."""
+    if model.meta.get("latent_format") == "hunyuan_video" or (model.codec is None and model.latent_channels == 16):
+        try:
+            import latent_preview  # type: ignore
+            from comfy.latent_formats import HunyuanVideo  # type: ignore
+
+            previewer = latent_preview.get_previewer(devices()[0], HunyuanVideo())
+        except (ImportError, AttributeError):
+            return None
+        if previewer is None:  # previews switched off in ComfyUI
+            return None
+        return lambda x0: previewer.decode_latent_to_preview_image("JPEG", x0[:, :, -1:])
+    if model.codec is not None:
+        return lambda x0: ops.preview_frame(model, x0)
+    return None
+
+
+def encode_prompts(clip, text: str):
+    """A ``0: … / [12s] …`` schedule → the same schedule with each line encoded by ComfyUI's ``CLIP`` (the
+    text encoders CLIPTextEncode uses) into prompt features (tokens, pooled)."""
+    from pfvg_core.loop import PromptSchedule
+
+    if clip is None or not hasattr(clip, "tokenize"):
+        raise ValueError("clip: expected a ComfyUI CLIP (e.g. from DualCLIPLoader with type hunyuan_video)")
+    schedule = PromptSchedule.parse(text)
+    features = []
+    for _, line in schedule.entries:
+        tokens = clip.tokenize(line)
+        encode = getattr(clip, "encode_from_tokens_scheduled", None)
+        if encode is not None:
+            features.append(prompt_features(encode(tokens)))
+        else:
+            cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+            features.append((cond, pooled))
+    return PromptSchedule(tuple((t, f) for (t, _), f in zip(schedule.entries, features)),
+                          tuple(line for _, line in schedule.entries))
 
 
 # --- training ----------------------------------------------------------------------------------

@@ -4,6 +4,15 @@ from pfvg_core.options import from_inputs, inputs
 CATEGORY = "PFVG"
 MODEL = "PFVG_MODEL"
 MEMORY = "PFVG_MEMORY"  # a link carrying a pfvg_core.state.MemoryState
+PROMPTS = "PFVG_PROMPTS"  # a link carrying a pfvg_core.loop.PromptSchedule of encoded prompt features
+
+
+def check_prompts(prompts):
+    from pfvg_core.loop import PromptSchedule
+
+    if not isinstance(prompts, PromptSchedule):
+        raise ValueError(f"prompts: expected an encoded prompt schedule (PFVG_PROMPTS), got {type(prompts).__name__}")
+    return prompts
 
 
 def seed():

@@ -32,15 +32,20 @@ class EncodePsi0:
                 "image": ("IMAGE", {"tooltip": "Start image (encoded with the model's codec)."}),
                 "latent": ("LATENT", {"tooltip": "Start latent (instead of the image)."}),
                 "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "SigLIP image features for FramePack-F1."}),
+                "prompts": (c.PROMPTS, {"tooltip": "A prompt schedule encoded by Encode Prompt Schedule: ψ₀ uses its first prompt."}),
             },
         }
 
-    def encode(self, model, fps, prompt="", conditioning=None, image=None, latent=None, clip_vision_output=None, **inputs):
+    def encode(self, model, fps, prompt="", conditioning=None, image=None, latent=None, clip_vision_output=None, prompts=None,
+               **inputs):
+        features = io.prompt_features(conditioning)
+        if features is None and prompts is not None:
+            features = c.check_prompts(prompts).entries[0][1]
         state = ops.encode_psi0(
             model, c.options(MemoryConfig, inputs), fps,
             pixels=io.image_to_pixels(image) if image is not None and latent is None else None,
-            latent=io.latent_samples(latent) if latent is not None else None,
-            prompt=prompt or None, features=io.prompt_features(conditioning),
+            latent=io.latent_in(model, latent) if latent is not None else None,
+            prompt=prompt or None, features=features,
             image_embeds=io.clip_vision_embeds(clip_vision_output))
         return (state,)
 
@@ -57,7 +62,7 @@ class MemoryPackStep:
         return {"required": {"model": (c.MODEL,), "memory": (c.MEMORY,), "segment": ("LATENT", {"tooltip": "The segment from Segment Sampler."})}}
 
     def step(self, model, memory, segment):
-        return (step(model, check_memory(memory), io.latent_samples(segment)),)
+        return (step(model, check_memory(memory), io.latent_in(model, segment)),)
 
 
 NODES = {"PFVGEncodePsi0": (EncodePsi0, "Encode ψ₀ (PFVG)"), "PFVGMemoryPackStep": (MemoryPackStep, "MemoryPack Step (PFVG)")}

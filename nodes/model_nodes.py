@@ -1,7 +1,9 @@
+from pfvg_core.backbone import ATTENTION_BACKENDS, OFFLOAD, STORAGE
+
 from . import comfy_io as io
 from . import common as c
 
-DTYPES = ("float32", "bfloat16", "float16")  # torch dtype names
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on a GPU, float32 on the CPU
 
 
 class LoadPackedDiT:
@@ -18,14 +20,19 @@ class LoadPackedDiT:
         return {"required": {
             "model_name": ([io.EMBEDDED] + files, {"default": io.EMBEDDED,
                            "tooltip": "A PFVG model folder, a FramePack-F1 diffusers folder or a single .safetensors DiT under models/pfvg."}),
-            "dtype": (list(DTYPES), {"default": "float32", "tooltip": "Weights dtype (float32 on CPU)."}),
+            "dtype": (list(DTYPES), {"default": "auto", "tooltip": "Compute dtype: auto = bfloat16 on a GPU, float32 on the CPU."}),
             "semanticpack": (sp, {"default": "(none)", "tooltip": "Optional SemanticPack weights (.safetensors) to load over the model's."}),
+        }, "optional": {
+            "storage": (list(STORAGE), {"default": "auto", "tooltip": "DiT weight storage: auto keeps an fp8 file in fp8; "
+                                        "fp8_e4m3fn / fp8_e5m2 store weights in fp8 and compute in the dtype (about half the memory)."}),
+            "offload": (list(OFFLOAD), {"default": "none", "tooltip": "group: the DiT's blocks rest in RAM and move to the GPU one "
+                                        "at a time (24 GB cards; slower; needs accelerate)."}),
+            "attention": (list(ATTENTION_BACKENDS), {"default": "native", "tooltip": "Attention kernels (diffusers): native SDPA, "
+                                                     "flash-attn or sageattention when installed."}),
         }}
 
-    def load(self, model_name, dtype, semanticpack):
-        import torch
-
-        return (io.load_model(model_name, getattr(torch, dtype), None if semanticpack == "(none)" else semanticpack),)
+    def load(self, model_name, dtype, semanticpack, storage="auto", offload="none", attention="native"):
+        return (io.load_model(model_name, dtype, None if semanticpack == "(none)" else semanticpack, storage, offload, attention),)
 
 
 NODES = {"PFVGLoadPackedDiT": (LoadPackedDiT, "Load Packed DiT (PFVG)")}

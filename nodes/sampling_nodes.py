@@ -31,10 +31,10 @@ class SegmentSampler:
         state = check_memory(memory).replace(seed=int(seed))
         cond = ops.segment_conditioning(model, state, prompt or None, io.prompt_features(conditioning))
         neg = ops.segment_conditioning(model, state, negative_prompt) if negative_prompt and opts.cfg != 1.0 else None
-        progress = io.Progress(opts.steps)
+        progress = io.Progress(opts.steps, model=model)
         with io.interruptible():
-            x = sample_segment(model, state, cond, neg, opts, on_step=lambda e: progress.update(), cancel=io.interrupted)
-        return ({"samples": x.cpu()},)
+            x = sample_segment(model, state, cond, neg, opts, on_step=progress.step, cancel=io.interrupted)
+        return (io.latent_out(model, x),)
 
 
 class LongVideoLoop:
@@ -57,34 +57,62 @@ class LongVideoLoop:
             },
             "optional": {
                 "conditioning": ("CONDITIONING", {"tooltip": "HunyuanVideo conditioning for every segment (instead of the schedule)."}),
+                "prompts": (c.PROMPTS, {"tooltip": "A prompt schedule encoded with ComfyUI's text encoders (Encode Prompt "
+                                        "Schedule); used instead of the text schedule."}),
                 "negative_prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "Used when cfg > 1."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def run(self, model, memory, seed, seconds, segments, prompt_schedule, conditioning=None, negative_prompt="",
+    def run(self, model, memory, seed, seconds, segments, prompt_schedule, conditioning=None, prompts=None, negative_prompt="",
             unique_id=None, **inputs):
         state = check_memory(memory)
         opts = c.options(SamplerOptions, inputs)
+        # seconds → segments with the VAE's temporal factor (4 for FramePack-F1: a segment of 9 latent frames is 36 frames)
         n = segments or segments_for_seconds(seconds, state.fps, state.config.window, temporal_factor(model))
-        if prompt_schedule and prompt_schedule.strip():
-            prompt, fixed = PromptSchedule.parse(prompt_schedule), None
+        fixed = None
+        if prompts is not None:
+            schedule = c.check_prompts(prompts)
+            prompt = schedule.with_prompts([ops.segment_conditioning(model, state, features=f) for _, f in schedule.entries])
         elif conditioning is not None:
             prompt, fixed = "", ops.segment_conditioning(model, state, features=io.prompt_features(conditioning))
+        elif prompt_schedule and prompt_schedule.strip():
+            prompt = PromptSchedule.parse(prompt_schedule)
         else:
-            raise ValueError("give a prompt schedule (text) or a CONDITIONING")
-        progress = io.Progress(n * opts.steps, unique_id, segments=n)
+            raise ValueError("give a prompt schedule (text), an encoded prompt schedule (prompts) or a CONDITIONING")
+        progress = io.Progress(n * opts.steps, unique_id, segments=n, model=model)
         chunks, last = [], state
         with io.interruptible():
             for r in generate_long_video(model, state, prompt, n, seed=seed, options=opts, negative_prompt=negative_prompt or None,
-                                         conditioning=fixed, on_step=lambda e: progress.update(), cancel=io.interrupted,
+                                         conditioning=fixed, on_step=progress.step, cancel=io.interrupted,
                                          on_segment=lambda r: progress.segment_done(model, r)):
                 chunks.append(r.latents.cpu())  # only the latest state is kept: memory stays bounded
                 last = r.state
         latents = torch.cat(chunks, dim=2)
         images = (io.pixels_to_image(ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None))
                   if model.codec is not None else io.placeholder_image())
-        return ({"samples": latents}, images, last)
+        return (io.latent_out(model, latents), images, last)
 
 
-NODES = {"PFVGSegmentSampler": (SegmentSampler, "Segment Sampler (PFVG)"), "PFVGLongVideoLoop": (LongVideoLoop, "Long Video Loop (PFVG)")}
+class EncodePromptSchedule:
+    DESCRIPTION = ("Encode a prompt schedule ('0: …' / '[12s] …', one prompt per line) with ComfyUI's text encoders (CLIP), "
+                   "line by line, for the Long Video Loop and Encode ψ₀ of FramePack-F1 models. Times are video seconds.")
+    CATEGORY = c.CATEGORY
+    RETURN_TYPES = (c.PROMPTS,)
+    RETURN_NAMES = ("prompts",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip": ("CLIP", {"tooltip": "HunyuanVideo text encoders (DualCLIPLoader, type hunyuan_video)."}),
+            "schedule": ("STRING", {"multiline": True, "default": "0: a red ball rolls across a field\n[6s] the ball stops",
+                                    "tooltip": "One prompt per line, with its start time: '0: …', '[12s] …'."}),
+        }}
+
+    def encode(self, clip, schedule):
+        return (io.encode_prompts(clip, schedule),)
+
+
+NODES = {"PFVGSegmentSampler": (SegmentSampler, "Segment Sampler (PFVG)"), "PFVGLongVideoLoop": (LongVideoLoop, "Long Video Loop (PFVG)"),
+         "PFVGEncodePromptSchedule": (EncodePromptSchedule, "Encode Prompt Schedule (PFVG)")}

@@ -21,7 +21,7 @@ class DecodeLatents:
 
     def decode(self, model, latent, memory=None):
         start = check_memory(memory).start_latent if memory is not None else None
-        return (io.pixels_to_image(ops.decode(model, io.latent_samples(latent), include_start=start)),)
+        return (io.pixels_to_image(ops.decode(model, io.latent_in(model, latent), include_start=start)),)
 
 
 class EvaluateDrift:

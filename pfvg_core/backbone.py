@@ -91,14 +91,137 @@ def build_dit(config: str | dict[str, Any], device: str | torch.device = "cpu", 
     return model.to(device=device).eval()
 
 
-def load_dit(path: str, config: str | dict[str, Any] | None = None, dtype=torch.float32, device="cpu") -> DiT:
-    """Load a packed DiT from local weights.
+# --- devices, dtypes and storage -------------------------------------------------------------
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+FP8 = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+STORAGE = ("auto", "compute", *FP8)  # auto: fp8 files stay fp8, others load in the compute dtype
+OFFLOAD = ("none", "group")
+# Keys of single files saved by other tools carry a prefix (ComfyUI's checkpoint layout).
+_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available in this torch ({torch.__version__}); use --device cpu")
+    if dev.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """Compute dtype: ``float32``/``fp32``, ``bfloat16``/``bf16``, ``float16``/``fp16`` (or a torch dtype)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"compute dtype must be one of float32, bfloat16, float16, got {dtype}")
+        return dtype
+    key = str(dtype).strip().lower().replace("torch.", "")
+    if key not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[key]
+
+
+def resolve_storage(storage: str | torch.dtype | None, file_dtype: torch.dtype | None = None) -> torch.dtype | None:
+    """Storage dtype of the big matmul weights: None = the compute dtype; an fp8 dtype = layerwise casting.
+    ``auto`` keeps an fp8 file's own fp8 type (``file_dtype``), otherwise the compute dtype."""
+    if storage is None or storage == "compute":
+        return None
+    if isinstance(storage, torch.dtype):
+        if storage not in FP8.values():
+            raise ValueError(f"storage dtype must be one of {list(FP8)}, got {storage}")
+        return storage
+    if storage == "auto":
+        return file_dtype if file_dtype in FP8.values() else None
+    if storage not in FP8:
+        raise ValueError(f"storage must be one of {STORAGE}, got {storage!r}")
+    return FP8[storage]
+
+
+ATTENTION_BACKENDS = ("native", "flash", "sage")  # diffusers' attention backends offered to users
+
+
+def set_attention_backend(model: DiT, backend: str = "native") -> None:
+    """Choose the attention kernels through diffusers' attention dispatcher: ``native`` (torch SDPA),
+    ``flash`` (flash-attn) or ``sage`` (sageattention), when installed; ψ's gate never needs a mask
+    at batch 1, so every backend applies (``semanticpack._GatedMemoryAttnProcessor``)."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    try:
+        model.set_attention_backend(backend)
+    except (RuntimeError, ImportError) as e:
+        raise ValueError(f"attention backend {backend!r} is not usable here: {e}".splitlines()[0]) from e
+
+
+def execution_device(model: torch.nn.Module) -> torch.device:
+    """Where the DiT computes: the recorded device under group offload (weights then live on the CPU)."""
+    dev = getattr(model, "_pfvg_device", None)
+    return dev if dev is not None else next(model.parameters()).device
+
+
+def compute_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype the DiT computes in (under fp8 layerwise casting most weights are stored in fp8)."""
+    dt = getattr(model, "_pfvg_compute_dtype", None)
+    return dt if dt is not None else next(model.parameters()).dtype
+
+
+def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, storage: torch.dtype | None = None,
+              offload: str = "none", offload_device: str | torch.device = "cpu") -> DiT:
+    """Put a DiT on its device with diffusers' own memory options:
+
+    - ``storage`` fp8 (e4m3fn / e5m2): weights stored in fp8 and cast to ``dtype`` layer by layer
+      (``enable_layerwise_casting``; norms and embedders stay in ``dtype``);
+    - ``offload='group'``: weights stay on ``offload_device`` (the CPU) and each transformer block is moved
+      to ``device`` just before it runs (``enable_group_offload``, block level, with a CUDA stream for prefetch).
+    Records the execution device and compute dtype (``execution_device``, ``compute_dtype``)."""
+    dev = resolve_device(device)
+    dtype = dtype or compute_dtype(model)
+    if offload not in OFFLOAD:
+        raise ValueError(f"offload must be one of {OFFLOAD}, got {offload!r}")
+    if storage is not None and not getattr(model, "_pfvg_storage", None):
+        model.enable_layerwise_casting(storage_dtype=storage, compute_dtype=dtype)
+    model._pfvg_storage = storage
+    model._pfvg_compute_dtype = dtype
+    model._pfvg_device = dev
+    if offload == "group" and dev.type == "cuda":
+        import importlib.util
+
+        if importlib.util.find_spec("accelerate") is None:
+            raise ValueError("offload='group' needs the accelerate package (diffusers' group offload moves inputs with it): "
+                             "pip install accelerate")
+        off = torch.device(offload_device)
+        model.to(off)
+        model.enable_group_offload(onload_device=dev, offload_device=off, offload_type="block_level",
+                                   num_blocks_per_group=1, use_stream=True)
+    else:
+        model.to(dev)
+    return model.eval()
+
+
+def load_dit(path: str, config: str | dict[str, Any] | None = None, dtype=torch.float32, device="cpu",
+             storage: str | torch.dtype | None = "auto", offload: str = "none", offload_device="cpu") -> DiT:
+    """Load a packed DiT from local weights, straight to ``device`` in its final dtypes.
 
     - a diffusers folder (``config.json`` + ``diffusion_pytorch_model*.safetensors``, the layout of the
       published FramePack-F1 folders): ``from_pretrained``;
-    - a single ``.safetensors`` file with the same key names: ``from_config`` + strict ``load_state_dict``
-      (``config`` names the architecture; default ``hunyuan-f1``).
-    """
+    - a single ``.safetensors`` file with the same key names (a ``model.diffusion_model.`` prefix is
+      removed): the architecture is built on the meta device and every tensor is read on its own
+      (``safe_open``) onto ``device`` and cast there, so the file is never held twice in memory
+      (``config`` names the architecture; default ``hunyuan-f1``). A file of fp8 weights (as published
+      for FramePack-F1) loads as it is: fp8 storage, ``dtype`` compute.
+    ``storage`` (``auto``, ``compute``, ``fp8_e4m3fn``, ``fp8_e5m2``) and ``offload`` (``none``, ``group``): see
+    ``place_dit``."""
+    dtype = resolve_dtype(dtype)
+    dev = resolve_device(device)
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file or folder (expected a diffusers folder or a .safetensors file)")
     if os.path.isdir(path):
@@ -109,15 +232,61 @@ def load_dit(path: str, config: str | dict[str, Any] | None = None, dtype=torch.
             model = DiT.from_pretrained(path, torch_dtype=dtype, use_safetensors=True, local_files_only=True)
         except Exception as e:  # diffusers raises many kinds; name the folder
             raise CheckpointError(f"{path}: could not load the packed DiT: {e}") from e
-        return model.to(device).eval()
+        return place_dit(model, dev, dtype, resolve_storage(storage), offload, offload_device)
     if not path.endswith(".safetensors"):
         raise CheckpointError(f"{path}: expected a .safetensors file (pickled checkpoints are not loaded)")
     cfg = dit_config(config or _config_beside(path) or "hunyuan-f1")
     with torch.device("meta"):
         model = DiT.from_config(cfg)
-    state = load_state_dict_checked(path, model, what="packed DiT", dtype=dtype)
+    torch.nn.Module.to(model, dtype)  # (diffusers' .to warns about fp32 modules; this class has none)
+    store = resolve_storage(storage, _file_weight_dtype(path))
+    if store is not None:  # marks which modules store fp8, so that each tensor is read straight to its dtype
+        model.enable_layerwise_casting(storage_dtype=store, compute_dtype=dtype)
+        model._pfvg_storage = store
+    # Group offload keeps the weights on the offload device: read them there.
+    target = torch.device(offload_device) if offload == "group" else dev
+    state = read_state_dict_to(path, model, "packed DiT", target, prefixes=_PREFIXES)
     model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device).eval()
+    del state
+    return place_dit(model, dev, dtype, store, offload, offload_device)
+
+
+def _file_weight_dtype(path: str) -> torch.dtype | None:
+    """The fp8 type of a file's matmul weights if it stores any in fp8, else None (header only)."""
+    from .checkpoint import safetensors_dtypes
+
+    fp8 = [dt for name, (dt, shape) in safetensors_dtypes(path).items() if dt in FP8.values() and len(shape) == 2]
+    return max(set(fp8), key=fp8.count) if fp8 else None
+
+
+def read_state_dict_to(path: str, model: torch.nn.Module, what: str, device: torch.device,
+                       prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Read a safetensors file tensor by tensor onto ``device``, each cast to the dtype of the
+    ``model``'s tensor of that name (the model may live on the meta device); keys checked first."""
+    from .checkpoint import check_keys, open_safetensors
+
+    with open_safetensors(path, what, device) as f:
+        names = list(f.keys())
+        rename = {_strip(n, prefixes): n for n in names}
+        expected = model.state_dict()
+        check_keys(path, {k: tuple(f.get_slice(n).get_shape()) for k, n in rename.items()}, expected, what)
+        out = {}
+        for key, name in rename.items():
+            t = f.get_tensor(name)
+            want = expected[key].dtype
+            if t.is_floating_point() and t.dtype != want:
+                if t.dtype in FP8.values() and want not in FP8.values():
+                    t = t.to(torch.float32)  # fp8 → fp16 overflows nothing, but go through fp32 to be exact
+                t = t.to(want)
+            out[key] = t
+    return out
+
+
+def _strip(name: str, prefixes: tuple[str, ...]) -> str:
+    for p in prefixes:
+        if name.startswith(p):
+            return name[len(p):]
+    return name
 
 
 def _config_beside(path: str) -> dict | None:

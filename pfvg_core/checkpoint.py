@@ -5,11 +5,12 @@ another configuration (missing/unexpected keys, shape mismatches).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -44,8 +45,13 @@ def read_safetensors(path: str, what: str = "weights") -> dict[str, torch.Tensor
 
 def check_state_dict(path: str, state: dict[str, torch.Tensor], model: torch.nn.Module, what: str) -> None:
     """Raise if ``state`` does not match ``model`` key for key and shape for shape."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
+    check_keys(path, {k: tuple(v.shape) for k, v in state.items()}, model.state_dict(), what)
+
+
+def check_keys(path: str, got: dict[str, tuple], expected_state: dict[str, torch.Tensor], what: str) -> None:
+    """Raise if the shapes ``got`` (name → shape) do not match ``expected_state`` key for key and shape for shape."""
+    expected = {k: tuple(v.shape) for k, v in expected_state.items()}
+    got = {k: tuple(v) for k, v in got.items()}
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
@@ -58,7 +64,45 @@ def check_state_dict(path: str, state: dict[str, torch.Tensor], model: torch.nn.
         if shapes:
             k = shapes[0]
             parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: file {got[k]} vs model {expected[k]})")
-        raise CheckpointError(f"{path}: {what} weights were built for another config: " + "; ".join(parts))
+        hint = ""
+        if any(k.endswith(("scale_weight", "scale_input", ".absmax")) for k in unexpected):
+            hint = " (a scaled-fp8 / quantized file: use a plain fp8_e4m3fn, fp8_e5m2, bf16 or fp16 file)"
+        raise CheckpointError(f"{path}: {what} weights were built for another config{hint}: " + "; ".join(parts))
+
+
+@contextlib.contextmanager
+def open_safetensors(path: str, what: str = "weights", device: torch.device | str = "cpu"):
+    """``safe_open`` a file for per-tensor reads onto ``device``; every failure is one ``CheckpointError``."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: {what} file not found")
+    try:
+        handle = safe_open(path, framework="pt", device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        size = os.path.getsize(path)
+        raise CheckpointError(f"{path}: not a readable safetensors file ({size} bytes; truncated or corrupt?): {e}") from e
+    with handle as f:
+        yield f
+
+
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
+              "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def safetensors_dtypes(path: str) -> dict[str, tuple[torch.dtype | None, tuple]]:
+    """name → (dtype, shape) from a safetensors file's JSON header, without reading any tensor."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            if n > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file (bad header): {e}") from e
+    return {k: (_ST_DTYPES.get(v.get("dtype")), tuple(v.get("shape", ()))) for k, v in header.items() if k != "__metadata__"}
 
 
 def load_state_dict_checked(path: str, model: torch.nn.Module, what: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:

@@ -85,8 +85,9 @@ class History:
 
     def append(self, frames: torch.Tensor, indices: torch.Tensor, schedule: Schedule) -> "History":
         """A new History with ``frames`` appended (never mutates ``self``)."""
-        all_frames = torch.cat([self.frames, frames.to(self.frames.dtype)], dim=2)
-        all_idx = torch.cat([self.indices, indices.to(self.indices.dtype)])
+        # the history stays where it started (the CPU): a segment sampled on a GPU is copied to it
+        all_frames = torch.cat([self.frames, frames.to(self.frames.device, self.frames.dtype)], dim=2)
+        all_idx = torch.cat([self.indices, indices.to(self.indices.device, self.indices.dtype)])
         keep = schedule.length
         if schedule.tail == "append" or all_frames.shape[2] <= keep:
             return History(all_frames, all_idx, self.tail_sum, self.tail_count, self.tail_index_sum)

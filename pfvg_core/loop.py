@@ -57,6 +57,7 @@ class StepEvent:
     segment: int
     step: int  # 1-based within the segment
     steps: int
+    denoised: torch.Tensor | None = None  # the step's estimate of the clean window x₀ = x − σ·(ε − x) (previews)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def denoise(model: PFVGModel, ctx: SegmentContext, noise: torch.Tensor, cond: Co
     """The one sampling loop: integrate the flow from ``noise`` (σ = 1) to a clean window (σ = 0) with
     ``options.sampler``, in the sampler's convention (σ, flow prediction ε − x; ``flow`` docstring), so the
     scheduler's σ goes to the DiT and the DiT's output to the scheduler unchanged.
-    ``cancel`` is checked before every step; ``on_step(i)`` is called after step i (1-based)."""
+    ``cancel`` is checked before every step; ``on_step(i, x0)`` is called after step i (1-based) with that
+    step's clean estimate x₀ = x_σ − σ·(ε − x) (the flow prediction read as a denoised window, for previews)."""
     b, _, win, h, w = noise.shape
     mu = flow.schedule_mu(options.shift, win * (h // 2) * (w // 2))
     sched = flow.make_scheduler(options.sampler, options.steps, mu, device=noise.device)
@@ -115,9 +117,10 @@ def denoise(model: PFVGModel, ctx: SegmentContext, noise: torch.Tensor, cond: Co
             out_neg = (model.predict_flow(x, sigmas, negative, ctx.packed, ctx.indices, ctx.psi_tokens, ctx.psi_mask,
                                           options.distilled_guidance) if use_neg else None)
             out = flow.guided(out, out_neg, options.cfg, options.guidance_rescale)
+            x0 = (x - sigma.to(x) * out) if on_step is not None else None
             x = sched.step(out, sched.timesteps[i], x, return_dict=False)[0]
             if on_step is not None:
-                on_step(i + 1)
+                on_step(i + 1, x0)
     return x
 
 
@@ -128,7 +131,7 @@ def sample_segment(model: PFVGModel, state: MemoryState, cond: Conditioning, neg
     check_state(model, state)
     with torch.no_grad():
         ctx = segment_context(model, state)
-    report = (lambda i: on_step(StepEvent(state.segment, i, options.steps))) if on_step is not None else None
+    report = (lambda i, x0: on_step(StepEvent(state.segment, i, options.steps, x0))) if on_step is not None else None
     return denoise(model, ctx, segment_noise(state, model.device), cond, negative, options, report, cancel,
                    where=f"segment {state.segment}, ")
 
@@ -138,9 +141,31 @@ _TIMED = re.compile(r"^\[\s*(\d+(?:\.\d+)?)\s*s?\s*\]\s*(.+)$|^(\d+(?:\.\d+)?)\s
 
 @dataclass(frozen=True)
 class PromptSchedule:
-    """Prompts with start times in seconds: segment n uses the last prompt started by its start."""
+    """Prompts with start times in seconds: segment n uses the last prompt started by its start.
 
-    entries: tuple[tuple[float, str], ...]
+    A prompt is text (encoded by the model's text encoder) or a ``Conditioning`` already encoded (e.g. each
+    line encoded by ComfyUI's text encoders: ``with_prompts``); ``texts`` keeps the lines for display."""
+
+    entries: tuple[tuple[float, object], ...]
+    texts: tuple[str, ...] | None = None
+
+    def with_prompts(self, prompts) -> "PromptSchedule":
+        """The same times with each line's prompt replaced by ``prompts[i]`` (e.g. its encoded conditioning)."""
+        prompts = list(prompts)
+        if len(prompts) != len(self.entries):
+            raise ValueError(f"prompt schedule: {len(prompts)} prompts for {len(self.entries)} lines")
+        return PromptSchedule(tuple((t, p) for (t, _), p in zip(self.entries, prompts)), self.labels())
+
+    def labels(self) -> tuple[str, ...]:
+        return self.texts or tuple(p if isinstance(p, str) else f"prompt {i + 1}" for i, (_, p) in enumerate(self.entries))
+
+    def text_at(self, seconds: float) -> str:
+        labels = self.labels()
+        current = labels[0]
+        for (t, _), label in zip(self.entries, labels):
+            if t <= seconds + 1e-9:
+                current = label
+        return current
 
     @classmethod
     def parse(cls, text: str) -> "PromptSchedule":
@@ -164,7 +189,7 @@ class PromptSchedule:
             raise ValueError("prompt schedule is empty: give at least one prompt")
         return cls(tuple(entries))
 
-    def prompt_at(self, seconds: float) -> str:
+    def prompt_at(self, seconds: float):
         current = self.entries[0][1]
         for t, p in self.entries:
             if t <= seconds + 1e-9:
@@ -191,8 +216,8 @@ class SegmentResult:
 
 
 def temporal_factor(model: PFVGModel) -> int:
-    """Video frames per latent frame (1 without a codec: one latent frame per frame)."""
-    return getattr(model.codec, "temporal_factor", 1) if model.codec is not None else 1
+    """Video frames per latent frame (``PFVGModel.temporal_factor``: the codec's, 4 for FramePack-F1's VAE)."""
+    return model.temporal_factor
 
 
 def generate_long_video(model: PFVGModel, start: torch.Tensor | MemoryState, prompt: str | PromptSchedule, num_segments: int,
@@ -222,7 +247,9 @@ def generate_long_video(model: PFVGModel, start: torch.Tensor | MemoryState, pro
     tf = temporal_factor(model)
     cache: dict[str, Conditioning] = {}
 
-    def cond_for(p: str) -> Conditioning:
+    def cond_for(p) -> Conditioning:
+        if isinstance(p, Conditioning):  # already encoded (a schedule of ComfyUI conditionings)
+            return p
         if p not in cache:
             with torch.no_grad():
                 cache[p] = model.conditioning(p, start_latent.to(model.device), image_embeds)
@@ -235,11 +262,12 @@ def generate_long_video(model: PFVGModel, start: torch.Tensor | MemoryState, pro
     elif seed is not None:
         state = state.replace(seed=int(seed))
     for _ in range(num_segments):
-        p = schedule.prompt_at(state.seconds_at(tf))
+        now = state.seconds_at(tf)
+        p = schedule.prompt_at(now)
         x = sample_segment(model, state, conditioning if conditioning is not None else cond_for(p), negative, options,
                            on_step, cancel)
         state = step(model, state, x)
-        result = SegmentResult(state.segment - 1, x, state, p, state.seconds_at(tf))
+        result = SegmentResult(state.segment - 1, x, state, schedule.text_at(now), state.seconds_at(tf))
         if on_segment is not None:
             on_segment(result)
         yield result

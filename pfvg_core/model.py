@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import flow
-from .backbone import build_dit, dit_config, load_dit
+from .backbone import build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
@@ -25,6 +25,9 @@ from .rope import TimeIndices
 from .semanticpack import MemoryInjector, SemanticPack, SemanticPackConfig
 
 BUNDLE_FILE = "pfvg.json"
+# HunyuanVideo's VAE (FramePack-F1): the DiT works on raw VAE latents × this scale; 4 video frames per latent frame.
+HUNYUAN_VIDEO_SCALE = 0.476986
+HUNYUAN_VIDEO_TEMPORAL = 4
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "assets", "default")  # the shipped default model
 FORMAT = "pfvg-bundle"
 
@@ -90,15 +93,36 @@ class PFVGModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.dit.parameters()).dtype
+        """The compute dtype (with fp8 storage the DiT's weights are stored in fp8, computed in this)."""
+        return compute_dtype(self.dit)
 
     @property
     def device(self) -> torch.device:
-        return next(self.dit.parameters()).device
+        """Where the model computes (with group offload the DiT's weights rest on the CPU)."""
+        return execution_device(self.dit)
 
     @property
     def latent_channels(self) -> int:
         return self.dit.config.in_channels
+
+    @property
+    def latent_scale(self) -> float:
+        """Model latents = the VAE's raw latents × this (ComfyUI's LATENT holds raw latents). The bundle records
+        it (``meta['latent_scale']``); the embedded codec's latents are the model's (1); a 16-channel DiT without
+        a codec is FramePack-F1 on HunyuanVideo's VAE (0.476986)."""
+        if "latent_scale" in self.meta:
+            return float(self.meta["latent_scale"])
+        return 1.0 if self.codec is not None or self.latent_channels != 16 else HUNYUAN_VIDEO_SCALE
+
+    @property
+    def temporal_factor(self) -> int:
+        """Video frames per latent frame: the codec's, else the bundle's record, else HunyuanVideo's 4 for a
+        16-channel DiT (FramePack-F1), else 1."""
+        if self.codec is not None:
+            return int(getattr(self.codec, "temporal_factor", 1))
+        if "temporal_factor" in self.meta:
+            return int(self.meta["temporal_factor"])
+        return HUNYUAN_VIDEO_TEMPORAL if self.latent_channels == 16 else 1
 
     # conditioning -----------------------------------------------------------------------------
     def encode_prompt(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -206,8 +230,12 @@ class PFVGModel(nn.Module):
         os.replace(tmp, os.path.join(folder, BUNDLE_FILE))
 
     @classmethod
-    def load(cls, folder: str, dtype=torch.float32, device="cpu") -> "PFVGModel":
-        """Load a bundle folder; every failure names the file and the problem."""
+    def load(cls, folder: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
+             offload: str = "none", offload_device="cpu") -> "PFVGModel":
+        """Load a bundle folder straight to ``device`` in ``dtype`` (the DiT with ``storage`` / ``offload``
+        as ``backbone.load_dit``); every failure names the file and the problem."""
+        dtype = resolve_dtype(dtype)
+        dev = resolve_device(device)
         cfg_path = os.path.join(folder, BUNDLE_FILE)
         if not os.path.isdir(folder):
             raise CheckpointError(f"{folder}: model folder not found")
@@ -221,7 +249,8 @@ class PFVGModel(nn.Module):
         if cfg.get("format") != FORMAT:
             raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r}, expected {FORMAT!r}")
         dcfg = dit_config(cfg["dit"])
-        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype)
+        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload,
+                     offload_device=offload_device)
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
             sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")
@@ -234,18 +263,29 @@ class PFVGModel(nn.Module):
                              LatentImageEncoder(dcfg["in_channels"], dcfg["image_proj_dim"], cfg["image_encoder"]["patch"]).to(dtype), "image encoder")
         if cfg.get("codec"):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
-        return cls(d, sp, te, ie, codec, cfg.get("meta")).to(device).eval()
+        small = [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
+        return cls(d, *small, cfg.get("meta")).eval()
 
 
-def load_embedded_model(dtype=torch.float32) -> PFVGModel:
+def load_embedded_model(dtype=torch.float32, device="cpu") -> PFVGModel:
     """The embedded default model shipped in ``pfvg_core/assets/default``."""
-    return PFVGModel.load(EMBEDDED_DIR, dtype=dtype)
+    return PFVGModel.load(EMBEDDED_DIR, dtype=dtype, device=device)
 
 
-def resolve_model(spec: str, dtype=torch.float32) -> PFVGModel:
-    """``default`` (the embedded default model), ``random:<config>`` (randomly initialised) or a PFVG model folder."""
+def resolve_model(spec: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
+                  offload: str = "none") -> PFVGModel:
+    """``default`` (the embedded default model), ``random:<config>`` (randomly initialised) or a PFVG model folder,
+    on ``device`` (``auto``: CUDA when available) in compute ``dtype``."""
     if spec == "default":
-        return load_embedded_model(dtype)
+        return load_embedded_model(dtype, device)
     if spec.startswith("random:"):
-        return PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=dtype)
-    return PFVGModel.load(spec, dtype=dtype)
+        from .backbone import place_dit, resolve_storage
+
+        model = PFVGModel.build(spec.split(":", 1)[1], seed=0, dtype=resolve_dtype(dtype))
+        dev = resolve_device(device)
+        place_dit(model.dit, dev, resolve_dtype(dtype), resolve_storage(storage), offload)
+        for m in (model.semanticpack, model.text_encoder, model.image_encoder, model.codec):
+            if m is not None:
+                m.to(dev)
+        return model
+    return PFVGModel.load(spec, dtype=dtype, device=device, storage=storage, offload=offload)

@@ -97,11 +97,13 @@ class SemanticPack(nn.Module):
         """ψ₀ = [proj(text) ; proj(image)] (PFVG §3.1 initialisation). Returns (ψ₀ [B, L, dim], mask [B, L]).
 
         ``zero=True`` gives ψ₀ = 0 of the same shape (the zero-MemoryPack ablation)."""
+        w = self.text_proj.weight  # features may come from elsewhere (ComfyUI's CONDITIONING is on the CPU)
+        text_embeds, image_embeds = text_embeds.to(w.device, w.dtype), image_embeds.to(w.device, w.dtype)
         psi = torch.cat([self.text_proj(text_embeds), self.image_proj(image_embeds)], dim=1)
         b = psi.shape[0]
         if text_mask is None:
             text_mask = torch.ones(text_embeds.shape[:2], dtype=torch.bool, device=psi.device)
-        mask = torch.cat([text_mask.bool(), torch.ones(b, image_embeds.shape[1], dtype=torch.bool, device=psi.device)], 1)
+        mask = torch.cat([text_mask.to(psi.device).bool(), torch.ones(b, image_embeds.shape[1], dtype=torch.bool, device=psi.device)], 1)
         if zero:
             psi = torch.zeros_like(psi)
         return psi, mask
@@ -153,9 +155,27 @@ class SemanticPack(nn.Module):
             self.log_gate.fill_(log_gate)
 
 
+def gate_channels(device: torch.device) -> int:
+    """Extra head channels carrying the gate: 8 on a GPU (head sizes stay multiples of 8, as flash / sage
+    kernels need), 1 on the CPU (its SDPA takes any head size)."""
+    return 1 if device.type == "cpu" else 8
+
+
 class _GatedMemoryAttnProcessor:
-    """Wraps a diffusers attention processor: adds ``log_gate`` to the attention logits of the memory
-    keys (multiplying their softmax weight by g), and −∞ for padded memory tokens."""
+    """Wraps a diffusers attention processor so that ψ's gate g reaches the attention of every block
+    (PFVG Fig. 1: ψ as context tokens; the gate multiplies their softmax weight by g = exp(log_gate)).
+
+    The form is chosen so that the attention backend stays free (native SDPA, flash, sage):
+    - no ψ, or g = 1 with no padded ψ token (the trained case): the diffusers processor as it is, no mask;
+    - g ≠ 1 without a DiT mask (batch 1): log g is carried in ``gate_channels`` extra head channels,
+      q' = [q, 1, 0…], k' = [k, log g / scale on ψ keys (0 elsewhere), 0…], v' = [v, 0…], with the
+      softmax scale of the real head size, so q'·k'·scale = q·k·scale + log g exactly; no mask;
+    - a DiT mask (batch > 1 with padded prompts, where diffusers itself passes one): an additive
+      float mask with log g on the ψ keys and −∞ on padding (native SDPA only, as diffusers there).
+    Padded ψ tokens at batch 1 are dropped before the DiT sees them (same result as −∞ logits)."""
+
+    _attention_backend = None
+    _parallel_config = None
 
     def __init__(self, inner, injector: "MemoryInjector"):
         self.inner = inner
@@ -163,13 +183,66 @@ class _GatedMemoryAttnProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
         inj = self.injector
-        if inj.active is not None and encoder_hidden_states is not None:
-            n_lat, n_ctx = hidden_states.shape[1], encoder_hidden_states.shape[1]
-            bias = inj.key_bias(n_lat, n_ctx, hidden_states.dtype, hidden_states.device)  # [B, 1, 1, N]
-            if attention_mask is not None:
-                bias = bias.masked_fill(~attention_mask.bool(), float("-inf"))
-            attention_mask = bias
-        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        self.inner._attention_backend = self._attention_backend  # set_attention_backend reaches this wrapper
+        self.inner._parallel_config = self._parallel_config
+        if inj.active is None or encoder_hidden_states is None:
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        n_lat, n_ctx = hidden_states.shape[1], encoder_hidden_states.shape[1]
+        if attention_mask is None and not inj.force_mask:
+            if inj.gate_is_one:
+                return self.inner(attn, hidden_states, encoder_hidden_states, None, image_rotary_emb)
+            return self._gated(attn, hidden_states, encoder_hidden_states, image_rotary_emb,
+                               inj.key_bias(n_lat, n_ctx, torch.float32, hidden_states.device)[:, 0, 0])
+        bias = inj.key_bias(n_lat, n_ctx, hidden_states.dtype, hidden_states.device)  # [B, 1, 1, N]
+        if attention_mask is not None:
+            bias = bias.masked_fill(~attention_mask.bool(), float("-inf"))
+        return self.inner(attn, hidden_states, encoder_hidden_states, bias, image_rotary_emb)
+
+    def _gated(self, attn, hidden_states, encoder_hidden_states, image_rotary_emb, bias):
+        """The steps of diffusers' ``HunyuanVideoAttnProcessor2_0`` with the gate in extra head channels."""
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        n_ctx = encoder_hidden_states.shape[1]
+        single = attn.add_q_proj is None
+        x = torch.cat([hidden_states, encoder_hidden_states], dim=1) if single else hidden_states
+        q, k, v = (proj(x).unflatten(2, (attn.heads, -1)) for proj in (attn.to_q, attn.to_k, attn.to_v))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        if image_rotary_emb is not None:
+            if single:
+                q = torch.cat([apply_rotary_emb(q[:, :-n_ctx], image_rotary_emb, sequence_dim=1), q[:, -n_ctx:]], dim=1)
+                k = torch.cat([apply_rotary_emb(k[:, :-n_ctx], image_rotary_emb, sequence_dim=1), k[:, -n_ctx:]], dim=1)
+            else:
+                q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
+                k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+        if not single:
+            eq, ek, ev = (proj(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+                          for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
+            if attn.norm_added_q is not None:
+                eq = attn.norm_added_q(eq)
+            if attn.norm_added_k is not None:
+                ek = attn.norm_added_k(ek)
+            q, k, v = torch.cat([q, eq], dim=1), torch.cat([k, ek], dim=1), torch.cat([v, ev], dim=1)
+        b, n, h, d = q.shape
+        scale = d ** -0.5
+        pad = gate_channels(q.device)
+        qa = q.new_zeros(b, n, h, pad)
+        qa[..., 0] = 1
+        ka = k.new_zeros(b, n, h, pad)
+        ka[..., 0] = (bias / scale).to(k.dtype)[:, :, None]
+        out = dispatch_attention_fn(torch.cat([q, qa], -1), torch.cat([k, ka], -1), torch.cat([v, torch.zeros_like(ka)], -1),
+                                    attn_mask=None, dropout_p=0.0, is_causal=False, scale=scale,
+                                    backend=self._attention_backend, parallel_config=self._parallel_config)
+        out = out[..., :d].flatten(2, 3).to(q.dtype)
+        out, ctx = out[:, :-n_ctx], out[:, -n_ctx:]
+        if getattr(attn, "to_out", None) is not None:
+            out = attn.to_out[1](attn.to_out[0](out))
+        if getattr(attn, "to_add_out", None) is not None:
+            ctx = attn.to_add_out(ctx)
+        return out, ctx
 
 
 class MemoryInjector:
@@ -183,6 +256,8 @@ class MemoryInjector:
         if getattr(transformer, "image_projection", None) is None:
             raise ValueError("the packed DiT has no image_projection (has_image_proj=False): cannot inject ψ")
         self.active = None  # (tokens [B, M, D], log_gate, mask [B, M]) during an injected forward
+        self.gate_is_one = False  # log_gate == 0 and no padded ψ token: no mask needed at all
+        self.force_mask = False  # always use the additive-mask form (tests compare the forms)
         self._n_img = 0
         self._handle = transformer.image_projection.register_forward_hook(self._hook)
         for block in list(transformer.transformer_blocks) + list(transformer.single_transformer_blocks):
@@ -214,8 +289,18 @@ class MemoryInjector:
         if tokens is None or log_gate is None or not bool(torch.isfinite(log_gate)):
             yield
             return
+        if mask is not None:
+            mask = mask.to(tokens.device).bool()
+            if bool(mask.all()):
+                mask = None
+            elif tokens.shape[0] == 1:  # drop padded ψ tokens (= −∞ logits) so that no mask is needed
+                tokens, mask = tokens[:, mask[0]], None
         self.active = (tokens, log_gate, mask)
+        # the gate's gradient (training) needs it in the graph: the mask-free shortcut is for inference
+        self.gate_is_one = (mask is None and float(log_gate.detach()) == 0.0
+                            and not (torch.is_grad_enabled() and log_gate.requires_grad))
         try:
             yield
         finally:
             self.active = None
+            self.gate_is_one = False

@@ -64,3 +64,15 @@ def test_bench_loop_quick_prints_the_three_figures(capsys, monkeypatch):
     for k in ("segment_time_ratio", "rss_growth", "semanticpack_overhead"):
         assert isinstance(out[k], float)
     assert out["segments"] == 14
+
+
+def test_generate_with_device_dtype_and_fp8_storage_options(tmp_path, image):
+    out = tmp_path / "v.webp"
+    rc = main(["generate", "--image", str(image), "--prompt", "a red ball", "--seconds", "1", "--fps", "4",
+               "--steps", "1", "--out", str(out), "--device", "cpu", "--dtype", "bf16", "--storage", "fp8_e4m3fn"])
+    assert rc == 0
+    with Image.open(out) as v:
+        assert v.n_frames == 5
+    # an unknown device is one clear line
+    rc = main(["generate", "--image", str(image), "--prompt", "x", "--seconds", "1", "--out", str(out), "--device", "tpu"])
+    assert rc == 2

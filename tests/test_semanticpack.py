@@ -75,7 +75,9 @@ def test_psi_tokens_survive_batch1_truncation():
         _velocity(model, state, cond, torch.randn(1, 4, 9, 16, 16))
     hook.remove()
     n_img = cond.image_embeds.shape[1]
-    assert seen["ctx"] == n_img + state.memory_tokens + 3
+    # ψ₀'s padded prompt tokens are dropped at batch 1 (the same as −∞ logits, and no mask needed)
+    assert state.memory_tokens == n_img + 77
+    assert seen["ctx"] == n_img + (n_img + 3) + 3
 
 
 def test_psi0_is_prompt_and_image_tokens_and_zero_option(start_latent, tiny_model):

@@ -93,9 +93,9 @@ def test_ui_workflow_links_are_consistent(path):
 
 
 # --- run the API workflows with our nodes and stand-ins for the core nodes ----------------------
-def run_api(wf, env):
+def run_api(wf, env, fakes=None):
     """A small executor: our node classes for real; LoadImage / ImageBatch / CreateVideo / SaveVideo /
-    PreviewImage as stand-ins with ComfyUI's semantics."""
+    PreviewImage as stand-ins with ComfyUI's semantics; ``fakes``: further stand-ins {class_type: function}."""
     done, saved = {}, []
 
     def value(v):
@@ -110,7 +110,9 @@ def run_api(wf, env):
                 run(v[0])
         kw = {k: value(v) for k, v in node["inputs"].items()}
         ct = node["class_type"]
-        if ct == "LoadImage":
+        if fakes and ct in fakes:
+            out = fakes[ct](**kw)
+        elif ct == "LoadImage":
             arr = np.asarray(Image.open(os.path.join(env, kw["image"])).convert("RGB"), np.float32) / 255
             out = (torch.from_numpy(arr)[None], None)
         elif ct == "ImageBatch":
@@ -138,7 +140,7 @@ def env(tmp_path, monkeypatch):
     from nodes import comfy_io
 
     (tmp_path / "input").mkdir()
-    Image.open(os.path.join(os.path.dirname(HERE), "examples", "start.png")).save(tmp_path / "input" / "pfvg_start.png")
+    Image.open(os.path.join(os.path.dirname(HERE), "demo", "start.png")).save(tmp_path / "input" / "pfvg_start.png")
     monkeypatch.setattr(comfy_io, "input_root", lambda: str(tmp_path / "input"))
     monkeypatch.setattr(comfy_io, "models_root", lambda: str(tmp_path / "models"))
     return str(tmp_path / "input")
@@ -192,3 +194,14 @@ def test_headless_client_is_stdlib_only():
     mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert mods <= set(sys.stdlib_module_names) | {"__future__"}, mods
+
+
+def test_templates_are_served_no_folder_shadows_workflows():
+    """ComfyUI's custom-node manager serves the first of these folders it finds under one URL prefix
+    (/api/workflow_templates/<pack>) and lists the .json files of all of them: only workflows/ may exist."""
+    root = os.path.dirname(HERE)
+    served = ["example_workflows", "example", "examples", "workflow", "workflows"]  # ComfyUI's order
+    present = [d for d in served if os.path.isdir(os.path.join(root, d))]
+    assert present == ["workflows"], present
+    names = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(root, "workflows", "*.json")))
+    assert names == sorted(mw.WORKFLOWS)  # the template list is exactly our workflows

@@ -31,6 +31,8 @@ CORE = {
     "VAELoader": ([], [("vae_name", "hunyuan_video_vae_bf16.safetensors")], [("VAE", "VAE")]),
     "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [], [("LATENT", "LATENT")]),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [], [("IMAGE", "IMAGE")]),
+    "VAEDecodeTiled": ([("samples", "LATENT"), ("vae", "VAE")], [("tile_size", 256), ("overlap", 64), ("temporal_size", 64),
+                                                                 ("temporal_overlap", 8)], [("IMAGE", "IMAGE")]),
 }
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
@@ -211,22 +213,29 @@ def evaluate():
     return g
 
 
+F1_SCHEDULE = f"0: {PROMPT}\n[15s] the ball slows down and stops beside the yellow triangle"
+
+
 def framepack_f1():
-    """For users with FramePack-F1 and HunyuanVideo encoder weights in their ComfyUI model folders."""
+    """For users with FramePack-F1 and HunyuanVideo encoder weights in their ComfyUI model folders. Settings are
+    what plain FramePack-F1 weights were trained for: F1's per-segment RoPE layout (rope local), 9 latent frames
+    a segment at 30 fps, 25 UniPC steps, distilled guidance 10, no real CFG, the resolution-dependent shift
+    (shift 0). The prompt schedule is encoded line by line with the HunyuanVideo text encoders; the video is
+    decoded by tiles (VAEDecodeTiled) so that a long video fits in memory."""
     g = Graph()
-    model = g.add("PFVGLoadPackedDiT", model_name="diffusion_models/FramePackI2V_HY_F1.safetensors", dtype="bfloat16")
+    model = g.add("PFVGLoadPackedDiT", model_name="diffusion_models/FramePackI2V_HY_F1.safetensors", dtype="auto")
     clip = g.add("DualCLIPLoader")
-    text = g.add("CLIPTextEncode", clip=(clip, 0), text=PROMPT)
+    prompts = g.add("PFVGEncodePromptSchedule", clip=(clip, 0), schedule=F1_SCHEDULE)
     img = g.add("LoadImage")
     vision = g.add("CLIPVisionLoader")
     vis = g.add("CLIPVisionEncode", clip_vision=(vision, 0), image=(img, 0))
     vae = g.add("VAELoader")
     lat = g.add("VAEEncode", pixels=(img, 0), vae=(vae, 0))
-    mem = g.add("PFVGEncodePsi0", model=(model, 0), conditioning=(text, 0), latent=(lat, 0), clip_vision_output=(vis, 0),
-                window=9, fps=30.0)
-    loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), conditioning=(text, 0), seed=1, seconds=30.0,
+    mem = g.add("PFVGEncodePsi0", model=(model, 0), prompts=(prompts, 0), latent=(lat, 0), clip_vision_output=(vis, 0),
+                window=9, rope="local", fps=30.0)
+    loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), prompts=(prompts, 0), seed=1, seconds=30.0,
                  segments=0, prompt_schedule="", steps=25, cfg=1.0, distilled_guidance=10.0, shift=0.0, sampler="unipc")
-    dec = g.add("VAEDecode", samples=(loop, 0), vae=(vae, 0))
+    dec = g.add("VAEDecodeTiled", samples=(loop, 0), vae=(vae, 0))
     save(g, (dec, 0), "pfvg_framepack_f1", fps=30.0)
     return g
 

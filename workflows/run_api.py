@@ -3,7 +3,7 @@
 Standard library only.
 
     python workflows/run_api.py workflows/api/pfvg_long_video_embedded.json \\
-        --server 127.0.0.1:8188 --upload examples/start.png:pfvg_start.png --out outputs/
+        --server 127.0.0.1:8188 --upload demo/start.png:pfvg_start.png --out outputs/
 
 ``--set NODE.INPUT=VALUE`` overrides an input (JSON value, e.g. --set 4.seconds=10).
 """

@@ -44,7 +44,7 @@ def cmd_generate(a) -> int:
     if a.seconds <= 0:
         raise ValueError(f"--seconds must be > 0, got {a.seconds}")
     check_video_path(a.out)
-    model = resolve_model(a.model)
+    model = _load_model(a)
     if model.codec is None:
         raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
     meta = model.meta
@@ -53,19 +53,22 @@ def cmd_generate(a) -> int:
     pixels = load_image(a.image, size=size, multiple=model.codec.factor)
     torch.manual_seed(a.seed)
     with torch.no_grad():
-        start = model.codec.encode(pixels)
+        start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
     config = MemoryConfig(window=a.window or meta.get("window", 9), schedule=Schedule.parse(a.schedule), rope=a.rope, memory_mode=a.memory)
     options = SamplerOptions(steps=a.steps or meta.get("steps", 25), cfg=a.cfg, distilled_guidance=a.guidance,
                              shift=a.shift if a.shift is not None else meta.get("shift"), sampler=a.sampler)
     prompt = PromptSchedule.parse(a.prompt) if "\n" in a.prompt else a.prompt
     n = segments_for_seconds(a.seconds, fps, config.window, model.codec.temporal_factor)
     bar = _Progress(n * options.steps, "generate")
-    chunks = [model.codec.decode(start)]
+    def decode(latents):
+        with torch.no_grad():
+            return model.codec.decode(latents.to(model.device, model.dtype)).float().cpu()
+
+    chunks = [decode(start)]
     try:
         for seg in generate_long_video(model, start, prompt, n, seed=a.seed, config=config, options=options, fps=fps,
                                        negative_prompt=a.negative, on_step=lambda e: bar.update()):
-            with torch.no_grad():
-                chunks.append(model.codec.decode(seg.latents))
+            chunks.append(decode(seg.latents))
     finally:
         bar.close()
     frames = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(a.seconds * fps)) + 1]
@@ -74,6 +77,28 @@ def cmd_generate(a) -> int:
         contact_sheet(frames, a.sheet)
     print(f"wrote {a.out}: {frames.shape[0]} frames, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
     return 0
+
+
+def _load_model(a):
+    """The model of ``--model`` on ``--device`` in ``--dtype`` (``--storage``, ``--offload``, ``--attention``)."""
+    from ..backbone import set_attention_backend
+
+    model = resolve_model(a.model, dtype=a.dtype, device=a.device, storage=a.storage, offload=a.offload)
+    if a.attention != "native":
+        set_attention_backend(model.dit, a.attention)
+    return model
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """--device / --dtype / --storage / --offload / --attention (backbone.load_dit, place_dit)."""
+    from ..backbone import ATTENTION_BACKENDS, DTYPES, OFFLOAD, STORAGE
+
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype (bf16 on a GPU)")
+    p.add_argument("--storage", default="auto", choices=STORAGE,
+                   help="DiT weight storage: auto (an fp8 file stays fp8), compute, fp8_e4m3fn, fp8_e5m2 (layerwise casting)")
+    p.add_argument("--offload", default="none", choices=OFFLOAD, help="group: DiT blocks rest on the CPU (24 GB cards)")
+    p.add_argument("--attention", default="native", choices=ATTENTION_BACKENDS, help="attention backend (diffusers)")
 
 
 def cmd_train(a) -> int:
@@ -196,7 +221,12 @@ def cmd_eval(a) -> int:
 def cmd_bench(a) -> int:
     from . import bench
 
-    result = bench.run(a.what, quick=a.quick, config=a.config)
+    if a.what == "f1":
+        from .bench_f1 import run_f1
+
+        result = run_f1(a)
+    else:
+        result = bench.run(a.what, quick=a.quick, config=a.config or "small")
     print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
@@ -224,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
     g.add_argument("--rope", default="video", choices=["video", "local"])
     g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    add_device_options(g)
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
@@ -264,10 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train"])
+    b.add_argument("what", choices=["loop", "train", "f1"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
-    b.add_argument("--config", default="small", help="DiT config to measure")
+    b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
+    from .bench_f1 import add_f1_options
+
+    add_f1_options(b)
     b.set_defaults(func=cmd_bench)
     return p
 
