@@ -25,9 +25,13 @@ demo: venv
 	$(BIN)/python -m pfvg_core generate --model $(DEMO_MODEL) --image demo/start.png \
 		--prompt "$$(cat demo/prompt.txt)" --seconds 60 --out out/demo.webp --sheet out/demo_sheet.png
 
-# Reproduces the embedded default model (pfvg_core/assets/default) and its training log.
+# Reproduces the embedded default model (pfvg_core/assets/default), its training log, figures and card.
+# PRESET=cpu: ~45 min on 2 cores, too small a budget for a useful model (README); PRESET=gpu DEVICE=cuda JOBS=16.
+PRESET ?= cpu
+DEVICE ?= auto
+JOBS ?= 1
 train-default: venv
-	$(BIN)/python -m pfvg_core.tools.embedded_recipe --work build/default
+	$(BIN)/python -m pfvg_core.tools.embedded_recipe --work build/default --preset $(PRESET) --device $(DEVICE) --jobs $(JOBS)
 
 bench: venv
 	$(BIN)/python -m pfvg_core bench loop --json

@@ -55,3 +55,13 @@ def test_targets_and_honest_reading_follow_the_figures():
     assert not t["camera tracking correlation ≥ 0.8"] and not t["memory on beats off: revisit error (interval < 0)"]
     text = rec.honest_reading(bad)
     assert "Not met: beats blurred first frame" in text and "0.0280" in text and "0.50" in text
+
+
+def test_presets_name_the_default_budgets():
+    import pytest
+
+    with pytest.raises(ValueError, match="preset"):
+        rec.default_budget(preset="tpu")
+    b = rec.default_budget()
+    assert b.seeds == (0,) and b.variants == (ex.ALL,) and b.base == rec.PRESETS["cpu"]["base"] and b.dit == "embedded"
+    assert rec.default_budget(preset="gpu").video_batch == ex.Budget().video_batch

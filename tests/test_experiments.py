@@ -13,7 +13,8 @@ from pfvg_core.tools import experiments as ex
 def test_tiny_experiments_run_in_parallel_processes_on_cpu(tmp_path):
     """Every variant × seed trained (2 processes at a time) from one shared pretraining; stage 2 from ONE
     stage-1 checkpoint per seed; scored on the held-out split with the references and paired intervals."""
-    b = ex.Budget.tiny(variants=(ex.ALL, "MemoryPack + teacher forcing", "FramePack only (no memory) + Direct Forcing"))
+    b = ex.Budget.tiny(variants=(ex.ALL, "MemoryPack + teacher forcing", "FramePack only (no memory) + Direct Forcing"),
+                       heldout_seconds=3.0)
     res = ex.run(str(tmp_path), b, device="cpu", jobs=2, log=lambda m: None)
     names = list(b.variants) + [ex.INFERENCE_OFF]
     assert sorted(res["rows"]) == sorted(names)
@@ -73,6 +74,8 @@ def test_calibrate_fits_the_stages_in_their_seconds():
     b = ex.calibrate(ex.Budget(), base_seconds_per_step=2.0, seconds={"stage1": 100, "stage2": 120})
     assert b.stage1 == int(100 / (2.0 * ex.SLOWDOWN["stage1"])) and b.stage2 == int(120 / (2.0 * ex.SLOWDOWN["stage2"]))
     assert ex.calibrate(ex.Budget(), 1e3, {"stage1": 1, "stage2": 1}).stage1 == 1  # at least one step
+    alone = ex.calibrate(ex.Budget(), 2.0, {"stage1": 100, "stage2": 120, "slowdown": {"stage1": 1.25}})
+    assert alone.stage1 == 40 and alone.stage2 == b.stage2
 
 
 def test_pick_codec_prefers_sprite_colour_within_the_background_budget():

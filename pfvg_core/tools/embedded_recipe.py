@@ -31,9 +31,20 @@ ASSETS = EMBEDDED_DIR
 STAGE_RUNS = ("base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0")
 
 
-def default_budget(quick: bool = False, **kw) -> ex.Budget:
-    """The default model's budget: the experiments' sizes, one seed, the paper's method only."""
-    kw = {"seeds": (0,), "variants": (ex.ALL,), **kw}
+# cpu: what 2 CPU cores train in ≈ 45 min (codec included) — too little for a useful model (README,
+# "Embedded default"); gpu: the experiments' budget (one H200 call trains it with every variant and seed).
+PRESETS = {
+    "cpu": dict(train_videos=32, heldout=4, codec_steps=800, codec_batch=32, codec_candidates=(), video_batch=4,
+                base=12, stage1=10, stage2=6, steps=8, warmup=5),
+    "gpu": dict(train_videos=128, steps=8, codec_candidates=((4, 0.0), (4, 20.0))),
+}
+
+
+def default_budget(quick: bool = False, preset: str = "cpu", **kw) -> ex.Budget:
+    """The default model's budget: a preset of the experiments' sizes, one seed, the paper's method only."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    kw = {"seeds": (0,), "variants": (ex.ALL,), **({} if quick else PRESETS[preset]), **kw}
     return ex.Budget.tiny(**kw) if quick else ex.Budget(**kw)
 
 
@@ -198,14 +209,15 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="processes at a time (trainings, evaluations)")
     ap.add_argument("--experiments", action="store_true", help="run every variant and seed of the experiments too")
     ap.add_argument("--quick", action="store_true", help="a tiny budget (smoke run)")
+    ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="budget preset (cpu: the shipped model's)")
     ap.add_argument("--budget", default=None, help="JSON object of Budget fields to override")
     ap.add_argument("--seconds", default=None, help='JSON {"base": s, "stage1": s, "stage2": s}: size the stages by wall clock')
     a = ap.parse_args(argv)
     kw = json.loads(a.budget) if a.budget else {}
     if a.experiments:
-        b = ex.Budget.tiny(**kw) if a.quick else ex.Budget(**kw)
+        b = ex.Budget.tiny(**kw) if a.quick else ex.Budget(**{**PRESETS["gpu"], **kw})
     else:
-        b = default_budget(a.quick, **kw)
+        b = default_budget(a.quick, a.preset, **kw)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     fig = build(a.out, a.work, b, a.device, a.jobs, json.loads(a.seconds) if a.seconds else None, log)
     print(json.dumps({"mean": fig["mean"], "on_minus_off": fig["on_minus_off"], "targets": targets(fig)}, indent=1))
