@@ -341,3 +341,22 @@ def test_video_batch_is_the_mean_of_each_video_on_its_own(tmp_path):
         assert abs(losses[i] - sum(per) / 2) < 1e-5 * max(1.0, abs(losses[i]))
     tr.run()
     assert read_log(tr.cfg.out)[-1]["clips"] == 4 and tr.pos.cursor == 0
+
+
+def test_memory_option_is_a_deprecated_alias_of_memory_mode(tmp_path):
+    (tmp_path / "old.toml").write_text('memory = "off"\n')
+    with pytest.warns(DeprecationWarning, match="memory_mode"):
+        assert load_config(str(tmp_path / "old.toml")).memory_mode == "off"
+    (tmp_path / "new.toml").write_text('memory_mode = "zero"\n')
+    cfg = load_config(str(tmp_path / "new.toml"))
+    assert cfg.memory_mode == "zero" and cfg.memory_config().memory_mode == "zero" and "memory" not in cfg.to_dict()
+    (tmp_path / "both.toml").write_text('memory = "off"\nmemory_mode = "zero"\n')
+    with pytest.raises(ValueError, match="memory_mode only"):
+        load_config(str(tmp_path / "both.toml"))
+    with pytest.warns(DeprecationWarning):
+        assert TrainConfig(memory="zero").memory_mode == "zero"
+    from pfvg_core.tools.cli import build_parser
+    for flag in ("--memory-mode", "--memory"):
+        args = build_parser().parse_args(["generate", "--model", "m", "--image", "i.png", "--prompt", "p", "--seconds", "1", "--out", "o.webp",
+                                          flag, "off"])
+        assert args.memory_mode == "off"

@@ -73,7 +73,7 @@ def cmd_generate(a) -> int:
     fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
     size = size or tuple(meta.get("resolution", (64, 64)))
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
-                          memory_mode=a.memory)
+                          memory_mode=a.memory_mode)
     defaults = model.sampling_defaults
     sampler = a.sampler or defaults["sampler"]
     if steps is None:  # the model's step count belongs to its default sampler
@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--window", type=int, default=None, help="latent frames per segment")
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
     g.add_argument("--rope", default="video", choices=["video", "local"])
-    g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    g.add_argument("--memory-mode", "--memory", dest="memory_mode", default="on", choices=["on", "off", "zero"],
+                   help="SemanticPack on, off, or ψ₀ = 0 (--memory: deprecated alias)")
     g.add_argument("--threads", type=int, default=1,
                    help="CPU intra-op threads (default 1: on a busy 2-core machine 2 threads were 5× slower; raise it "
                         "on an idle many-core machine for large models)")
