@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from . import flow
 from .atomic import atomic_dir, clean_stale, is_temp, write_json, write_text
+from .backbone import resolve_device
 from .checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
 from .data import LatentDataset, curriculum
 from .forcing import make_strategy, sample_t
@@ -181,13 +182,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def torch_device(self) -> torch.device:
-        """``auto``: the first CUDA device when there is one, else the CPU."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dev = torch.device(self.device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r}: no CUDA device is available")
-        return dev
+        """``auto``: the first CUDA device when there is one, else the CPU (``backbone.resolve_device``)."""
+        return resolve_device(self.device)
 
     def autocast(self, device: torch.device):
         """bf16 autocast of the forward passes when asked (``auto``: on CUDA only); the loss stays fp32."""
