@@ -19,7 +19,7 @@ class SegmentSampler:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"model": (c.MODEL, {"tooltip": "From Load Packed DiT (or Load LoRA)."}), "memory": (c.MEMORY, {"tooltip": "A memory state from Encode ψ₀, Extend Video, MemoryPack Step or a previous loop."}), "seed": c.seed(), **c.widgets(SamplerOptions)},
+            "required": {"model": c.model_input(), "memory": c.memory_input(), "seed": c.seed(), **c.widgets(SamplerOptions)},
             "optional": {
                 "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "This segment's prompt (embedded model)."}),
                 "conditioning": ("CONDITIONING", {"tooltip": "This segment's HunyuanVideo conditioning."}),
@@ -49,7 +49,7 @@ class LongVideoLoop:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (c.MODEL, {"tooltip": "From Load Packed DiT (or Load LoRA)."}), "memory": (c.MEMORY, {"tooltip": "A memory state from Encode ψ₀, Extend Video, MemoryPack Step or a previous loop."}), "seed": c.seed(),
+                "model": c.model_input(), "memory": c.memory_input(), "seed": c.seed(),
                 "seconds": ("FLOAT", {"default": 10.0, "min": 0.1, "max": 3600.0, "step": 0.5, "tooltip": "Video length (used when segments = 0)."}),
                 "segments": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "Number of segments; 0 = from seconds."}),
                 "prompt_schedule": ("STRING", {"multiline": True, "default": "0: a red ball rolls across a field",
