@@ -1,7 +1,7 @@
 import torch
 
 from pfvg_core import operations as ops
-from pfvg_core.loop import PromptSchedule, SamplerOptions, generate_long_video, sample_segment, segments_for_seconds, temporal_factor
+from pfvg_core.loop import PromptSchedule, SamplerOptions, generate_long_video, sample_segment, segments_for_seconds
 from pfvg_core.validate import SAMPLING, number
 
 from . import comfy_io as io
@@ -70,7 +70,7 @@ class LongVideoLoop:
         state = check_memory(memory)
         opts = c.options(SamplerOptions, inputs)
         # seconds → segments with the VAE's temporal factor (4 for FramePack-F1: a segment of 9 latent frames is 36 frames)
-        n = segments or segments_for_seconds(seconds, state.fps, state.config.window, temporal_factor(model))
+        n = segments or segments_for_seconds(seconds, state.fps, state.config.window, model.temporal_factor)
         fixed = None
         if prompts is not None:
             schedule = c.check_prompts(prompts)
