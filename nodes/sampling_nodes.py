@@ -86,7 +86,7 @@ class LongVideoLoop:
         with io.interruptible():
             for r in generate_long_video(model, state, prompt, n, seed=seed, options=opts, negative_prompt=negative_prompt or None,
                                          conditioning=fixed, on_step=progress.step, cancel=io.interrupted,
-                                         on_segment=lambda r: progress.segment_done(model, r)):
+                                         on_segment=progress.segment_done):
                 chunks.append(r.latents.cpu())  # only the latest state is kept: memory stays bounded
                 last = r.state
         latents = torch.cat(chunks, dim=2)
