@@ -330,6 +330,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..rope import ROPE_MODES
+    from ..state import MEMORY_MODES
+
     p = _Parser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="a long video from an image and a prompt")
@@ -354,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None)
     g.add_argument("--window", type=int, default=None, help="latent frames per segment")
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
-    g.add_argument("--rope", default="video", choices=["video", "local"])
-    g.add_argument("--memory-mode", "--memory", dest="memory_mode", default="on", choices=["on", "off", "zero"],
+    g.add_argument("--rope", default="video", choices=ROPE_MODES)
+    g.add_argument("--memory-mode", "--memory", dest="memory_mode", default="on", choices=MEMORY_MODES,
                    help="SemanticPack on, off, or ψ₀ = 0 (--memory: deprecated alias)")
     g.add_argument("--threads", type=int, default=1,
                    help="CPU intra-op threads (default 1: on a busy 2-core machine 2 threads were 5× slower; raise it "
