@@ -279,7 +279,7 @@ class Trainer:
         self.order = curriculum(self.data, config.window)
         if not self.order:
             raise ValueError(f"no video in {config.data} has a complete clip of {config.window} latent frames after the start frame")
-        self.memory = config.memory_config()
+        self.memory_config = config.memory_config()  # the memory layout of every video's state
         self.pos = Position()
         self.optimizer = None
         self.scheduler = None
@@ -331,7 +331,7 @@ class Trainer:
         start = torch.cat([v.start() for v in videos]).to(m.device)
         prompts = [v.prompt for v in videos]
         cond = self._conditioning(prompts, start)
-        state = init_state(m, start, cond, seed=0, config=self.memory, grad=self.train_psi)
+        state = init_state(m, start, cond, seed=0, config=self.memory_config, grad=self.train_psi)
         losses = []
         amp = cfg.autocast(self.device)
         k = cfg.psi_bptt if self.train_psi and state.psi is not None else 1

@@ -56,7 +56,7 @@ def test_accumulating_clips_equals_one_step_on_their_summed_loss(tmp_path):
     emb, mask, pooled = ref.encode_prompt(video.prompt)
     from pfvg_core.model import Conditioning
     cond = Conditioning(emb, mask, pooled, ref.image_encoder(video.start()))
-    state = init_state(ref, video.start(), cond, config=tr.memory, grad=True)
+    state = init_state(ref, video.start(), cond, config=tr.memory_config, grad=True)
     from pfvg_core.state import step
     total = 0
     for i in range(3):
@@ -292,7 +292,7 @@ def test_psi_bptt_backpropagates_through_k_memory_updates(tmp_path):
     for p in sp.parameters():
         p.requires_grad_(True)
     cond = ref.conditioning(video.prompt, video.start())
-    state = init_state(ref, video.start(), cond, config=tr.memory, grad=True)
+    state = init_state(ref, video.start(), cond, config=tr.memory_config, grad=True)
     total, psi = 0, state.psi
     for i in range(3):
         gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
@@ -325,7 +325,7 @@ def test_video_batch_is_the_mean_of_each_video_on_its_own(tmp_path):
     losses = tr.train_video([0, 1], scale=1.0)
     assert len(losses) == 2
     videos = [tr.data[0], tr.data[1]]
-    states = [init_state(ref, v.start(), ref.conditioning(v.prompt, v.start()), config=tr.memory) for v in videos]
+    states = [init_state(ref, v.start(), ref.conditioning(v.prompt, v.start()), config=tr.memory_config) for v in videos]
     for i in range(2):
         gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
         t = sample_t(2, gen, "logit_normal", 1.0)
