@@ -144,11 +144,13 @@ def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor 
 
 def preview_frame(model: PFVGModel, latents: torch.Tensor) -> np.ndarray | None:
     """The last frame of a segment as uint8 [H, W, 3] (None without a codec)."""
+    from .video_io import to_uint8_frames
+
     if model.codec is None:
         return None
     with torch.no_grad():
         px = model.codec.decode(latents[:, :, -1:].to(model.device, model.dtype))
-    return ((px[0, :, 0].permute(1, 2, 0).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    return to_uint8_frames(px)[-1]
 
 
 def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
