@@ -6,24 +6,10 @@ import json
 import sys
 
 import torch
+from tqdm.auto import tqdm  # progress bars on stderr (a dependency of the pack)
 
 from ..checkpoint import CheckpointError
 from ..model import resolve_model
-
-
-class _Progress:
-    """A tqdm bar on stderr (tqdm is a dependency of the pack)."""
-
-    def __init__(self, total: int, desc: str):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit="step")
-
-    def update(self, k: int = 1):
-        self.bar.update(k)
-
-    def close(self):
-        self.bar.close()
 
 
 def cmd_generate(a) -> int:
@@ -93,7 +79,7 @@ def cmd_generate(a) -> int:
         pixels = load_image(a.image, size=size, multiple=model.codec.factor)
         with torch.no_grad():
             start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
-    bar = _Progress(n * options.steps, "generate")
+    bar = tqdm(total=n * options.steps, desc="generate", unit="step")
 
     def decode(latents):
         with torch.no_grad():
@@ -181,14 +167,14 @@ def cmd_train(a) -> int:
         elif trainer.existing_run():  # never train over an earlier run that cannot be resumed
             raise ValueError(f"{cfg.out} holds an earlier run ({', '.join(trainer.existing_run())}) with no checkpoint to "
                              "resume: add --fresh to start over (the old run is moved aside) or choose another out")
-        bar = _Progress(trainer.total_steps(), "train") if trainer.rank == 0 else None
+        bar = tqdm(total=trainer.total_steps(), desc="train", unit="step") if trainer.rank == 0 else None
         if bar is not None:
             bar.update(trainer.pos.global_step)
 
         def on_step(rec):
             if bar is not None:
                 bar.update()
-                bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
+                bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
 
         try:
             pos = trainer.run(on_step=on_step, max_steps=max_steps)
