@@ -379,7 +379,7 @@ class Progress:
         except Exception:  # the server went away: nothing to tell
             pass
 
-    def segment_done(self, model, result) -> None:
+    def segment_done(self, result) -> None:
         """After a segment of the long-video loop: the web event (the previews come with every step)."""
         state = result.state
         self.event({"segment": result.index + 1, "segments": self.segments, "seconds": result.seconds,

@@ -15,6 +15,14 @@ def check_prompts(prompts):
     return prompts
 
 
+def model_input():
+    return (MODEL, {"tooltip": "From Load Packed DiT (or Load LoRA)."})
+
+
+def memory_input():
+    return (MEMORY, {"tooltip": "A memory state from Encode ψ₀, Extend Video, MemoryPack Step or a previous loop."})
+
+
 def seed():
     return ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                     "tooltip": "Noise seed; segment n draws from (seed, n), so the same seed gives the same video."})

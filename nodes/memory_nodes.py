@@ -23,7 +23,7 @@ class EncodePsi0:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (c.MODEL, {"tooltip": "From Load Packed DiT (or Load LoRA)."}),
+                "model": c.model_input(),
                 **c.widgets(MemoryConfig),
                 "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0, "tooltip": "Video frame rate (prompt schedule times use it)."}),
             },

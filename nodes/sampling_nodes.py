@@ -1,7 +1,7 @@
 import torch
 
 from pfvg_core import operations as ops
-from pfvg_core.loop import PromptSchedule, SamplerOptions, generate_long_video, sample_segment, segments_for_seconds, temporal_factor
+from pfvg_core.loop import PromptSchedule, SamplerOptions, generate_long_video, sample_segment, segments_for_seconds
 from pfvg_core.validate import SAMPLING, number
 
 from . import comfy_io as io
@@ -19,7 +19,7 @@ class SegmentSampler:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"model": (c.MODEL, {"tooltip": "From Load Packed DiT (or Load LoRA)."}), "memory": (c.MEMORY, {"tooltip": "A memory state from Encode ψ₀, Extend Video, MemoryPack Step or a previous loop."}), "seed": c.seed(), **c.widgets(SamplerOptions)},
+            "required": {"model": c.model_input(), "memory": c.memory_input(), "seed": c.seed(), **c.widgets(SamplerOptions)},
             "optional": {
                 "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "This segment's prompt (embedded model)."}),
                 "conditioning": ("CONDITIONING", {"tooltip": "This segment's HunyuanVideo conditioning."}),
@@ -49,7 +49,7 @@ class LongVideoLoop:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (c.MODEL, {"tooltip": "From Load Packed DiT (or Load LoRA)."}), "memory": (c.MEMORY, {"tooltip": "A memory state from Encode ψ₀, Extend Video, MemoryPack Step or a previous loop."}), "seed": c.seed(),
+                "model": c.model_input(), "memory": c.memory_input(), "seed": c.seed(),
                 "seconds": ("FLOAT", {"default": 10.0, "min": 0.1, "max": 3600.0, "step": 0.5, "tooltip": "Video length (used when segments = 0)."}),
                 "segments": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "Number of segments; 0 = from seconds."}),
                 "prompt_schedule": ("STRING", {"multiline": True, "default": "0: a red ball rolls across a field",
@@ -70,7 +70,7 @@ class LongVideoLoop:
         state = check_memory(memory)
         opts = c.options(SamplerOptions, inputs)
         # seconds → segments with the VAE's temporal factor (4 for FramePack-F1: a segment of 9 latent frames is 36 frames)
-        n = segments or segments_for_seconds(seconds, state.fps, state.config.window, temporal_factor(model))
+        n = segments or segments_for_seconds(seconds, state.fps, state.config.window, model.temporal_factor)
         fixed = None
         if prompts is not None:
             schedule = c.check_prompts(prompts)
@@ -86,7 +86,7 @@ class LongVideoLoop:
         with io.interruptible():
             for r in generate_long_video(model, state, prompt, n, seed=seed, options=opts, negative_prompt=negative_prompt or None,
                                          conditioning=fixed, on_step=progress.step, cancel=io.interrupted,
-                                         on_segment=lambda r: progress.segment_done(model, r)):
+                                         on_segment=progress.segment_done):
                 chunks.append(r.latents.cpu())  # only the latest state is kept: memory stays bounded
                 last = r.state
         latents = torch.cat(chunks, dim=2)

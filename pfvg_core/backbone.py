@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from diffusers import HunyuanVideoFramepackTransformer3DModel
 
-from .checkpoint import CheckpointError, load_state_dict_checked
+from .checkpoint import CheckpointError
 
 # Named configurations. ``hunyuan-f1`` is the published FramePack-F1 transformer (~12.9 B params).
 CONFIGS: dict[str, dict[str, Any]] = {

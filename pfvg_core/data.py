@@ -20,7 +20,6 @@ from .checkpoint import read_safetensors, save_safetensors_atomic
 from .video_io import ANIMATED_EXT, AV_EXT, open_video, to_pixels
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
-VIDEO_EXT = AV_EXT  # read through PyAV
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def read_frames(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
         if not files:
             raise ValueError("no image frames in folder")
         imgs = [Image.open(os.path.join(path, f)).convert("RGB") for f in files]
-    elif path.lower().endswith(ANIMATED_EXT + VIDEO_EXT):
+    elif path.lower().endswith(ANIMATED_EXT + AV_EXT):
         return open_video(path, resize=size).read_all()  # PyAV / Pillow (video_io)
     else:
         raise ValueError("not a video, animated image or frame folder")

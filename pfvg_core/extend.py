@@ -74,29 +74,19 @@ def state_from_video(model, frames: Iterable[np.ndarray], prompt: str, seed: int
     """The memory state after an existing video (uint8 frames at the model's resolution and ``fps``, streamed)."""
     if model.codec is None:
         raise ValueError("extending a video needs a model with a codec to encode its frames")
-    chunks = encode_chunks(model.codec, frames, config.window)
-    first = next(chunks)
-    with torch.no_grad():
-        cond = model.conditioning(prompt, first[:, :, :1], image_embeds)
-
-    def all_chunks():
-        yield first
-        for c in chunks:
-            if on_chunk is not None:
-                on_chunk(c)
-            yield c
-
-    return state_from_latents(model, all_chunks(), cond, seed, config, fps)
+    return extend_state(model, config, fps, frames=frames, prompt=prompt, image_embeds=image_embeds, seed=seed,
+                        on_chunk=on_chunk)
 
 
 def extend_state(model, config: MemoryConfig, fps: float, *, frames: Iterable[np.ndarray] | None = None,
                  latents: torch.Tensor | None = None, prompt: str | None = None,
                  features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
-                 image_embeds: torch.Tensor | None = None) -> MemoryState:
+                 image_embeds: torch.Tensor | None = None, seed: int = 0, on_chunk=None) -> MemoryState:
     """The state to continue an existing video from: uint8 ``frames`` [H, W, 3] (encoded with the model's
     codec, one window at a time) or video ``latents`` [B, C, T, H, W] (e.g. from a VAE); ψ₀ from a
-    ``prompt`` or external prompt ``features`` (tokens, pooled) and the first frame."""
-    from .operations import conditioning_from_features
+    ``prompt`` or external prompt ``features`` (tokens, pooled) and the first frame. ``on_chunk`` sees
+    every later chunk before it is used."""
+    from .operations import start_conditioning
 
     if latents is not None:
         if latents.ndim != 5 or latents.shape[1] != model.latent_channels:
@@ -111,17 +101,14 @@ def extend_state(model, config: MemoryConfig, fps: float, *, frames: Iterable[np
     first = next(chunks, None)
     if first is None:
         raise ValueError("the video to extend has no frames")
-    start = first[:, :, :1]
-    if features is not None:
-        cond = conditioning_from_features(model, *features, start, image_embeds)
-    elif prompt is not None:
-        with torch.no_grad():
-            cond = model.conditioning(prompt, start.to(model.device), image_embeds)
-    else:
-        raise ValueError("give a prompt (text) or a CONDITIONING")
+    with torch.no_grad():
+        cond = start_conditioning(model, first[:, :, :1], prompt, features, image_embeds)
 
     def all_chunks():
         yield first
-        yield from chunks
+        for c in chunks:
+            if on_chunk is not None:
+                on_chunk(c)
+            yield c
 
-    return state_from_latents(model, all_chunks(), cond, 0, config, fps)
+    return state_from_latents(model, all_chunks(), cond, seed, config, fps)

@@ -201,11 +201,6 @@ class SegmentResult:
     seconds: float  # video time (s) at the end of this segment
 
 
-def temporal_factor(model: PFVGModel) -> int:
-    """Video frames per latent frame (``PFVGModel.temporal_factor``: the codec's, 4 for FramePack-F1's VAE)."""
-    return model.temporal_factor
-
-
 def generate_long_video(model: PFVGModel, start: torch.Tensor | MemoryState, prompt: str | PromptSchedule, num_segments: int,
                         seed: int | None = None, config: MemoryConfig = MemoryConfig(), options: SamplerOptions = SamplerOptions(),
                         fps: float = 8.0, negative_prompt: str | None = None, image_embeds: torch.Tensor | None = None,
@@ -231,7 +226,7 @@ def generate_long_video(model: PFVGModel, start: torch.Tensor | MemoryState, pro
     if state is not None:
         check_state(model, state)
         image_embeds, fps = state.image_embeds, state.fps
-    tf = temporal_factor(model)
+    tf = model.temporal_factor
     cache: dict[str, Conditioning] = {}
 
     def cond_for(p) -> Conditioning:

@@ -102,15 +102,23 @@ def conditioning_from_features(model: PFVGModel, tokens: torch.Tensor, pooled: t
     return Conditioning(tokens.float(), mask, pooled.float(), image_embeds.float())
 
 
+def start_conditioning(model: PFVGModel, start_latent: torch.Tensor, prompt: str | None = None,
+                       features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+                       image_embeds: torch.Tensor | None = None) -> Conditioning:
+    """Conditioning from external prompt ``features`` (tokens, pooled) or a ``prompt`` (the model's text
+    encoder), with image features from ``image_embeds`` or the start latent."""
+    if features is not None:
+        return conditioning_from_features(model, *features, start_latent, image_embeds)
+    if prompt is None:
+        raise ValueError("give a prompt (text) or a CONDITIONING")
+    return model.conditioning(prompt, start_latent.to(model.device), image_embeds)
+
+
 def segment_conditioning(model: PFVGModel, state: MemoryState, prompt: str | None = None,
                          features: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> Conditioning:
     """A later segment's conditioning: a prompt (the model's text encoder) or external prompt ``features``
     (tokens, pooled), with the start image's features the state carries."""
-    if features is not None:
-        return conditioning_from_features(model, *features, state.start_latent, state.image_embeds)
-    if prompt is None:
-        raise ValueError("give a prompt (text) or a CONDITIONING")
-    return model.conditioning(prompt, state.start_latent.to(model.device), state.image_embeds)
+    return start_conditioning(model, state.start_latent, prompt, features, state.image_embeds)
 
 
 def encode_psi0(model: PFVGModel, config: MemoryConfig, fps: float, *, pixels: torch.Tensor | None = None,
@@ -119,12 +127,7 @@ def encode_psi0(model: PFVGModel, config: MemoryConfig, fps: float, *, pixels: t
                 image_embeds: torch.Tensor | None = None) -> MemoryState:
     """Encode ψ₀ (PFVG §3.1): start latent + prompt and image features → the state before segment 0."""
     start = encode_start(model, pixels, latent)
-    if features is not None:
-        cond = conditioning_from_features(model, *features, start, image_embeds)
-    elif prompt is not None:
-        cond = model.conditioning(prompt, start.to(model.device), image_embeds)
-    else:
-        raise ValueError("give a prompt (text) or a CONDITIONING")
+    cond = start_conditioning(model, start, prompt, features, image_embeds)
     return init_state(model, start, cond, config=config, fps=fps)
 
 
@@ -141,11 +144,13 @@ def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor 
 
 def preview_frame(model: PFVGModel, latents: torch.Tensor) -> np.ndarray | None:
     """The last frame of a segment as uint8 [H, W, 3] (None without a codec)."""
+    from .video_io import to_uint8_frames
+
     if model.codec is None:
         return None
     with torch.no_grad():
         px = model.codec.decode(latents[:, :, -1:].to(model.device, model.dtype))
-    return ((px[0, :, 0].permute(1, 2, 0).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    return to_uint8_frames(px)[-1]
 
 
 def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:

@@ -22,7 +22,8 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import InitVar, dataclass, field
 from typing import Callable
 
 import torch
@@ -30,6 +31,7 @@ import torch.distributed as dist
 
 from . import flow
 from .atomic import atomic_dir, clean_stale, is_temp, write_json, write_text
+from .backbone import resolve_device
 from .checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
 from .data import LatentDataset, curriculum
 from .forcing import make_strategy, sample_t
@@ -129,7 +131,7 @@ class TrainConfig:
     window: int = 9
     schedule: str = "td_f16k4f2k2f1k1"
     rope: str = "video"
-    memory: str = "on"
+    memory_mode: str = "on"  # on | off | zero (MemoryConfig.memory_mode)
     accumulate: str | int = "video"  # "video" or every N clips
     videos_per_step: int = 1  # global batch of videos per optimizer step
     video_batch: int = 1  # videos stacked in one forward pass ([B, ...]; clips cut to the shortest of them)
@@ -141,8 +143,11 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when there is one) | cpu | cuda | cuda:N
     amp: str = "off"  # off | bf16 (autocast on the forward passes) | auto (bf16 on CUDA, off on CPU)
     psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
+    memory: InitVar[str | None] = None  # deprecated alias of memory_mode (same values)
 
-    def __post_init__(self):
+    def __post_init__(self, memory: str | None = None):
+        if memory is not None:
+            self.memory_mode = _memory_alias(memory, self.memory_mode, "TrainConfig")
         for k, lim in TRAINING.items():  # finite, bounded (validate.py)
             setattr(self, k, number(f"training option {k}", getattr(self, k), lim))
         if not isinstance(self.stages, list):
@@ -168,27 +173,32 @@ class TrainConfig:
             raise ValueError(f"amp must be 'off', 'bf16' or 'auto', got {self.amp!r}")
         if self.psi_bptt < 1:
             raise ValueError(f"psi_bptt must be ≥ 1, got {self.psi_bptt}")
-        self.memory_config()  # validates window, schedule, rope, memory
+        self.memory_config()  # validates window, schedule, rope, memory_mode
 
     def memory_config(self) -> MemoryConfig:
-        return MemoryConfig(window=self.window, schedule=Schedule.parse(self.schedule), rope=self.rope, memory_mode=self.memory)
+        return MemoryConfig(window=self.window, schedule=Schedule.parse(self.schedule), rope=self.rope, memory_mode=self.memory_mode)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def torch_device(self) -> torch.device:
-        """``auto``: the first CUDA device when there is one, else the CPU."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dev = torch.device(self.device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r}: no CUDA device is available")
-        return dev
+        """``auto``: the first CUDA device when there is one, else the CPU (``backbone.resolve_device``)."""
+        return resolve_device(self.device)
 
     def autocast(self, device: torch.device):
         """bf16 autocast of the forward passes when asked (``auto``: on CUDA only); the loss stays fp32."""
         on = self.amp == "bf16" or (self.amp == "auto" and device.type == "cuda")
         return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
+
+
+def _memory_alias(memory, memory_mode, where: str):
+    """The old option name ``memory`` (a memory *mode*: on, off, zero) maps to ``memory_mode``."""
+    if memory_mode not in (None, "on") and memory != memory_mode:
+        raise ValueError(f"{where}: give memory_mode only (memory is its deprecated alias), got memory={memory!r} "
+                         f"and memory_mode={memory_mode!r}")
+    warnings.warn(f"{where}: option 'memory' is deprecated, use 'memory_mode' (same values: on, off, zero)",
+                  DeprecationWarning, stacklevel=3)
+    return memory
 
 
 def _build(cls, data: dict, what: str):
@@ -224,6 +234,8 @@ def load_config(path: str) -> TrainConfig:
         raise ValueError(f"{path}: expected a table of options, got {type(data).__name__}")
     if "stage" in data:  # [[stage]] tables
         data["stages"] = data.pop("stage")
+    if "memory" in data:  # configs written before memory_mode
+        data["memory_mode"] = _memory_alias(data.pop("memory"), data.get("memory_mode"), path)
     check_fields(TrainConfig, data, "training")
     base = os.path.dirname(os.path.abspath(path))
     for key in ("data", "out"):
@@ -267,7 +279,7 @@ class Trainer:
         self.order = curriculum(self.data, config.window)
         if not self.order:
             raise ValueError(f"no video in {config.data} has a complete clip of {config.window} latent frames after the start frame")
-        self.memory = config.memory_config()
+        self.memory_config = config.memory_config()  # the memory layout of every video's state
         self.pos = Position()
         self.optimizer = None
         self.scheduler = None
@@ -319,7 +331,7 @@ class Trainer:
         start = torch.cat([v.start() for v in videos]).to(m.device)
         prompts = [v.prompt for v in videos]
         cond = self._conditioning(prompts, start)
-        state = init_state(m, start, cond, seed=0, config=self.memory, grad=self.train_psi)
+        state = init_state(m, start, cond, seed=0, config=self.memory_config, grad=self.train_psi)
         losses = []
         amp = cfg.autocast(self.device)
         k = cfg.psi_bptt if self.train_psi and state.psi is not None else 1

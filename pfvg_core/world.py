@@ -267,11 +267,6 @@ def _shape_mask(s: Sprite, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     return (dy <= s.size) & (dy >= -s.size) & (np.abs(dx) <= (dy + s.size) / 2)  # triangle, apex up
 
 
-def _sprite_mask(s: Sprite, cx: float, cy: float, h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    return _shape_mask(s, x - cx, y - cy)
-
-
 def _bounce(pos, lo: float, hi: float):
     """Reflect ``pos`` (scalar or array) into [lo, hi]: motion that bounces between the two walls."""
     span = hi - lo

@@ -56,7 +56,7 @@ def test_accumulating_clips_equals_one_step_on_their_summed_loss(tmp_path):
     emb, mask, pooled = ref.encode_prompt(video.prompt)
     from pfvg_core.model import Conditioning
     cond = Conditioning(emb, mask, pooled, ref.image_encoder(video.start()))
-    state = init_state(ref, video.start(), cond, config=tr.memory, grad=True)
+    state = init_state(ref, video.start(), cond, config=tr.memory_config, grad=True)
     from pfvg_core.state import step
     total = 0
     for i in range(3):
@@ -255,7 +255,7 @@ def test_device_amp_and_bptt_options_are_checked(tmp_path):
     assert config(tmp_path, device="cpu").torch_device().type == "cpu"
     assert config(tmp_path).torch_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA device"):
+        with pytest.raises(ValueError, match="CUDA is not available"):
             config(tmp_path, device="cuda").torch_device()
 
 
@@ -292,7 +292,7 @@ def test_psi_bptt_backpropagates_through_k_memory_updates(tmp_path):
     for p in sp.parameters():
         p.requires_grad_(True)
     cond = ref.conditioning(video.prompt, video.start())
-    state = init_state(ref, video.start(), cond, config=tr.memory, grad=True)
+    state = init_state(ref, video.start(), cond, config=tr.memory_config, grad=True)
     total, psi = 0, state.psi
     for i in range(3):
         gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
@@ -325,7 +325,7 @@ def test_video_batch_is_the_mean_of_each_video_on_its_own(tmp_path):
     losses = tr.train_video([0, 1], scale=1.0)
     assert len(losses) == 2
     videos = [tr.data[0], tr.data[1]]
-    states = [init_state(ref, v.start(), ref.conditioning(v.prompt, v.start()), config=tr.memory) for v in videos]
+    states = [init_state(ref, v.start(), ref.conditioning(v.prompt, v.start()), config=tr.memory_config) for v in videos]
     for i in range(2):
         gen = torch.Generator().manual_seed(_seed(0, 0, 0, 0, i))
         t = sample_t(2, gen, "logit_normal", 1.0)
@@ -341,3 +341,22 @@ def test_video_batch_is_the_mean_of_each_video_on_its_own(tmp_path):
         assert abs(losses[i] - sum(per) / 2) < 1e-5 * max(1.0, abs(losses[i]))
     tr.run()
     assert read_log(tr.cfg.out)[-1]["clips"] == 4 and tr.pos.cursor == 0
+
+
+def test_memory_option_is_a_deprecated_alias_of_memory_mode(tmp_path):
+    (tmp_path / "old.toml").write_text('memory = "off"\n')
+    with pytest.warns(DeprecationWarning, match="memory_mode"):
+        assert load_config(str(tmp_path / "old.toml")).memory_mode == "off"
+    (tmp_path / "new.toml").write_text('memory_mode = "zero"\n')
+    cfg = load_config(str(tmp_path / "new.toml"))
+    assert cfg.memory_mode == "zero" and cfg.memory_config().memory_mode == "zero" and "memory" not in cfg.to_dict()
+    (tmp_path / "both.toml").write_text('memory = "off"\nmemory_mode = "zero"\n')
+    with pytest.raises(ValueError, match="memory_mode only"):
+        load_config(str(tmp_path / "both.toml"))
+    with pytest.warns(DeprecationWarning):
+        assert TrainConfig(memory="zero").memory_mode == "zero"
+    from pfvg_core.tools.cli import build_parser
+    for flag in ("--memory-mode", "--memory"):
+        args = build_parser().parse_args(["generate", "--model", "m", "--image", "i.png", "--prompt", "p", "--seconds", "1", "--out", "o.webp",
+                                          flag, "off"])
+        assert args.memory_mode == "off"

@@ -6,24 +6,10 @@ import json
 import sys
 
 import torch
+from tqdm.auto import tqdm  # progress bars on stderr (a dependency of the pack)
 
 from ..checkpoint import CheckpointError
 from ..model import resolve_model
-
-
-class _Progress:
-    """A tqdm bar on stderr (tqdm is a dependency of the pack)."""
-
-    def __init__(self, total: int, desc: str):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit="step")
-
-    def update(self, k: int = 1):
-        self.bar.update(k)
-
-    def close(self):
-        self.bar.close()
 
 
 def cmd_generate(a) -> int:
@@ -73,7 +59,7 @@ def cmd_generate(a) -> int:
     fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
     size = size or tuple(meta.get("resolution", (64, 64)))
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
-                          memory_mode=a.memory)
+                          memory_mode=a.memory_mode)
     defaults = model.sampling_defaults
     sampler = a.sampler or defaults["sampler"]
     if steps is None:  # the model's step count belongs to its default sampler
@@ -93,7 +79,7 @@ def cmd_generate(a) -> int:
         pixels = load_image(a.image, size=size, multiple=model.codec.factor)
         with torch.no_grad():
             start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
-    bar = _Progress(n * options.steps, "generate")
+    bar = tqdm(total=n * options.steps, desc="generate", unit="step")
 
     def decode(latents):
         with torch.no_grad():
@@ -181,14 +167,14 @@ def cmd_train(a) -> int:
         elif trainer.existing_run():  # never train over an earlier run that cannot be resumed
             raise ValueError(f"{cfg.out} holds an earlier run ({', '.join(trainer.existing_run())}) with no checkpoint to "
                              "resume: add --fresh to start over (the old run is moved aside) or choose another out")
-        bar = _Progress(trainer.total_steps(), "train") if trainer.rank == 0 else None
+        bar = tqdm(total=trainer.total_steps(), desc="train", unit="step") if trainer.rank == 0 else None
         if bar is not None:
             bar.update(trainer.pos.global_step)
 
         def on_step(rec):
             if bar is not None:
                 bar.update()
-                bar.bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
+                bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.4f}")
 
         try:
             pos = trainer.run(on_step=on_step, max_steps=max_steps)
@@ -330,6 +316,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..rope import ROPE_MODES
+    from ..state import MEMORY_MODES
+
     p = _Parser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="a long video from an image and a prompt")
@@ -354,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None)
     g.add_argument("--window", type=int, default=None, help="latent frames per segment")
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
-    g.add_argument("--rope", default="video", choices=["video", "local"])
-    g.add_argument("--memory", default="on", choices=["on", "off", "zero"])
+    g.add_argument("--rope", default="video", choices=ROPE_MODES)
+    g.add_argument("--memory-mode", "--memory", dest="memory_mode", default="on", choices=MEMORY_MODES,
+                   help="SemanticPack on, off, or ψ₀ = 0 (--memory: deprecated alias)")
     g.add_argument("--threads", type=int, default=1,
                    help="CPU intra-op threads (default 1: on a busy 2-core machine 2 threads were 5× slower; raise it "
                         "on an idle many-core machine for large models)")
