@@ -94,7 +94,7 @@ def test_fuzz_generate_options(tmp_path, finite_frames):
     base = {"--model": ["random:tiny"], "--image": [image], "--prompt": ["a ball"], "--seconds": ["1"], "--fps": ["4"],
             "--steps": ["1"], "--window": ["2"], "--out": [str(tmp_path / "v.webp")]}
     options = ["--model", "--image", "--prompt", "--negative", "--seconds", "--out", "--sheet", "--seed", "--steps", "--sampler",
-               "--cfg", "--guidance", "--shift", "--fps", "--size", "--window", "--schedule", "--rope", "--memory"]
+               "--cfg", "--guidance", "--shift", "--fps", "--size", "--window", "--schedule", "--rope", "--memory-mode"]
     outcomes = _fuzz(tmp_path, "generate", base, options, rng)
     assert outcomes.count(2) > len(outcomes) // 2 and outcomes.count(0) >= 1  # the fuzz hits both paths
     assert finite_frames  # valid runs wrote frames, all finite

@@ -241,7 +241,7 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
 # --- training jobs ------------------------------------------------------------------------------
 def _train_config(b: Budget, data: str, out: str, stage: StageConfig, memory: str, seed: int, device: str) -> TrainConfig:
     pre = stage.name.startswith("base")
-    return TrainConfig(model="(experiments)", data=data, out=out, stages=[stage], window=b.window, memory=memory, seed=seed,
+    return TrainConfig(model="(experiments)", data=data, out=out, stages=[stage], window=b.window, memory_mode=memory, seed=seed,
                        warmup_steps=b.warmup,
                        accumulate=b.accumulate if pre else b.psi_bptt, videos_per_step=b.video_batch, video_batch=b.video_batch,
                        lr=b.lr if pre else b.stage1_lr,
