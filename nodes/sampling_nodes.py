@@ -1,7 +1,5 @@
-import torch
-
 from pfvg_core import operations as ops
-from pfvg_core.loop import PromptSchedule, SamplerOptions, generate_long_video, sample_segment, segments_for_seconds
+from pfvg_core.loop import SamplerOptions, sample_segment, segments_for_seconds
 from pfvg_core.validate import SAMPLING, number
 
 from . import comfy_io as io
@@ -71,25 +69,13 @@ class LongVideoLoop:
         opts = c.options(SamplerOptions, inputs)
         # seconds → segments with the VAE's temporal factor (4 for FramePack-F1: a segment of 9 latent frames is 36 frames)
         n = segments or segments_for_seconds(seconds, state.fps, state.config.window, model.temporal_factor)
-        fixed = None
-        if prompts is not None:
-            schedule = c.check_prompts(prompts)
-            prompt = schedule.with_prompts([ops.segment_conditioning(model, state, features=f) for _, f in schedule.entries])
-        elif conditioning is not None:
-            prompt, fixed = "", ops.segment_conditioning(model, state, features=io.prompt_features(conditioning))
-        elif prompt_schedule and prompt_schedule.strip():
-            prompt = PromptSchedule.parse(prompt_schedule)
-        else:
-            raise ValueError("give a prompt schedule (text), an encoded prompt schedule (prompts) or a CONDITIONING")
+        prompt, fixed = ops.loop_prompt(model, state, schedule_text=prompt_schedule, features=io.prompt_features(conditioning),
+                                        prompts=c.check_prompts(prompts) if prompts is not None else None)
         progress = io.Progress(n * opts.steps, unique_id, segments=n, model=model)
-        chunks, last = [], state
         with io.interruptible():
-            for r in generate_long_video(model, state, prompt, n, seed=seed, options=opts, negative_prompt=negative_prompt or None,
-                                         conditioning=fixed, on_step=progress.step, cancel=io.interrupted,
-                                         on_segment=progress.segment_done):
-                chunks.append(r.latents.cpu())  # only the latest state is kept: memory stays bounded
-                last = r.state
-        latents = torch.cat(chunks, dim=2)
+            latents, last = ops.long_video(model, state, n, prompt, seed=seed, options=opts, fixed=fixed,
+                                           negative_prompt=negative_prompt, on_step=progress.step, cancel=io.interrupted,
+                                           on_segment=progress.segment_done)
         images = (io.pixels_to_image(ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None))
                   if model.codec is not None else io.placeholder_image())
         return (io.latent_out(model, latents), images, last)

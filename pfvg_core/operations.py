@@ -131,6 +131,38 @@ def encode_psi0(model: PFVGModel, config: MemoryConfig, fps: float, *, pixels: t
     return init_state(model, start, cond, config=config, fps=fps)
 
 
+def loop_prompt(model: PFVGModel, state: MemoryState, *, schedule_text: str | None = None, prompts=None,
+                features: tuple[torch.Tensor, torch.Tensor | None] | None = None):
+    """The long-video loop's prompt, from the first given of: an encoded schedule ``prompts``
+    (``PromptSchedule`` of features), fixed prompt ``features``, or a text schedule. Returns
+    (prompt or schedule, fixed conditioning or None) as ``loop.generate_long_video`` takes them."""
+    from .loop import PromptSchedule
+
+    if prompts is not None:
+        return prompts.with_prompts([segment_conditioning(model, state, features=f) for _, f in prompts.entries]), None
+    if features is not None:
+        return "", segment_conditioning(model, state, features=features)
+    if schedule_text and schedule_text.strip():
+        return PromptSchedule.parse(schedule_text), None
+    raise ValueError("give a prompt schedule (text), an encoded prompt schedule (prompts) or a CONDITIONING")
+
+
+def long_video(model: PFVGModel, state: MemoryState, num_segments: int, prompt, *, seed: int, options,
+               fixed: Conditioning | None = None, negative_prompt: str | None = None, on_step=None,
+               cancel=None, on_segment=None) -> tuple[torch.Tensor, MemoryState]:
+    """Run ``loop.generate_long_video`` from ``state`` and collect its segments: (latents [B, C, T, H, W] on
+    the CPU, the final state). Only the latest state is kept while iterating (memory stays bounded)."""
+    from .loop import generate_long_video
+
+    chunks, last = [], state
+    for r in generate_long_video(model, state, prompt, num_segments, seed=seed, options=options,
+                                 negative_prompt=negative_prompt or None, conditioning=fixed, on_step=on_step,
+                                 cancel=cancel, on_segment=on_segment):
+        chunks.append(r.latents.cpu())
+        last = r.state
+    return torch.cat(chunks, dim=2), last
+
+
 # --- decoding and evaluating -------------------------------------------------------------------
 def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor | None = None) -> torch.Tensor:
     """Latents [B, C, T, H, W] → pixels [B, 3, T(+1), H, W] in [−1, 1] (on the CPU) with the model's codec;

@@ -153,3 +153,22 @@ def test_bundles_saved_with_older_option_names_still_load(tmp_path):
     loaded = PFVGModel.load(str(tmp_path))
     assert loaded.semanticpack.config.memorize_window == 32
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_operations_long_video_collects_the_loop_and_picks_one_prompt_source(tiny_model, start_latent):
+    """operations.long_video = the loop's segments concatenated + its last state; loop_prompt's sources and error."""
+    from pfvg_core import operations as ops
+
+    cond = tiny_model.conditioning("a red ball", start_latent)
+    state = init_state(tiny_model, start_latent, cond, seed=3, config=MemoryConfig(window=3), fps=8)
+    opts = SamplerOptions(steps=2)
+    prompt, fixed = ops.loop_prompt(tiny_model, state, schedule_text="0: a red ball\n[1s] a blue ball")
+    assert isinstance(prompt, PromptSchedule) and fixed is None
+    latents, last = ops.long_video(tiny_model, state, 3, prompt, seed=3, options=opts)
+    ref = list(generate_long_video(tiny_model, state, prompt, 3, seed=3, options=opts))
+    assert torch.equal(latents, torch.cat([r.latents for r in ref], dim=2)) and last.segment == ref[-1].state.segment == 3
+    tokens = cond.prompt_embeds
+    _, fixed = ops.loop_prompt(tiny_model, state, schedule_text="0: ignored", features=(tokens, cond.pooled))
+    assert fixed is not None and torch.equal(fixed.prompt_embeds.float(), tokens.float())
+    with pytest.raises(ValueError, match="prompt schedule"):
+        ops.loop_prompt(tiny_model, state, schedule_text="  ")
