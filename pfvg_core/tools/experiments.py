@@ -202,15 +202,22 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
     path = os.path.join(work, "codec.safetensors")
     data = os.path.join(work, "latents")
     chosen = os.path.join(work, "codec.json")
-    if os.path.isfile(path) and os.path.isfile(os.path.join(data, "done")) and os.path.isfile(chosen):
+    have_codec = os.path.isfile(path) and os.path.isfile(chosen)
+    if have_codec:  # trained once (or carried back from another machine, tools/carry.py): never trained again
         with open(chosen) as f:
             info = json.load(f)
         b = dataclasses.replace(b, codec_channels=info["channels"], sprite_weight=info["sprite_weight"])
-        return load_module(path, ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval(), b
+        codec = load_module(path, ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval()
+        if os.path.isfile(os.path.join(data, "done")):
+            return codec, b
     t0 = time.time()
     vids = [world.make_video(s, seconds=b.seconds, fps=8) for s in world.train_seeds(b.train_videos)]
     frames = np.concatenate([v.frames for v in vids])
     log(f"{len(vids)} training videos × {b.seconds:g} s, {len(frames)} frames ({time.time() - t0:.0f}s)")
+    if have_codec:
+        _write_latents(data, codec, vids, device)
+        log(f"latents ready with the codec in {work} ({time.time() - t0:.0f}s)")
+        return codec, b
     configs = [(b.codec_channels, b.sprite_weight)] + [tuple(c) for c in b.codec_candidates if tuple(c) != (b.codec_channels, b.sprite_weight)]
     held = [world.make_video(s, seconds=b.seconds, fps=8) for s in world.heldout_seeds(4, start=1000)] if len(configs) > 1 else []
     measured, codecs = [], []
@@ -226,6 +233,13 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
     os.makedirs(work, exist_ok=True)
     save_safetensors_atomic(codec.state_dict(), path)
     write_json(chosen, {**pick, "candidates": measured}, indent=1)
+    _write_latents(data, codec, vids, device)
+    log(f"codec ({pick['channels']} channels, sprite weight {pick['sprite_weight']:g}) and latents ready ({time.time() - t0:.0f}s)")
+    return codec, b
+
+
+def _write_latents(data: str, codec: ConvCodec, vids, device: str) -> None:
+    """Every training video through the codec into the latent dataset ``data`` (``done`` marks it complete)."""
     shutil.rmtree(data, ignore_errors=True)
     enc = codec.to(device)
     for k, v in enumerate(vids):
@@ -234,8 +248,6 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
         write_latent_video(data, f"world_{k:05d}", lat, v.prompt, 8.0, seed=int(v.params.seed))
     codec.cpu()
     open(os.path.join(data, "done"), "w").close()
-    log(f"codec ({pick['channels']} channels, sprite weight {pick['sprite_weight']:g}) and latents ready ({time.time() - t0:.0f}s)")
-    return codec, b
 
 
 # --- training jobs ------------------------------------------------------------------------------
@@ -510,6 +522,12 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
+    stored = os.path.join(work, "budget.json")
+    if os.path.isfile(stored):  # every training of this folder is done (or carried back): its budget decides
+        with open(stored) as f:
+            b = Budget(**json.load(f))
+        seconds = None
+        log(f"{stored}: the runs are trained; evaluating them with the budget they were trained with")
     codec, b = prepare_data(work, b, dev, log)
     trained = {}
     pool = _pool(jobs) if jobs > 1 else None
@@ -531,6 +549,8 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
                     f"total {time.time() - t0:.0f}s)")
             if k == 0:
                 b = dataclasses.replace(b, base=trained["base"]["steps"])
+        # the budget the runs were trained with (stage steps calibrated): what tools/carry.py packs with them
+        write_json(os.path.join(work, "budget.json"), b.to_dict(), indent=1)
         if on_trained is not None:
             on_trained(b)
         plan = evaluation_plan(b)
