@@ -110,3 +110,15 @@ def test_codec_fidelity_of_a_lossless_codec_is_zero():
     assert f["background_mse"] == 0 and abs(f["sharpness_ratio"] - 1) < 1e-6
     if f["sprite_appearances"]:
         assert max(f["sprite_colour_error_per_channel"]) < 1e-6
+
+
+def test_seconds_size_the_shared_pretraining_by_time_not_by_its_step_budget(tmp_path):
+    """With ``seconds``, the shared pretraining trains until its seconds are up (not the budget's ``base``
+    steps, a trap a CPU preset of 12 base steps fell into), and the stages get the steps that fit theirs."""
+    b = ex.Budget.tiny(variants=(ex.ALL,), seeds=(0,), heldout=1, heldout_seconds=2.0, base=1)
+    res = ex.run(str(tmp_path), b, device="cpu", jobs=1, log=lambda m: None,
+                 seconds={"base": 4.0, "stage1": 1.0, "stage2": 1.0, "slowdown": {"stage1": 1.0, "stage2": 1.0}})
+    base = res["trained"]["base"]
+    assert base["steps"] > 1 and base["seconds"] >= 4.0
+    assert len(ex._read_log(os.path.join(tmp_path, "base"))) == base["steps"] == res["budget"]["base"]
+    assert json.load(open(tmp_path / "budget.json"))["base"] == base["steps"]

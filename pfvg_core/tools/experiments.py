@@ -511,6 +511,9 @@ def calibrate(b: Budget, base_seconds_per_step: float, seconds: dict) -> Budget:
     return dataclasses.replace(b, stage1=s1, stage2=s2)
 
 
+# with ``seconds``, the shared pretraining's step limit (the time ends it long before)
+BASE_STEPS_UNTIL_TIME = 10**6
+
 # per-step time relative to the shared pretraining alone: stage 1 runs 6 processes at once (+ ψ, BPTT);
 # stage 2's slowest variant is Student Forcing (5 extra DiT evaluations per clip) among 12 processes
 SLOWDOWN = {"stage1": 2.5, "stage2": 6.0}
@@ -533,6 +536,8 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
         seconds = None
         log(f"{stored}: the runs are trained; evaluating them with the budget they were trained with")
     codec, b = prepare_data(work, b, dev, log)
+    if seconds is not None:  # the shared pretraining trains for its seconds: its step count is what fits them
+        b = dataclasses.replace(b, base=BASE_STEPS_UNTIL_TIME)
     trained = {}
     pool = _pool(jobs) if jobs > 1 else None
     try:
