@@ -24,7 +24,7 @@ import os
 import torch
 from safetensors import safe_open
 
-from ..atomic import write_json, write_text
+from ..atomic import write_text
 from ..checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
 from ..model import BUNDLE_FILE
 from . import experiments as ex
@@ -44,7 +44,10 @@ def _plan_inits(budget: ex.Budget) -> dict[str, tuple[str | None, bool]]:
 
 
 def _read_text(path: str) -> str | None:
-    return open(path).read() if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read()
 
 
 def pack_runs(work: str, dest: str, max_file_bytes: int = 15 * 2**20, max_files: int = 8, log=print) -> list[str]:
