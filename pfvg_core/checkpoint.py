@@ -115,3 +115,51 @@ def load_module(path: str, module: torch.nn.Module, what: str) -> torch.nn.Modul
     state = load_state_dict_checked(path, module, what, dtype=ref.dtype if ref is not None else None)
     module.load_state_dict(state, strict=True)
     return module
+
+
+# --- references to base weights (a trained model that stores only what trained) -------------------
+def _weight_files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        return sorted(os.path.join(path, f) for f in os.listdir(path)
+                      if f.endswith((".safetensors", ".json")) and not f.startswith("."))
+    return [path]
+
+
+def weights_reference(path: str, sample: int = 1 << 20) -> dict:
+    """A reference to base weights (a diffusers folder or one ``.safetensors`` file): absolute path, size in
+    bytes and a fingerprint — SHA-256 over every file's name, size, safetensors header (names, dtypes,
+    shapes, offsets) and its first and last ``sample`` bytes. Reading a few MB, not the 26 GB, it still
+    tells another file or another version of the weights from the one a model was trained on."""
+    import hashlib
+    import struct
+
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: base weights not found")
+    h = hashlib.sha256()
+    total = 0
+    for f in _weight_files(path):
+        size = os.path.getsize(f)
+        total += size
+        h.update(f"{os.path.basename(f)}:{size}".encode())
+        with open(f, "rb") as fh:
+            if f.endswith(".safetensors") and size >= 8:
+                n = struct.unpack("<Q", fh.read(8))[0]
+                h.update(fh.read(min(n, 100_000_000)))
+            fh.seek(0)
+            h.update(fh.read(sample))
+            fh.seek(max(0, size - sample))
+            h.update(fh.read(sample))
+    return {"path": os.path.abspath(path), "size": total, "fingerprint": h.hexdigest()}
+
+
+def check_weights_reference(ref: dict, what: str = "base weights") -> str:
+    """The path of the referenced weights if they are the ones recorded (size and fingerprint), else a clear error."""
+    path = ref.get("path") if isinstance(ref, dict) else None
+    if not path or not os.path.exists(path):
+        raise CheckpointError(f"{what} not found at {path!r}: this model stores only what trained and needs the base "
+                              "weights it was trained on (put them back there, or edit meta.base.path in pfvg.json)")
+    now = weights_reference(path)
+    if now["size"] != ref.get("size") or now["fingerprint"] != ref.get("fingerprint"):
+        raise CheckpointError(f"{what} at {path} are not the ones this model was trained on (size {now['size']} vs "
+                              f"{ref.get('size')}, fingerprint {now['fingerprint'][:12]} vs {str(ref.get('fingerprint'))[:12]})")
+    return path

@@ -20,6 +20,7 @@ from .checkpoint import read_safetensors, save_safetensors_atomic
 from .video_io import ANIMATED_EXT, AV_EXT, open_video, to_pixels
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
+FEATURE_KEYS = ("prompt_embeds", "prompt_mask", "pooled")  # per prompt line, ".k" appended
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,19 @@ class LatentVideo:
     latents: torch.Tensor  # [C, T, H, W]
     prompt: str
     fps: float
+    # cached conditioning (F1 datasets): per prompt line k "prompt_embeds.k" [L, D], "prompt_mask.k" [L],
+    # "pooled.k" [P]; "image_embeds" [N, D] of the start frame. None: the model's own encoders condition.
+    features: dict | None = None
+    prompts: tuple = ()  # ((start seconds, text), …): the schedule the features follow ((0, prompt) if plain)
+    temporal_factor: int = 1  # video frames per latent frame (4 for HunyuanVideo's VAE)
+
+    def prompt_line(self, seconds: float) -> int:
+        """The index of the prompt line active at ``seconds`` (the last one started by then)."""
+        k = 0
+        for i, (t, _) in enumerate(self.prompts):
+            if t <= seconds + 1e-9:
+                k = i
+        return k
 
     def num_clips(self, window: int) -> int:
         return max(0, (self.latents.shape[1] - 1) // window)
@@ -92,7 +106,18 @@ class LatentDataset:
         if "latents" not in t or t["latents"].ndim != 4:
             raise ValueError(f"{n}.safetensors: expected a 'latents' tensor [C, T, H, W]")
         m = self._meta[n]
-        return LatentVideo(n, t["latents"], m.get("prompt", ""), float(m.get("fps", 8)))
+        feats = {k: v for k, v in t.items() if k != "latents"} or None
+        prompts = tuple((float(a), str(b)) for a, b in m.get("prompts", ())) or ((0.0, m.get("prompt", "")),)
+        if feats is not None:
+            missing = [f"{k}.{i}" for i in range(len(prompts)) for k in FEATURE_KEYS if f"{k}.{i}" not in feats]
+            if missing or "image_embeds" not in feats:
+                raise ValueError(f"{n}.safetensors: cached features incomplete (missing {(missing + ['image_embeds'])[:4]})")
+        return LatentVideo(n, t["latents"], m.get("prompt", ""), float(m.get("fps", 8)), feats, prompts,
+                           int(m.get("temporal_factor", 1)))
+
+    def meta(self, i: int) -> dict:
+        """Video i's metadata (prompt, fps, frames; F1 datasets also latent_scale, temporal_factor, size)."""
+        return dict(self._meta[self.names[i]])
 
 
 def curriculum(dataset: LatentDataset, window: int) -> list[int]:
@@ -150,6 +175,85 @@ def build_dataset(src: str, out: str, codec, size: tuple[int, int] = (64, 64), f
         except Exception as e:  # report every failure by name and go on
             report[name] = f"skipped: {e}"
             log(f"{entry}: skipped: {e}")
+    ok = sum(v == "ok" for v in report.values())
+    log(f"{ok} videos encoded into {out}, {len(report) - ok} skipped")
+    return report
+
+
+# --- a conditioning dataset for FramePack-F1 -----------------------------------------------------
+def build_f1_dataset(src: str, out: str, encoders, size: tuple[int, int] | None = None, resolution: int = 640,
+                     fps: float = 30.0, window: int = 9, log=print, cancel=None, on_video=None) -> dict[str, str]:
+    """Encode every video under ``src`` into a cached F1 dataset in ``out`` (DESIGN §9, issue 19):
+
+    per video, the VAE latents (model latents = raw × the VAE's scale, recorded as ``latent_scale``),
+    streamed window by window (``F1Codec.encode_stream``: never the whole video in memory), after
+    resampling to ``fps`` and resizing + centre-cropping to ``size`` (W, H) or, when None, to FramePack's
+    resolution bucket nearest to the video's aspect at ``resolution``; the prompt features of each prompt
+    line (a ``.txt`` beside the video; a timed schedule gives one entry per line) exactly as
+    ``F1Encoders.encode_prompt``; the SigLIP features of the start frame. Training reads these and never
+    runs an encoder. Returns {name: "ok" | "skipped: reason"}; failures are reported by name, never silent.
+    ``cancel()`` is checked between videos (raises ``loop.Cancelled``); ``on_video(name, status)`` after each."""
+    from .loop import Cancelled
+    from .resolution import nearest_bucket, resize_and_center_crop
+    from .validate import prompt_entries
+    from .video_io import open_video, resample
+
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"source folder not found: {src}")
+    os.makedirs(out, exist_ok=True)
+    codec = encoders.codec()
+    tf = codec.temporal_factor
+    report: dict[str, str] = {}
+    for entry in sorted(os.listdir(src)):
+        path = os.path.join(src, entry)
+        if entry.endswith(".txt") or entry.startswith("."):
+            continue
+        if cancel is not None and cancel():
+            raise Cancelled(f"dataset build cancelled after {len(report)} videos")
+        name = os.path.splitext(entry)[0]
+        try:
+            reader = open_video(path)
+            w, h = size if size is not None else nearest_bucket(*reader.size, resolution)
+            frames = (resize_and_center_crop(f, w, h) for f in resample(iter(reader), reader.fps, fps))
+            first: list = []
+
+            def keep_first(it):
+                for f in it:
+                    if not first:
+                        first.append(f)
+                    yield f
+
+            chunks = list(codec.encode_stream(keep_first(frames)))
+            latents = torch.cat(chunks, dim=2)[0] if chunks else None
+            if latents is None or latents.shape[1] < 1 + window:
+                got = 0 if latents is None else latents.shape[1]
+                raise ValueError(f"too short: {got} latent frames at {fps:g} fps, need at least {1 + window} "
+                                 f"(1 + one clip of {window}, i.e. {1 + window * tf} frames)")
+            text = _prompt_for(path)
+            entries = prompt_entries(text, f"{entry} prompt")
+            lines = entries if isinstance(entries, tuple) else ((0.0, text),)
+            emb, mask, pooled = encoders.encode_prompt([p for _, p in lines])
+            from .video_io import to_pixels
+
+            image = encoders.encode_image(to_pixels(first[0][None])[:, :, 0])
+            tensors = {"latents": latents.float(), "image_embeds": image[0].float().cpu()}
+            for k in range(len(lines)):
+                tensors[f"prompt_embeds.{k}"] = emb[k].float().cpu()
+                tensors[f"prompt_mask.{k}"] = mask[k].to(torch.uint8).cpu()
+                tensors[f"pooled.{k}"] = pooled[k].float().cpu()
+            meta = {"prompt": text, "prompts": [[t, p] for t, p in lines], "fps": float(fps), "frames": int(latents.shape[1]),
+                    "latent_scale": codec.scale, "temporal_factor": tf, "size": [int(w), int(h)], "source": entry,
+                    "format": "pfvg-f1-features"}
+            write_json(os.path.join(out, f"{name}.json"), meta)
+            save_safetensors_atomic(tensors, os.path.join(out, f"{name}.safetensors"))
+            report[name] = "ok"
+        except Cancelled:
+            raise
+        except Exception as e:  # report every failure by name and go on
+            report[name] = f"skipped: {e}"
+            log(f"{entry}: skipped: {e}")
+        if on_video is not None:
+            on_video(name, report[name])
     ok = sum(v == "ok" for v in report.values())
     log(f"{ok} videos encoded into {out}, {len(report) - ok} skipped")
     return report

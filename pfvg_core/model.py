@@ -19,7 +19,7 @@ from torch import nn
 from . import flow
 from .atomic import write_json
 from .backbone import OFFLOAD, build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
-from .checkpoint import CheckpointError, load_module, save_safetensors_atomic
+from .checkpoint import CheckpointError, check_keys, check_weights_reference, load_module, read_safetensors, save_safetensors_atomic
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
 from .framepack import PackedContext
@@ -79,6 +79,9 @@ class PFVGModel(nn.Module):
         self._id: str | None = None
         self.id_tags: list[str] = []  # run-time changes that are not in the weights (LoRAs: lora.with_loras)
         self.loras: tuple = ()  # ((Lora, strength), …) active while this model evaluates its DiT
+        # run-time prompt encoder when the bundle has none (FramePack-F1: ``F1Encoders.encode_prompt``): prompts →
+        # (features [B, L, D], mask [B, L], pooled [B, P]); not part of the weights or the fingerprint
+        self.prompt_encoder = None
         # sampler and steps used when the caller gives none (the CLI, the nodes' defaults)
         self.sampling_defaults = {"sampler": self.meta.get("sampler", "euler"), "steps": int(self.meta.get("steps", 25))}
 
@@ -136,9 +139,12 @@ class PFVGModel(nn.Module):
 
     # conditioning -----------------------------------------------------------------------------
     def encode_prompt(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.text_encoder is None:
-            raise ValueError("this model has no text encoder: pass prompt features (e.g. ComfyUI CONDITIONING)")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if self.text_encoder is None and self.prompt_encoder is not None:
+            return self.prompt_encoder(prompts)
+        if self.text_encoder is None:
+            raise ValueError("this model has no text encoder: pass prompt features (e.g. ComfyUI CONDITIONING) "
+                             "or, on the command line, --encoders FOLDER")
         return self.text_encoder(prompts)
 
     @torch.no_grad()
@@ -231,13 +237,49 @@ class PFVGModel(nn.Module):
         out["codec"] = codec_config(self.codec)
         return out
 
+    @property
+    def trained_dit_keys(self) -> list[str] | None:
+        """With base weights referenced (``meta['base']``, a DiT loaded from FramePack-F1 files): the DiT tensors
+        that were trained (stage 2: ``norm_out.linear``, ``proj_out``); None when the whole DiT is saved."""
+        base = self.meta.get("base")
+        keys = base.get("trained_dit") if isinstance(base, dict) else None
+        return None if keys is None else list(keys)
+
     def save(self, folder: str) -> None:
+        """Every module as ``<name>.safetensors`` + ``pfvg.json``. A model trained on referenced base weights
+        (``trained_dit_keys``) stores only the DiT tensors that trained (``dit_trained.safetensors``, MBs instead
+        of the 26 GB DiT) and the reference (path, size, fingerprint) in ``pfvg.json``'s meta."""
         os.makedirs(folder, exist_ok=True)
+        trained = self.trained_dit_keys
         for name in ("dit", "semanticpack", "text_encoder", "image_encoder", "codec"):
             mod = getattr(self, name)
-            if mod is not None:
+            if mod is None:
+                continue
+            if name == "dit" and trained is not None:
+                state = mod.state_dict()
+                save_safetensors_atomic({k: state[k] for k in trained}, os.path.join(folder, TRAINED_DIT_FILE))
+            else:
                 save_safetensors_atomic(mod.state_dict(), os.path.join(folder, f"{name}.safetensors"))
         write_json(os.path.join(folder, BUNDLE_FILE), self.bundle_config(), indent=1)
+
+    def load_weights(self, folder: str) -> None:
+        """Load a bundle folder's weights into this model in place (same configs; e.g. resuming training): the
+        frozen base stays where and as it is, each tensor is cast to the dtype of the tensor it replaces."""
+        for name in ("semanticpack", "text_encoder", "image_encoder", "codec"):
+            mod, path = getattr(self, name), os.path.join(folder, f"{name}.safetensors")
+            if mod is not None and os.path.isfile(path):
+                load_module(path, mod, name)
+        full = os.path.join(folder, "dit.safetensors")
+        overlay_dit(self.dit, full if os.path.isfile(full) else os.path.join(folder, TRAINED_DIT_FILE), partial=not os.path.isfile(full))
+        self.refresh_id()
+
+    def set_gradient_checkpointing(self, on: bool = True) -> None:
+        """Gradient checkpointing per DiT block (diffusers' switch) with ψ kept in the recomputation
+        (``MemoryInjector.checkpoint_function``): activations of one block at a time in the backward pass."""
+        if on:
+            self.dit.enable_gradient_checkpointing(self.injector.checkpoint_function() if self.injector is not None else None)
+        else:
+            self.dit.disable_gradient_checkpointing()
 
     @classmethod
     def load(cls, folder: str, dtype=torch.float32, device="cpu", storage: str | torch.dtype | None = "auto",
@@ -272,8 +314,14 @@ class PFVGModel(nn.Module):
             dcfg = dit_config(cfg["dit"])
         except (TypeError, KeyError, AttributeError, ValueError) as e:
             raise CheckpointError(f"{cfg_path}: invalid 'dit' config ({str(e)[:200]})") from e
-        d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload,
-                     offload_device=offload_device)
+        meta = cfg.get("meta") or {}
+        dit_file = os.path.join(folder, "dit.safetensors")
+        if os.path.isfile(dit_file) or not isinstance(meta.get("base"), dict):
+            d = load_dit(dit_file, config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload, offload_device=offload_device)
+        else:  # trained on referenced base weights: the base, then what trained over it
+            base = check_weights_reference(meta["base"], f"{cfg_path}: base weights (meta.base)")
+            d = load_dit(base, config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload, offload_device=offload_device)
+            overlay_dit(d, os.path.join(folder, TRAINED_DIT_FILE), partial=True)
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
             sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")
@@ -288,6 +336,25 @@ class PFVGModel(nn.Module):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
         small = [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
         return cls(d, *small, cfg.get("meta")).eval()
+
+
+TRAINED_DIT_FILE = "dit_trained.safetensors"
+
+
+def overlay_dit(dit, path: str, partial: bool) -> None:
+    """Load ``path`` into the DiT in place: all its tensors, or (``partial``) a subset of them (the layers a
+    stage trained), each checked by name and shape and cast to the dtype of the tensor it replaces."""
+    state = read_safetensors(path, "trained DiT layers" if partial else "packed DiT")
+    expected = dit.state_dict()
+    if partial:
+        unknown = sorted(set(state) - set(expected))
+        if unknown:
+            raise CheckpointError(f"{path}: {len(unknown)} tensors are not in the base DiT (e.g. {unknown[:3]})")
+        expected = {k: expected[k] for k in state}
+    check_keys(path, {k: tuple(v.shape) for k, v in state.items()}, expected, "packed DiT")
+    with torch.no_grad():
+        for k, v in state.items():
+            expected[k].copy_(v.to(expected[k].dtype) if v.dtype != expected[k].dtype and v.dtype.is_floating_point else v)
 
 
 BUNDLE_KEYS = {"format": str, "version": int, "dit": (dict, str), "meta": (dict, type(None)), "semanticpack": (dict, type(None)),

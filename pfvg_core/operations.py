@@ -31,7 +31,9 @@ def wrap_dit(path: str, source: str, dtype: torch.dtype = torch.float32, device=
 
     dit = load_dit(path, dtype=dtype, device=device, storage=storage, offload=offload, offload_device=offload_device)
     sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(dit._pfvg_device, dtype)
-    meta = {"source": source, "rope": "local"}
+    from .checkpoint import weights_reference
+
+    meta = {"source": source, "rope": "local", "base": weights_reference(path)}
     if dit.config.in_channels == 16:  # HunyuanVideo's VAE latents
         meta.update(latent_scale=HUNYUAN_VIDEO_SCALE, temporal_factor=HUNYUAN_VIDEO_TEMPORAL, latent_format="hunyuan_video")
     return PFVGModel(dit, sp, meta=meta)

@@ -283,6 +283,38 @@ class MemoryInjector:
         after = torch.zeros(b, n_lat + n_ctx - start - m, dtype=dtype, device=device)
         return torch.cat([before, gate.to(device), after], dim=1)[:, None, None, :]
 
+    # gradient checkpointing --------------------------------------------------------------------
+    def _snapshot(self) -> tuple:
+        return self.active, self.gate_is_one, self.force_mask, self._n_img
+
+    @contextlib.contextmanager
+    def _restored(self, snap: tuple):
+        saved = self._snapshot()
+        self.active, self.gate_is_one, self.force_mask, self._n_img = snap
+        try:
+            yield
+        finally:
+            self.active, self.gate_is_one, self.force_mask, self._n_img = saved
+
+    def checkpoint_function(self):
+        """diffusers' ``gradient_checkpointing_func`` for the DiT's blocks that keeps ψ: torch's non-reentrant
+        checkpoint of the block, run (and re-run in the backward pass, after ``inject`` has exited) with the
+        injector's state as it was at the forward — ψ's gate, mask and token positions — so the
+        recomputation takes the same path and gives the same tensors (gradients equal to no checkpointing).
+        ψ tokens reach the blocks as their context input; the gate tensor is captured, so its gradient flows."""
+        from torch.utils.checkpoint import checkpoint
+
+        def run_checkpointed(block, *args):
+            snap = self._snapshot()
+
+            def run(*a):
+                with self._restored(snap):
+                    return block(*a)
+
+            return checkpoint(run, *args, use_reentrant=False)
+
+        return run_checkpointed
+
     @contextlib.contextmanager
     def inject(self, tokens: torch.Tensor | None, log_gate: torch.Tensor | None, mask: torch.Tensor | None = None):
         """Within the block, DiT forwards see ``tokens`` as memory context (nothing if the gate is closed)."""

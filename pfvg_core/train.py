@@ -31,7 +31,7 @@ import torch.distributed as dist
 
 from . import flow
 from .atomic import atomic_dir, clean_stale, is_temp, write_json, write_text
-from .backbone import resolve_device
+from .backbone import resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
 from .data import LatentDataset, curriculum
 from .forcing import make_strategy, sample_t
@@ -143,6 +143,13 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when there is one) | cpu | cuda | cuda:N
     amp: str = "off"  # off | bf16 (autocast on the forward passes) | auto (bf16 on CUDA, off on CPU)
     psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
+    # memory plan for big models (FramePack-F1; README "Training FramePack-F1"):
+    plan: str = "none"  # none | 80gb | 24gb: presets of the four options below (PLANS)
+    base_dtype: str = "auto"  # frozen weights: auto (bf16 for a full-size DiT, else float32) | float32 | bfloat16
+    base_storage: str = "compute"  # compute | fp8_e4m3fn | fp8_e5m2: frozen matmul weights stored in fp8
+    offload: str = "none"  # none | group: DiT blocks rest on the CPU, moved in for each forward and recomputation
+    gradient_checkpointing: str = "auto"  # auto (on for a full-size DiT) | on | off
+    whole_net_stages: str = "auto"  # auto: stages training the whole DiT are skipped for a full-size DiT in one process
     memory: InitVar[str | None] = None  # deprecated alias of memory_mode (same values)
 
     def __post_init__(self, memory: str | None = None):
@@ -173,6 +180,15 @@ class TrainConfig:
             raise ValueError(f"amp must be 'off', 'bf16' or 'auto', got {self.amp!r}")
         if self.psi_bptt < 1:
             raise ValueError(f"psi_bptt must be ≥ 1, got {self.psi_bptt}")
+        if self.plan not in PLANS:
+            raise ValueError(f"plan must be one of {sorted(PLANS)}, got {self.plan!r}")
+        for k, v in PLANS[self.plan].items():
+            setattr(self, k, v)
+        for k, allowed in (("base_dtype", ("auto", "float32", "bfloat16")), ("base_storage", ("compute", "fp8_e4m3fn", "fp8_e5m2")),
+                           ("offload", ("none", "group")), ("gradient_checkpointing", ("auto", "on", "off")),
+                           ("whole_net_stages", ("auto", "on"))):
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
         self.memory_config()  # validates window, schedule, rope, memory_mode
 
     def memory_config(self) -> MemoryConfig:
@@ -185,10 +201,20 @@ class TrainConfig:
         """``auto``: the first CUDA device when there is one, else the CPU (``backbone.resolve_device``)."""
         return resolve_device(self.device)
 
-    def autocast(self, device: torch.device):
-        """bf16 autocast of the forward passes when asked (``auto``: on CUDA only); the loss stays fp32."""
-        on = self.amp == "bf16" or (self.amp == "auto" and device.type == "cuda")
+    def autocast(self, device: torch.device, force: bool = False):
+        """bf16 autocast of the forward passes when asked (``auto``: on CUDA only; ``force``: a bf16 base with
+        fp32 trainable weights needs it); the loss stays fp32."""
+        on = force or self.amp == "bf16" or (self.amp == "auto" and device.type == "cuda")
         return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
+
+
+# Single-GPU memory plans for stage 2 of a full-size DiT (issue 19; figures: README, ``bench train-f1``).
+PLANS = {
+    "none": {},
+    "80gb": dict(base_dtype="bfloat16", base_storage="compute", offload="none", gradient_checkpointing="on"),
+    "24gb": dict(base_dtype="bfloat16", base_storage="fp8_e4m3fn", offload="group", gradient_checkpointing="on"),
+}
+FULL_SIZE_PARAMS = 1_000_000_000  # a DiT this big is "full size": bf16 base, checkpointing, no whole-net stage alone
 
 
 def _memory_alias(memory, memory_mode, where: str):
@@ -271,11 +297,21 @@ class Trainer:
                              f"× video_batch {config.video_batch}")
         if self.world > 1 and config.accumulate != "video":
             raise ValueError("distributed training accumulates per video (accumulate = 'video')")
-        if model is None:
-            model = resolve_model(config.model)
         self.device = config.torch_device()
-        self.model = model.to(self.device)
+        if model is None:
+            model = load_training_model(config, self.device)
+        elif config.offload == "none":
+            model = model.to(self.device)
+        self.model = model
+        self.full_size = sum(p.numel() for p in model.dit.parameters()) >= FULL_SIZE_PARAMS
+        config = self.cfg = _skip_whole_net_stages(config, self.full_size, self.world)
+        on = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and self.full_size)
+        model.set_gradient_checkpointing(on)
+        self.checkpointing = on
         self.data = dataset if dataset is not None else LatentDataset(config.data)
+        _check_dataset_fits(model, self.data)
+        if "latent_scale" in (self.data.meta(0) if len(self.data) else {}):
+            model.meta.setdefault("window", config.window)  # generation then uses the trained segment length
         self.order = curriculum(self.data, config.window)
         if not self.order:
             raise ValueError(f"no video in {config.data} has a complete clip of {config.window} latent frames after the start frame")
@@ -298,6 +334,12 @@ class Trainer:
     def _setup_stage(self) -> None:
         st = self.stage
         params = select_parameters(self.model, st.params)
+        trainable_in_fp32(self.model, params)
+        base = self.model.meta.get("base")
+        if isinstance(base, dict):  # a DiT on referenced base weights: remember which of its tensors train
+            names = {n for n, p in self.model.dit.named_parameters() if p.requires_grad}
+            base["trained_dit"] = sorted(names | set(base.get("trained_dit") or ()))
+        self.amp = self.cfg.autocast(self.device, force=self.model.dtype != torch.float32)
         sp = self.model.semanticpack
         self.train_psi = sp is not None and any(p.requires_grad for p in sp.parameters())
         if self.train_psi and not sp.gate_open:
@@ -310,7 +352,11 @@ class Trainer:
         self.strategy = make_strategy(st.forcing, st.student_steps)
 
     # one video ---------------------------------------------------------------------------------
-    def _conditioning(self, prompts: list[str], start: torch.Tensor) -> Conditioning:
+    def _conditioning(self, prompts: list[str], start: torch.Tensor, videos=None, clip: int = 0) -> Conditioning:
+        """The clip's conditioning: the dataset's cached features when it has them (F1: the prompt line active
+        at the clip's start time), else the model's own encoders on the prompts and start latent."""
+        if videos is not None and videos[0].features is not None:
+            return cached_conditioning(videos, clip * self.cfg.window)
         m = self.model
         enc_train = any(p.requires_grad for mod in (m.text_encoder, m.image_encoder) if mod is not None for p in mod.parameters())
         if not enc_train:
@@ -330,14 +376,17 @@ class Trainer:
             n = min(n, cfg.max_clips)
         start = torch.cat([v.start() for v in videos]).to(m.device)
         prompts = [v.prompt for v in videos]
-        cond = self._conditioning(prompts, start)
+        cond = self._conditioning(prompts, start, videos)
         state = init_state(m, start, cond, seed=0, config=self.memory_config, grad=self.train_psi)
         losses = []
-        amp = cfg.autocast(self.device)
+        amp = self.amp
+        scheduled = videos[0].features is not None and any(len(v.prompts) > 1 for v in videos)
         k = cfg.psi_bptt if self.train_psi and state.psi is not None else 1
         for i in range(n):
             gen = torch.Generator().manual_seed(_seed(cfg.seed, self.pos.stage, self.pos.global_step, vids[0], i))
             clip = torch.cat([v.clip(i, cfg.window) for v in videos]).to(m.device)
+            if scheduled and i > 0:
+                cond = self._conditioning(prompts, start, videos, i)
             with amp:
                 ctx = segment_context(m, state)
                 loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True)
@@ -348,7 +397,7 @@ class Trainer:
             if step_every and (i + 1) % step_every == 0 and i + 1 < n:
                 self._optimizer_step()
                 # graphs built before the update refer to the old weights: rebuild / cut them
-                cond = self._conditioning(prompts, start)
+                cond = self._conditioning(prompts, start, videos, i)
                 state = state.replace(psi=None if state.psi is None else state.psi.detach())
             if i + 1 < n:  # the context clip i was made from is also the one its stand-in is made from
                 with amp:
@@ -563,7 +612,7 @@ class Trainer:
                 meta = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{folder}/trainer.json: unreadable checkpoint state: {e}") from e
-        self.model = PFVGModel.load(os.path.join(folder, "model"), dtype=self.model.dtype, device=self.device)
+        self.model.load_weights(os.path.join(folder, "model"))  # in place: a frozen base is not read again
         self.pos = Position(**meta["position"])
         self._saved_step = self.pos.global_step
         if self.pos.stage >= len(self.cfg.stages):
@@ -592,6 +641,102 @@ class Trainer:
             return
         keep = [json.dumps(r) + "\n" for r in read_log(self.cfg.out, self.cfg.log) if r["global_step"] <= upto]
         write_text(path, "".join(keep))
+
+
+def load_training_model(cfg: TrainConfig, device: torch.device) -> PFVGModel:
+    """The model ``cfg.model`` names: ``random:<config>``, ``default``, a PFVG bundle folder, or FramePack-F1 as
+    published (a diffusers transformer folder or one ``.safetensors`` file, fp8 files included: wrapped with a
+    fresh SemanticPack and a reference to the base weights, so that only what trains is saved). Frozen weights
+    in ``base_dtype`` (auto: bf16 for a full-size DiT) with ``base_storage`` / ``offload``."""
+    from .backbone import resolve_storage
+    from .checkpoint import safetensors_dtypes
+    from .model import BUNDLE_FILE
+    from .operations import load_model_path
+
+    spec = cfg.model
+    if spec == "default" or spec.startswith("random:"):
+        return resolve_model(spec).to(device)
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"training option model: {spec} not found (a PFVG model folder, a FramePack-F1 diffusers "
+                                "folder or .safetensors file, or random:<config>)")
+    files = [spec] if os.path.isfile(spec) else [os.path.join(spec, f) for f in os.listdir(spec) if f.endswith(".safetensors")]
+    if os.path.isfile(os.path.join(spec, BUNDLE_FILE)) and not os.path.isfile(os.path.join(spec, "dit.safetensors")):
+        with open(os.path.join(spec, BUNDLE_FILE)) as f:
+            base = (json.load(f).get("meta") or {}).get("base") or {}
+        files = [base.get("path", "")] if os.path.isfile(base.get("path", "")) else files
+    n = 0
+    for f in files:
+        if f.endswith(".safetensors") and os.path.isfile(f) and not f.endswith(("semanticpack.safetensors", "codec.safetensors")):
+            for _, shape in safetensors_dtypes(f).values():
+                n += int(torch.tensor(shape).prod()) if shape else 1
+    dtype = cfg.base_dtype if cfg.base_dtype != "auto" else ("bfloat16" if n >= FULL_SIZE_PARAMS else "float32")
+    storage = cfg.base_storage if resolve_storage(cfg.base_storage) is not None else "compute"
+    model = load_model_path(spec, os.path.basename(spec.rstrip("/")), resolve_dtype(dtype), device=device, storage=storage, offload=cfg.offload)
+    return model if cfg.offload != "none" else model.to(torch.device(device))
+
+
+def trainable_in_fp32(model: PFVGModel, params: list[torch.nn.Parameter]) -> None:
+    """Trainable weights in fp32 (master weights; bf16 autocast computes), frozen ones as loaded (bf16 / fp8).
+    A trainable layer under fp8 layerwise casting leaves it (diffusers' hook would store it back in fp8)."""
+    chosen = {id(p) for p in params}
+    for mod in model.modules():
+        own = list(mod.parameters(recurse=False))
+        if not any(id(p) in chosen for p in own):
+            continue
+        if getattr(mod, "_diffusers_hook", None) is not None:
+            mod._diffusers_hook.remove_hook("layerwise_casting", recurse=False)
+        for p in own:
+            if id(p) in chosen and p.dtype != torch.float32:
+                p.data = p.data.float()
+
+
+def _skip_whole_net_stages(cfg: TrainConfig, full_size: bool, world: int) -> TrainConfig:
+    """PFVG §4.1 stage 1 trains the whole net: for a full-size DiT (12.9 B parameters; AdamW's state alone
+    ≈ 206 GB) in one process it cannot fit one GPU, so with ``whole_net_stages = 'auto'`` such stages are
+    skipped, with a message saying why; several GPUs run them under torchrun (README)."""
+    if not full_size or world > 1 or cfg.whole_net_stages != "auto":
+        return cfg
+    whole = [s for s in cfg.stages if {"all", "dit"} & {g.strip() for g in s.params.split("+")}]
+    if not whole:
+        return cfg
+    kept = [s for s in cfg.stages if s not in whole]
+    msg = (f"stage(s) {', '.join(repr(s.name) for s in whole)} train the whole DiT: at full size that needs ≈ 206 GB of "
+           "optimizer state alone, more than one GPU holds, so they are skipped in a single process (run them on several "
+           "GPUs under torchrun, or set whole_net_stages = 'on')")
+    if not kept:
+        raise ValueError(msg.replace("so they are skipped", "and no other stage is left") )
+    warnings.warn(msg, stacklevel=3)
+    print(f"note: {msg}", flush=True)
+    return dataclasses.replace(cfg, stages=kept)
+
+
+def _check_dataset_fits(model: PFVGModel, data: LatentDataset) -> None:
+    """A cached F1 dataset's latent scale / temporal factor must be the model's (recorded on the model when it
+    has none, e.g. a tiny test DiT)."""
+    meta = data.meta(0) if len(data) else {}
+    if "latent_scale" not in meta:
+        return
+    for key, have in (("latent_scale", model.meta.get("latent_scale")), ("temporal_factor", model.meta.get("temporal_factor"))):
+        want = meta.get(key)
+        if want is None:
+            continue
+        if have is None:
+            model.meta[key] = want
+            model.meta.setdefault("fps", meta.get("fps"))
+        elif abs(float(have) - float(want)) > 1e-6:
+            raise ValueError(f"dataset {data.folder}: {key} {want} differs from the model's {have} (encoded with another VAE?)")
+
+
+def cached_conditioning(videos, latent_offset: int) -> Conditioning:
+    """Conditioning of a batch of cached-feature videos at the clip starting ``latent_offset`` latent frames after
+    the start frame: each video's prompt line active at that time, its start frame's SigLIP features."""
+    rows = []
+    for v in videos:
+        k = v.prompt_line(latent_offset * v.temporal_factor / v.fps)
+        f = v.features
+        rows.append((f[f"prompt_embeds.{k}"], f[f"prompt_mask.{k}"].bool(), f[f"pooled.{k}"], f["image_embeds"]))
+    emb, mask, pooled, image = (torch.stack(x) for x in zip(*rows))
+    return Conditioning(emb, mask, pooled, image)
 
 
 def read_log(out: str, log: str = "train_log.jsonl") -> list[dict]:

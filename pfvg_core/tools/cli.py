@@ -47,16 +47,32 @@ def cmd_generate(a) -> int:
     threshold = number("--step-cache", a.step_cache, Limit(0.0, 10.0, optional=True)) if a.step_cache is not None else None
     set_threads(number("--threads", a.threads, Limit(1, 1024, integer=True)))
     loras = [parse_lora_arg(x) for x in a.lora or ()]
+    encoders = _encoders(a)
+    if encoders is not None and a.extend is not None:
+        raise ValueError("--extend with --encoders (FramePack-F1) is not supported yet: extend with the embedded model, "
+                         "or in ComfyUI with its VAE")
     reader = open_video(a.extend) if a.extend is not None else None  # fails before the model loads
     model = _load_model(a)
-    if model.codec is None:
-        raise ValueError(f"model {a.model} has no codec to encode the image and decode the video")
+    codec = model.codec
+    if encoders is not None:  # FramePack-F1: HunyuanVideo's VAE, LLaMA + CLIP prompts, SigLIP image features
+        codec = encoders.codec()
+        model.prompt_encoder = encoders.encode_prompt
+        _check_latent_scale(model, codec)
+    if codec is None:
+        raise ValueError(f"model {a.model} has no codec to encode the image and decode the video: "
+                         "give --encoders FOLDER (HunyuanVideo's VAE and text/image encoders)")
     if loras:
         model = with_loras(model, [(load_lora(path, model.dit), strength) for path, strength in loras])
     set_step_cache(model, threshold)
     compile_blocks(model, a.compile)
     meta = model.meta
     fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
+    if size is None and encoders is not None:  # FramePack's resolution bucket nearest to the image's aspect
+        from ..resolution import nearest_bucket
+        from PIL import Image
+
+        with Image.open(a.image) as im:
+            size = nearest_bucket(*im.size, resolution=a.resolution)
     size = size or tuple(meta.get("resolution", (64, 64)))
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
                           memory_mode=a.memory_mode)
@@ -66,32 +82,40 @@ def cmd_generate(a) -> int:
         steps = defaults["steps"] if sampler == defaults["sampler"] else int(meta.get("steps", 25))
     options = SamplerOptions(steps=steps, cfg=cfg_scale, distilled_guidance=guidance,
                              shift=shift if shift is not None else meta.get("shift"), sampler=sampler)
-    n = segments_for_seconds(seconds, fps, config.window, model.codec.temporal_factor)
+    n = segments_for_seconds(seconds, fps, config.window, codec.temporal_factor)
     number("segments (--seconds × --fps ÷ window)", n, SAMPLING["segments"])
     torch.manual_seed(seed)
     first_prompt = prompt.entries[0][1] if isinstance(prompt, PromptSchedule) else prompt
     state = None
     if reader is not None:  # the source video's frames become the history and ψ (extend.py)
-        reader.resize = _fit(size, model.codec.factor)
+        reader.resize = _fit(size, codec.factor)
         state = state_from_video(model, resample(iter(reader), reader.fps, fps), first_prompt, seed, config, fps=fps)
         start = state.start_latent
     else:
-        pixels = load_image(a.image, size=size, multiple=model.codec.factor)
+        pixels = load_image(a.image, size=size, multiple=codec.factor)
         with torch.no_grad():
-            start = model.codec.encode(pixels.to(model.device, model.dtype)).float()
+            start = codec.encode(pixels.to(model.device, model.dtype) if encoders is None else pixels).float()
+        image_embeds = encoders.encode_image(pixels) if encoders is not None else None
     bar = tqdm(total=n * options.steps, desc="generate", unit="step")
 
     def decode(latents):
         with torch.no_grad():
-            return model.codec.decode(latents.to(model.device, model.dtype)).float().cpu()
+            return codec.decode(latents.to(model.device, model.dtype) if encoders is None else latents).float().cpu()
 
-    chunks = [] if reader is not None else [check_finite("start frame", decode(start))]
+    chunks = [] if reader is not None or encoders is not None else [check_finite("start frame", decode(start))]
+    latents = [start]
     try:
         for seg in generate_long_video(model, state if state is not None else start, prompt, n, seed=seed, config=config,
-                                       options=options, fps=fps, negative_prompt=a.negative, on_step=lambda e: bar.update()):
-            chunks.append(check_finite(f"segment {seg.index}", decode(seg.latents)))
+                                       options=options, fps=fps, negative_prompt=a.negative, on_step=lambda e: bar.update(),
+                                       image_embeds=None if reader is not None else image_embeds):
+            if encoders is None:
+                chunks.append(check_finite(f"segment {seg.index}", decode(seg.latents)))
+            else:  # a causal video VAE decodes the whole latent video (in overlapping windows), not segment by segment
+                latents.append(seg.latents.float().cpu())
     finally:
         bar.close()
+    if encoders is not None:
+        chunks = [check_finite("video", decode(torch.cat(latents, dim=2)))]
     new = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + (0 if reader is not None else 1)]
     if reader is not None:  # the source (at the generation's size and fps), then its continuation
         frames = np.concatenate([np.stack(list(resample(iter(reader), reader.fps, fps))), new])
@@ -103,6 +127,47 @@ def cmd_generate(a) -> int:
     extra = f", {frames.shape[0] - new.shape[0]} of them from {a.extend}" if reader is not None else ""
     print(f"wrote {a.out}: {frames.shape[0]} frames{extra}, {frames.shape[0] / fps:.1f} s at {fps} fps, {n} segments")
     return 0
+
+
+def _encoders(a):
+    """FramePack-F1's encoders from ``--encoders`` and the per-part options, or None when none is given."""
+    from ..f1_encoders import PARTS, F1Encoders
+
+    parts = {p: getattr(a, p, None) for p in PARTS if getattr(a, p, None)}
+    if not getattr(a, "encoders", None) and not parts:
+        return None
+    return F1Encoders.from_folder(a.encoders, device=a.device, dtype=a.dtype, **parts)
+
+
+def _check_latent_scale(model, codec) -> None:
+    if abs(model.latent_scale - codec.scale) > 1e-6:
+        raise ValueError(f"the VAE's scaling factor {codec.scale} is not the model's latent scale {model.latent_scale}: "
+                         "these encoders are not the ones the model was trained with")
+
+
+def add_encoder_options(p: argparse.ArgumentParser) -> None:
+    from ..f1_encoders import PARTS
+
+    p.add_argument("--encoders", default=None, metavar="FOLDER",
+                   help="FramePack-F1's encoders in diffusers' HunyuanVideo layout (vae/, text_encoder/ + tokenizer/, "
+                        "text_encoder_2/ + tokenizer_2/, image_encoder/ + feature_extractor/)")
+    for part in PARTS:
+        p.add_argument(f"--{part.replace('_', '-')}", dest=part, default=None, metavar="PATH", help=f"{part} folder (overrides --encoders)")
+    p.add_argument("--resolution", type=int, default=640, help="FramePack resolution bucket (multiples of 16; 640 as FramePack)")
+
+
+def _parse_size(values, what: str = "--size"):
+    """``--size W H`` or ``--size WxH`` → (W, H) ints, or None."""
+    if not values:
+        return None
+    if len(values) == 1 and "x" in str(values[0]).lower():
+        values = str(values[0]).lower().split("x")
+    if len(values) != 2:
+        raise ValueError(f"{what}: expected W H or WxH, got {' '.join(map(str, values))!r}")
+    try:
+        return int(values[0]), int(values[1])
+    except ValueError as e:
+        raise ValueError(f"{what}: expected whole numbers W H or WxH, got {' '.join(map(str, values))!r}") from e
 
 
 def _fit(size: tuple[int, int], multiple: int) -> tuple[int, int]:
@@ -191,17 +256,30 @@ def cmd_train(a) -> int:
 
 
 def cmd_dataset(a) -> int:
-    from ..data import build_dataset
+    from ..data import build_dataset, build_f1_dataset
     from ..validate import SAMPLING, number
 
-    size = (number("--size W", a.size[0], SAMPLING["width"]), number("--size H", a.size[1], SAMPLING["height"]))
-    fps = number("--fps", a.fps, SAMPLING["fps"])
+    raw = _parse_size(a.size)
+    size = (number("--size W", raw[0], SAMPLING["width"]), number("--size H", raw[1], SAMPLING["height"])) if raw else None
     window = number("--window", a.window, SAMPLING["window"])
-    model = resolve_model(a.model)
-    if model.codec is None:
-        raise ValueError(f"model {a.model} has no codec to encode videos with")
-    report = build_dataset(a.src, a.out, model.codec, size=size, fps=fps, window=window,
-                           log=lambda m: print(m, file=sys.stderr))
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    encoders = _encoders(a)
+    if encoders is not None:  # FramePack-F1: cached latents, prompt and image features (data.build_f1_dataset)
+        if a.model:
+            raise ValueError("give --model (a codec bundle) or --encoders (FramePack-F1), not both")
+        fps = number("--fps", a.fps if a.fps is not None else 30.0, SAMPLING["fps"])
+        if size is not None and (size[0] % 16 or size[1] % 16):
+            raise ValueError(f"--size {size[0]}x{size[1]}: FramePack sizes are multiples of 16")
+        report = build_f1_dataset(a.src, a.out, encoders, size=size, resolution=number("--resolution", a.resolution, SAMPLING["width"]),
+                                  fps=fps, window=window, log=log)
+    else:
+        if not a.model:
+            raise ValueError("give --model (a PFVG model folder whose codec encodes) or --encoders FOLDER (FramePack-F1)")
+        fps = number("--fps", a.fps if a.fps is not None else 8.0, SAMPLING["fps"])
+        model = resolve_model(a.model)
+        if model.codec is None:
+            raise ValueError(f"model {a.model} has no codec to encode videos with: for FramePack-F1 give --encoders FOLDER")
+        report = build_dataset(a.src, a.out, model.codec, size=size or (64, 64), fps=fps, window=window, log=log)
     return 0 if any(v == "ok" for v in report.values()) else 1
 
 
@@ -358,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a HunyuanVideo / FramePack LoRA (.safetensors; diffusers, kohya/musubi or ComfyUI key names), "
                         "strength 1 unless given; repeatable (LoRAs add up)")
     add_device_options(g)
+    add_encoder_options(g)
     g.set_defaults(func=cmd_generate)
     t = sub.add_parser("train", help="train with teacher / Direct / Student Forcing (runs under torchrun too)")
     t.add_argument("--config", required=True, help="TOML (or YAML) training config")
@@ -369,10 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=["build"])
     d.add_argument("--src", required=True)
     d.add_argument("--out", required=True)
-    d.add_argument("--model", required=True, help="model folder (or random:<config>) whose codec encodes")
-    d.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("W", "H"))
-    d.add_argument("--fps", type=float, default=8.0)
+    d.add_argument("--model", default=None, help="model folder (or random:<config>) whose codec encodes (embedded-style models)")
+    d.add_argument("--size", nargs="+", default=None, metavar="W H | WxH",
+                   help="frame size (default: 64x64 with --model; FramePack's nearest bucket with --encoders)")
+    d.add_argument("--fps", type=float, default=None, help="resample videos to this rate (default 8; 30 with --encoders)")
     d.add_argument("--window", type=int, default=9)
+    d.add_argument("--device", default="auto", help="where the encoders run: auto, cpu, cuda, cuda:N")
+    d.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"), help="encoder dtype (bf16 on a GPU)")
+    add_encoder_options(d)
     d.set_defaults(func=cmd_dataset)
     w = sub.add_parser("world", help="render a procedural world video with its ground truth (JSON beside it)")
     w.add_argument("--seed", type=int, default=0)
