@@ -677,14 +677,16 @@ def load_training_model(cfg: TrainConfig, device: torch.device) -> PFVGModel:
 
 def trainable_in_fp32(model: PFVGModel, params: list[torch.nn.Parameter]) -> None:
     """Trainable weights in fp32 (master weights; bf16 autocast computes), frozen ones as loaded (bf16 / fp8).
-    A trainable layer under fp8 layerwise casting leaves it (diffusers' hook would store it back in fp8)."""
+    A trainable layer under fp8 layerwise casting is taken out of it (diffusers' hook would store it back in fp8)."""
     chosen = {id(p) for p in params}
     for mod in model.modules():
         own = list(mod.parameters(recurse=False))
         if not any(id(p) in chosen for p in own):
             continue
-        if getattr(mod, "_diffusers_hook", None) is not None:
-            mod._diffusers_hook.remove_hook("layerwise_casting", recurse=False)
+        reg = getattr(mod, "_diffusers_hook", None)
+        hook = reg.get_hook("layerwise_casting") if reg is not None else None
+        if hook is not None:  # (diffusers cannot remove it) make its casts no-ops: the layer stays fp32
+            hook.storage_dtype = hook.compute_dtype = torch.float32
         for p in own:
             if id(p) in chosen and p.dtype != torch.float32:
                 p.data = p.data.float()

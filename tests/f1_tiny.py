@@ -11,18 +11,25 @@ import torch
 from pfvg_core.backbone import CONFIGS, build_dit
 
 
-def _byte_tokenizer(folder: str, max_len: int, eos: str = "</s>"):
-    """A byte-level BPE tokenizer with no merges (every byte a token) + pad/eos/bos, saved with save_pretrained."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+# Words the tests' prompts use; the rest of the vocabulary is FramePack's prompt template (so that, as with the real
+# LLaMA tokenizer, the template is ~100 tokens and the prompt survives diffusers' crop at 95).
+WORDS = "a an the red green blue box field ball moves goes rolls right left up down with and in of camera pans x"
+
+
+def _word_tokenizer(folder: str, max_len: int, eos: str = "</s>"):
+    """A word-level tokenizer (template words + WORDS, others <unk>) with pad/bos/eos, saved with save_pretrained."""
+    import re
+
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import DEFAULT_PROMPT_TEMPLATE
+    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    words = sorted(set(re.findall(r"\w+|[^\w\s]+", DEFAULT_PROMPT_TEMPLATE["template"] + " " + WORDS)))
     vocab = {"<pad>": 0, "<s>": 1, eos: 2, "<unk>": 3}
-    for ch in sorted(alphabet):
-        vocab[ch] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token=eos,
                                    unk_token="<unk>", model_max_length=max_len)
     fast.save_pretrained(folder)
@@ -38,11 +45,11 @@ def build_encoders(folder: str, seed: int = 0) -> str:
     cfg = CONFIGS["tiny"]
     torch.manual_seed(seed)
     os.makedirs(folder, exist_ok=True)
-    tok = _byte_tokenizer(os.path.join(folder, "tokenizer"), 1024)
+    tok = _word_tokenizer(os.path.join(folder, "tokenizer"), 1024)
     LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=cfg["text_embed_dim"], intermediate_size=64, num_hidden_layers=3,
                            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                            pad_token_id=0, bos_token_id=1, eos_token_id=2)).save_pretrained(os.path.join(folder, "text_encoder"))
-    tok2 = _byte_tokenizer(os.path.join(folder, "tokenizer_2"), 77)
+    tok2 = _word_tokenizer(os.path.join(folder, "tokenizer_2"), 77)
     CLIPTextModel(CLIPTextConfig(vocab_size=len(tok2), hidden_size=cfg["pooled_projection_dim"], intermediate_size=32,
                                  num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77,
                                  pad_token_id=0, bos_token_id=1, eos_token_id=tok2.eos_token_id)).save_pretrained(
