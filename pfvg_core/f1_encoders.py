@@ -179,24 +179,30 @@ class F1Codec:
         return torch.cat(out, dim=2)
 
     def encode_stream(self, frames: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
-        """Stream uint8 frames [H, W, 3] → model latents, window by window: yields [1, C, n, h, w] chunks whose
-        concatenation is the video's 1 + ⌊(T − 1)/4⌋ latent frames. Window j covers frames
-        [4·K·j, 4·K·(j + 1)] (K = ``tile_latents``; consecutive windows share one frame, whose lone latent is
-        dropped after the first window), so at most 1 + 4K frames are in memory at once. Trailing frames
-        that do not complete a latent frame are dropped."""
-        from .video_io import to_pixels
+        """Stream uint8 frames [H, W, 3] → model latents window by window (``stream_windows``)."""
+        return stream_windows(frames, self.tile_latents, self.encode)
 
-        span = 4 * self.tile_latents
-        buf: list[np.ndarray] = []
-        first = True
-        for f in frames:
-            buf.append(np.asarray(f))
-            if len(buf) == span + 1:
-                z = self.encode(to_pixels(np.stack(buf)))
-                yield z if first else z[:, :, 1:]
-                first = False
-                buf = buf[-1:]
-        usable = 1 + 4 * ((len(buf) - 1) // 4) if buf else 0
-        if usable > 1 or (first and usable == 1):
-            z = self.encode(to_pixels(np.stack(buf[:usable])))
+
+def stream_windows(frames: Iterable[np.ndarray], tile_latents: int, encode) -> Iterator[torch.Tensor]:
+    """Encode a video with a causal 4×-in-time VAE window by window: ``encode`` maps pixels [1, 3, T, H, W] in
+    [−1, 1] (T = 1 + 4k) to latents [1, C, 1 + k, h, w]; yields chunks whose concatenation is the video's
+    1 + ⌊(T − 1)/4⌋ latent frames. Window j covers frames [4·K·j, 4·K·(j + 1)] (K = ``tile_latents``;
+    consecutive windows share one frame, whose lone latent is dropped after the first window), so at most
+    1 + 4K frames are in memory at once. Trailing frames that do not complete a latent frame are dropped.
+    (Each window starts the VAE's causal context anew, as diffusers' own temporal tiling does.)"""
+    from .video_io import to_pixels
+
+    span = 4 * int(tile_latents)
+    buf: list[np.ndarray] = []
+    first = True
+    for f in frames:
+        buf.append(np.array(f, copy=True))
+        if len(buf) == span + 1:
+            z = encode(to_pixels(np.stack(buf)))
             yield z if first else z[:, :, 1:]
+            first = False
+            buf = buf[-1:]
+    usable = 1 + 4 * ((len(buf) - 1) // 4) if buf else 0
+    if usable > 1 or (first and usable == 1):
+        z = encode(to_pixels(np.stack(buf[:usable])))
+        yield z if first else z[:, :, 1:]

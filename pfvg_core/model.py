@@ -75,7 +75,7 @@ class PFVGModel(nn.Module):
         self.image_encoder = image_encoder
         self.codec = codec
         self.meta = dict(meta or {})
-        self.injector = MemoryInjector(dit) if semanticpack is not None else None
+        self.injector = MemoryInjector.for_dit(dit) if semanticpack is not None else None
         self._id: str | None = None
         self.id_tags: list[str] = []  # run-time changes that are not in the weights (LoRAs: lora.with_loras)
         self.loras: tuple = ()  # ((Lora, strength), …) active while this model evaluates its DiT

@@ -241,6 +241,9 @@ class TrainOptions:
     window: int = option(9, "Latent frames per training clip.", min=1, max=64)
     fps: float = option(8.0, "Frame rate the dataset's videos are read at.", min=1.0, max=120.0)
     seed: int = option(0, "Training seed (data order, noise, t).", min=0, max=2**31 - 1, control_after_generate=True)
+    gradient_checkpointing: str = option("auto", "Recompute each DiT block in the backward pass instead of keeping its "
+                                         "activations (auto: on for a full-size DiT; needed to fit FramePack-F1 on one GPU).",
+                                         choices=("auto", "on", "off"))
     existing: str = option("refuse", "When the output folder already holds a model or a training run: refuse (nothing is "
                            "overwritten), resume its training from the last checkpoint, or overwrite it (its checkpoints "
                            "are deleted; its model is replaced when the new one is saved).", choices=EXISTING)
@@ -280,6 +283,29 @@ def trainable_copy(model: PFVGModel) -> PFVGModel:
     return m
 
 
+def trainable_view(model: PFVGModel) -> PFVGModel:
+    """For stage 2 on a big model (no deep copy of 26 GB): a model sharing ``model``'s frozen DiT blocks, with
+    its own trainable copies of what stage 2 trains (``norm_out``, ``proj_out``, the SemanticPack), so that
+    training never changes the given model."""
+    def plain(mod):
+        return None if mod is None else trainable_copy(mod)
+
+    dit = copy.copy(model.dit)  # shares the blocks; its own module table, flags and trained layers
+    dit._modules = dict(model.dit._modules)
+    dit._parameters = dict(model.dit._parameters)
+    dit.__dict__.pop("_pfvg_injector", None)
+    dit.__dict__["_pfvg_injector"] = model.dit.__dict__.get("_pfvg_injector")
+    for name in ("norm_out", "proj_out"):
+        dit._modules[name] = plain(model.dit._modules[name])
+    view = PFVGModel(dit, plain(model.semanticpack), meta=copy.deepcopy(model.meta))
+    view.loras = model.loras
+    return view
+
+
+def _stage2_only(stages) -> bool:
+    return all({g.strip() for g in s.params.split("+")} <= {"last-layers", "semanticpack"} for s in stages)
+
+
 def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
                 on_start: Callable[[int, int], None] | None = None, on_step: Callable[[dict], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> PFVGModel:
@@ -308,7 +334,9 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
     data = dataset
     if not any(f.endswith(".safetensors") for f in os.listdir(dataset)):
         if model.codec is None:
-            raise ValueError("the dataset holds no latents and this model has no codec to encode it")
+            raise ValueError(f"{dataset} holds videos, not a training dataset, and this model has no codec to encode them: "
+                             "build one first with the Build Training Dataset node (ComfyUI's VAE, CLIP and CLIP vision) "
+                             "or `python -m pfvg_core dataset build --encoders`")
         data = os.path.join(out, "latents")
         h, w = model.meta.get("resolution", [64, 64])
         report = build_dataset(dataset, data, model.codec, size=(w, h), fps=options.fps, window=options.window, log=lambda m: None)
@@ -316,8 +344,10 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
             raise ValueError(f"no usable video in {dataset}: " + "; ".join(f"{k}: {v}" for k, v in report.items())[:500])
     total = options.stage1_steps + options.stage2_steps
     cfg = TrainConfig(model="(node)", data=data, out=os.path.join(out, "run"), stages=stages, lr=options.learning_rate,
-                      window=options.window, seed=options.seed, save_every=max(1, total // 10))
-    trainer = Trainer(cfg, model=trainable_copy(model))
+                      window=options.window, seed=options.seed, save_every=max(1, total // 10),
+                      gradient_checkpointing=options.gradient_checkpointing, device=str(model.device))
+    big = isinstance(model.meta.get("base"), dict)  # FramePack-F1 weights: share the frozen base, copy what trains
+    trainer = Trainer(cfg, model=trainable_view(model) if big and _stage2_only(stages) else trainable_copy(model))
     if options.existing == "resume" and not trainer.resume() and (has_model or trainer.existing_run()):
         raise ValueError(f"{out} holds a model but no training checkpoint to resume: set existing to 'overwrite' to "
                          "replace it, or choose another output name")

@@ -252,6 +252,16 @@ class MemoryInjector:
     image tokens and before the text: at batch 1 the diffusers class keeps only the first
     ``mask.sum()`` context tokens, so tokens appended after the text would be dropped silently."""
 
+    @classmethod
+    def for_dit(cls, transformer: nn.Module) -> "MemoryInjector":
+        """The DiT's injector: made once per DiT and shared by every model built on it (a training view that
+        shares the frozen blocks with the loaded model keeps one hook and one set of processors)."""
+        inj = getattr(transformer, "_pfvg_injector", None)
+        if inj is None:
+            inj = cls(transformer)
+            transformer._pfvg_injector = inj
+        return inj
+
     def __init__(self, transformer: nn.Module):
         if getattr(transformer, "image_projection", None) is None:
             raise ValueError("the packed DiT has no image_projection (has_image_proj=False): cannot inject ψ")

@@ -300,7 +300,7 @@ class Trainer:
         self.device = config.torch_device()
         if model is None:
             model = load_training_model(config, self.device)
-        elif config.offload == "none":
+        elif config.offload == "none" and model.device != self.device:  # (a group-offloaded DiT stays as placed)
             model = model.to(self.device)
         self.model = model
         self.full_size = sum(p.numel() for p in model.dit.parameters()) >= FULL_SIZE_PARAMS
@@ -737,6 +737,9 @@ def cached_conditioning(videos, latent_offset: int) -> Conditioning:
         k = v.prompt_line(latent_offset * v.temporal_factor / v.fps)
         f = v.features
         rows.append((f[f"prompt_embeds.{k}"], f[f"prompt_mask.{k}"].bool(), f[f"pooled.{k}"], f["image_embeds"]))
+    n = max(r[0].shape[0] for r in rows)  # prompts of other lengths (ComfyUI's unpadded features): pad, masked out
+    rows = [(torch.nn.functional.pad(e, (0, 0, 0, n - e.shape[0])), torch.nn.functional.pad(m, (0, n - m.shape[0])), p, i)
+            for e, m, p, i in rows]
     emb, mask, pooled, image = (torch.stack(x) for x in zip(*rows))
     return Conditioning(emb, mask, pooled, image)
 
