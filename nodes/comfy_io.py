@@ -181,6 +181,11 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
     (``comfy.model_management``: torch device, offload device for ``offload='group'``, memory freed before
     loading); ``dtype`` ``auto``: bfloat16 on a GPU, float32 on the CPU; ``storage`` fp8 and ``offload``
     group: ``pfvg_core.backbone.load_dit``; ``attention``: native / flash / sage."""
+    with torch.inference_mode(False):  # ordinary tensors: a training view can share the frozen weights (no copy)
+        return _load_model(name, dtype, semanticpack, storage, offload, attention)
+
+
+def _load_model(name, dtype, semanticpack, storage, offload, attention):
     from pfvg_core.backbone import resolve_dtype, set_attention_backend
 
     device, offload_device = devices()
@@ -214,13 +219,20 @@ def latent_scale(model) -> float:
     """Model latents = raw VAE latents × this: ComfyUI's own latent format's scale for HunyuanVideo when
     ComfyUI is there, else the model bundle's record (``PFVGModel.latent_scale``; the embedded codec's is 1)."""
     if model.meta.get("latent_format") == "hunyuan_video":
-        try:
-            from comfy.latent_formats import HunyuanVideo  # type: ignore
-
-            return float(HunyuanVideo.scale_factor)
-        except (ImportError, AttributeError):
-            pass
+        return hunyuan_video_scale()
     return model.latent_scale
+
+
+def hunyuan_video_scale() -> float:
+    """ComfyUI's HunyuanVideo latent format's scale (0.476986), or the same constant without ComfyUI."""
+    try:
+        from comfy.latent_formats import HunyuanVideo  # type: ignore
+
+        return float(HunyuanVideo.scale_factor)
+    except (ImportError, AttributeError):
+        from pfvg_core.model import HUNYUAN_VIDEO_SCALE
+
+        return HUNYUAN_VIDEO_SCALE
 
 
 def latent_in(model, latent) -> torch.Tensor:
@@ -428,6 +440,83 @@ def encode_prompts(clip, text: str):
 
 
 # --- training ----------------------------------------------------------------------------------
+class ComfyEncoders:
+    """ComfyUI's VAE, CLIP and CLIP vision in the interface of ``pfvg_core.f1_encoders.F1Encoders``, so that a
+    dataset built in ComfyUI holds exactly what the inference nodes feed the model: latents = raw VAE latents ×
+    the latent scale (``latent_in``), prompt features as CLIP Text Encode gives them (``encode_prompts``,
+    unpadded, mask all ones, as ``conditioning_from_features``), SigLIP features as CLIP Vision Encode gives
+    them (``clip_vision_embeds``, same crop)."""
+
+    def __init__(self, vae, clip, clip_vision, crop: str = "center", tile_latents: int = 8):
+        for name, obj, attr in (("vae", vae, "encode"), ("clip", clip, "tokenize"), ("clip_vision", clip_vision, "encode_image")):
+            if obj is None or not hasattr(obj, attr):
+                raise ValueError(f"{name}: expected a ComfyUI {name.upper()} (HunyuanVideo's VAE, its text encoders, SigLIP)")
+        self.vae, self.clip, self.clip_vision, self.crop, self.tile_latents = vae, clip, clip_vision, crop, tile_latents
+
+    def codec(self):
+        return _ComfyVideoCodec(self.vae, self.tile_latents)
+
+    def encode_prompt(self, prompts: list[str]):
+        rows = []
+        for text in prompts:
+            tokens, pooled = encode_prompts(self.clip, text).entries[0][1]
+            if pooled is None:
+                raise ValueError("clip: its conditioning has no pooled_output (use HunyuanVideo's text encoders)")
+            rows.append((tokens[0].float(), pooled[0].float()))
+        n = max(t.shape[0] for t, _ in rows)
+        emb = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, n - t.shape[0])) for t, _ in rows])
+        mask = torch.stack([torch.arange(n) < t.shape[0] for t, _ in rows])
+        return emb, mask, torch.stack([p for _, p in rows])
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        image = ((pixels.float() + 1) / 2).permute(0, 2, 3, 1)  # [B, H, W, 3] in [0, 1], a ComfyUI IMAGE
+        return clip_vision_embeds(self.clip_vision.encode_image(image, crop=self.crop == "center"))
+
+
+class _ComfyVideoCodec:
+    """ComfyUI's video VAE streamed window by window (``f1_encoders.stream_windows``): IMAGE frames in, raw
+    latents out (ComfyUI's convention), × the model latent scale."""
+
+    factor, temporal_factor = 8, 4
+
+    def __init__(self, vae, tile_latents: int):
+        self.vae, self.tile_latents, self.scale = vae, tile_latents, hunyuan_video_scale()
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        frames = ((pixels[0].float() + 1) / 2).permute(1, 2, 3, 0)  # [T, H, W, 3]
+        return latent_samples({"samples": self.vae.encode(frames)}).float() * self.scale
+
+    def encode_stream(self, frames):
+        from pfvg_core.f1_encoders import stream_windows
+
+        return stream_windows(frames, self.tile_latents, self.encode)
+
+
+def build_dataset(vae, clip, clip_vision, videos: str, output_name: str, options, node_id: str | None = None) -> str:
+    """Build Training Dataset: the videos in ``videos`` (a folder under the input folder) → the cached dataset
+    input/``output_name`` that Direct Forcing Train reads. Returns its name."""
+    src = safe_join(input_root(), videos, "videos")
+    out = safe_join(input_root(), output_name, "output name")
+    if os.path.abspath(src) == os.path.abspath(out):
+        raise ValueError("output_name: choose another folder than the videos' (the dataset is written beside them)")
+    n = len([f for f in os.listdir(src) if not f.endswith(".txt") and not f.startswith(".")]) if os.path.isdir(src) else 0
+    progress = Progress(max(1, n), node_id)
+    with interruptible():
+        ops.build_training_dataset(ComfyEncoders(vae, clip, clip_vision, options.crop), src, out, options, cancel=interrupted,
+                                   on_video=lambda name, status: progress.update())
+    return output_name
+
+
+def _unload_other_models() -> None:
+    """Training a big model wants the whole card: ComfyUI's other models (text encoders, VAE, …) are unloaded first."""
+    try:
+        import comfy.model_management as mm  # type: ignore
+    except ImportError:
+        return
+    mm.unload_all_models()
+    mm.soft_empty_cache()
+
+
 def train(model, dataset: str, output_name: str, options: ops.TrainOptions, node_id: str | None = None):
     """Direct Forcing Train: ``dataset`` under the input folder, saved to models/pfvg/<output_name>.
     ComfyUI runs nodes under torch.inference_mode(): training runs outside it (on a copy: ComfyUI caches
@@ -443,6 +532,8 @@ def train(model, dataset: str, output_name: str, options: ops.TrainOptions, node
         holder["p"].update()
         holder["p"].event({"train_step": rec["global_step"], "loss": rec["loss"]})
 
+    if isinstance(model.meta.get("base"), dict):  # FramePack-F1 weights
+        _unload_other_models()
     with torch.inference_mode(False), torch.enable_grad(), interruptible():
         trained = ops.train_model(model, src, out, options, on_start=start, on_step=step, cancel=interrupted)
     return trained, out

@@ -232,15 +232,15 @@ def build_f1_dataset(src: str, out: str, encoders, size: tuple[int, int] | None 
             text = _prompt_for(path)
             entries = prompt_entries(text, f"{entry} prompt")
             lines = entries if isinstance(entries, tuple) else ((0.0, text),)
-            emb, mask, pooled = encoders.encode_prompt([p for _, p in lines])
             from .video_io import to_pixels
 
             image = encoders.encode_image(to_pixels(first[0][None])[:, :, 0])
             tensors = {"latents": latents.float(), "image_embeds": image[0].float().cpu()}
-            for k in range(len(lines)):
-                tensors[f"prompt_embeds.{k}"] = emb[k].float().cpu()
-                tensors[f"prompt_mask.{k}"] = mask[k].to(torch.uint8).cpu()
-                tensors[f"pooled.{k}"] = pooled[k].float().cpu()
+            for k, (_, line) in enumerate(lines):  # one line at a time: each kept as its encoder gives it
+                emb, mask, pooled = encoders.encode_prompt([line])
+                tensors[f"prompt_embeds.{k}"] = emb[0].float().cpu()
+                tensors[f"prompt_mask.{k}"] = mask[0].to(torch.uint8).cpu()
+                tensors[f"pooled.{k}"] = pooled[0].float().cpu()
             meta = {"prompt": text, "prompts": [[t, p] for t, p in lines], "fps": float(fps), "frames": int(latents.shape[1]),
                     "latent_scale": codec.scale, "temporal_factor": tf, "size": [int(w), int(h)], "source": entry,
                     "format": "pfvg-f1-features"}

@@ -269,6 +269,45 @@ class TrainOptions:
         return ([s1] if self.stage1_steps else []) + ([dataclasses.replace(s2, params=self.stage2_params)] if self.stage2_steps else [])
 
 
+@dataclass(frozen=True)
+class DatasetOptions:
+    """Build Training Dataset: how videos become a cached FramePack-F1 training dataset (``data.build_f1_dataset``)."""
+
+    resolution: int = option(640, "FramePack resolution bucket: each video is resized and centre-cropped to the bucket "
+                             "(multiples of 16) nearest its aspect ratio at about this many pixels a side (640 as FramePack).",
+                             min=256, max=1536, step=16)
+    fps: float = option(30.0, "Frame rate the videos are resampled to (FramePack-F1 was trained at 30).", min=1.0, max=120.0)
+    window: int = option(9, "Latent frames per training clip: shorter videos (1 + one clip) are skipped, by name.", min=1, max=64)
+    crop: str = option("center", "CLIP vision crop of the start frame: use the same as the CLIP Vision Encode node of your "
+                       "generation workflow, so that training sees the features generation gives.", choices=("center", "none"))
+
+    def __post_init__(self):
+        from .validate import TRAINING, Limit, number
+
+        for name, limit in (("resolution", Limit(256, 1536, integer=True)), ("fps", Limit(1.0, 120.0)),
+                            ("window", TRAINING["window"])):
+            object.__setattr__(self, name, number(name, getattr(self, name), limit))
+        if self.resolution % 16:
+            raise ValueError(f"resolution: expected a multiple of 16, got {self.resolution}")
+        if self.crop not in ("center", "none"):
+            raise ValueError(f"crop: expected 'center' or 'none', got {self.crop!r}")
+
+
+def build_training_dataset(encoders, videos: str, out: str, options: DatasetOptions, cancel=None, on_video=None) -> dict:
+    """Encode the videos in ``videos`` into the cached dataset ``out`` with ``encoders`` (the interface of
+    ``f1_encoders.F1Encoders``: ComfyUI's VAE / CLIP / CLIP vision adapted by ``nodes/comfy_io``)."""
+    from .data import build_f1_dataset
+
+    if not os.path.isdir(videos):
+        raise ValueError(f"videos: folder not found: {videos} (put the training videos, each with a .txt prompt beside it, "
+                         "in a folder under ComfyUI's input folder)")
+    report = build_f1_dataset(videos, out, encoders, resolution=options.resolution, fps=options.fps, window=options.window,
+                              log=lambda m: None, cancel=cancel, on_video=on_video)
+    if not any(v == "ok" for v in report.values()):
+        raise ValueError(f"no usable video in {videos}: " + ("; ".join(f"{k}: {v}" for k, v in report.items())[:500] or "empty folder"))
+    return report
+
+
 def trainable_copy(model: PFVGModel) -> PFVGModel:
     """A deep copy whose parameters and buffers are ordinary tensors (also when ``model`` holds inference
     tensors), so training never changes the given model."""
