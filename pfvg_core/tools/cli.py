@@ -378,6 +378,10 @@ def cmd_bench(a) -> int:
         from .bench_f1 import run_f1
 
         result = run_f1(a)
+    elif a.what == "train-f1":
+        from .bench_train_f1 import run_train_f1
+
+        result = run_train_f1(a)
     else:
         result = bench.run(a.what, quick=a.quick, config=a.config or "small")
     print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
@@ -482,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train", "f1", "cache", "compile", "steps", "threads"])
+    b.add_argument("what", choices=["loop", "train", "f1", "train-f1", "cache", "compile", "steps", "threads"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
     b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
