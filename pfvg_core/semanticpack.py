@@ -265,6 +265,7 @@ class MemoryInjector:
     def __init__(self, transformer: nn.Module):
         if getattr(transformer, "image_projection", None) is None:
             raise ValueError("the packed DiT has no image_projection (has_image_proj=False): cannot inject ψ")
+        self.transformer = transformer
         self.active = None  # (tokens [B, M, D], log_gate, mask [B, M]) during an injected forward
         self.gate_is_one = False  # log_gate == 0 and no padded ψ token: no mask needed at all
         self.force_mask = False  # always use the additive-mask form (tests compare the forms)
@@ -316,12 +317,20 @@ class MemoryInjector:
 
         def run_checkpointed(block, *args):
             snap = self._snapshot()
+            offload = getattr(self.transformer, "_pfvg_block_offload", None)  # offload.BlockOffload (24 GB plan)
+            calls = [0]
 
             def run(*a):
+                calls[0] += 1
+                if offload is not None and calls[0] > 1:  # the recomputation: keep the weights for the backward
+                    offload.keep(offload.index(block))
                 with self._restored(snap):
                     return block(*a)
 
-            return checkpoint(run, *args, use_reentrant=False)
+            out = checkpoint(run, *args, use_reentrant=False)
+            if offload is not None:
+                offload.release_after_backward(offload.index(block), args)
+            return out
 
         return run_checkpointed
 

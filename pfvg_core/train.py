@@ -306,6 +306,9 @@ class Trainer:
         self.full_size = sum(p.numel() for p in model.dit.parameters()) >= FULL_SIZE_PARAMS
         config = self.cfg = _skip_whole_net_stages(config, self.full_size, self.world)
         on = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and self.full_size)
+        if getattr(model.dit, "_pfvg_block_offload", None) is not None and not on:
+            raise ValueError("offload = 'group' needs gradient_checkpointing (a block's backward runs after its "
+                             "recomputation, which brings its weights back): set gradient_checkpointing = 'on'")
         model.set_gradient_checkpointing(on)
         self.checkpointing = on
         self.data = dataset if dataset is not None else LatentDataset(config.data)
@@ -334,6 +337,9 @@ class Trainer:
     def _setup_stage(self) -> None:
         st = self.stage
         params = select_parameters(self.model, st.params)
+        offload = getattr(self.model.dit, "_pfvg_block_offload", None)
+        if offload is not None:
+            offload.check_frozen()
         trainable_in_fp32(self.model, params)
         base = self.model.meta.get("base")
         if isinstance(base, dict):  # a DiT on referenced base weights: remember which of its tensors train
@@ -671,8 +677,22 @@ def load_training_model(cfg: TrainConfig, device: torch.device) -> PFVGModel:
                 n += int(torch.tensor(shape).prod()) if shape else 1
     dtype = cfg.base_dtype if cfg.base_dtype != "auto" else ("bfloat16" if n >= FULL_SIZE_PARAMS else "float32")
     storage = cfg.base_storage if resolve_storage(cfg.base_storage) is not None else "compute"
-    model = load_model_path(spec, os.path.basename(spec.rstrip("/")), resolve_dtype(dtype), device=device, storage=storage, offload=cfg.offload)
-    return model if cfg.offload != "none" else model.to(torch.device(device))
+    if cfg.offload == "group":  # frozen blocks rest on the CPU, each on the GPU only while it runs (offload.py)
+        return with_block_offload(load_model_path(spec, os.path.basename(spec.rstrip("/")), resolve_dtype(dtype), device="cpu",
+                                                  storage=storage), device)
+    return load_model_path(spec, os.path.basename(spec.rstrip("/")), resolve_dtype(dtype), device=device, storage=storage).to(device)
+
+
+def with_block_offload(model: PFVGModel, device: torch.device) -> PFVGModel:
+    """``model`` (on the CPU) with its DiT's blocks offloaded for training (``offload.BlockOffload``) and the rest on
+    ``device``: the 24 GB plan's block offload that also works under backward with gradient checkpointing."""
+    from .offload import BlockOffload
+
+    BlockOffload(model.dit, device)
+    for m in (model.semanticpack, model.text_encoder, model.image_encoder, model.codec):
+        if m is not None:
+            m.to(device)
+    return model
 
 
 def trainable_in_fp32(model: PFVGModel, params: list[torch.nn.Parameter]) -> None:

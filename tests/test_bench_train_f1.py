@@ -15,8 +15,7 @@ def test_every_plan_is_measured_or_skipped_with_a_reason(tmp_path):
                        device="cpu", log=str(log))
     rows = {(x["plan"], x["forcing"]): x for x in r["rows"]}
     assert set(rows) == {("bf16", "direct"), ("bf16_ckpt", "direct"), ("fp8_ckpt_offload", "direct"), ("bf16_ckpt", "teacher")}
-    assert "CUDA" in rows["fp8_ckpt_offload", "direct"]["skipped"]
-    for key in (("bf16", "direct"), ("bf16_ckpt", "direct"), ("bf16_ckpt", "teacher")):
+    for key in (("bf16", "direct"), ("bf16_ckpt", "direct"), ("bf16_ckpt", "teacher"), ("fp8_ckpt_offload", "direct")):
         assert rows[key]["s_per_clip"] > 0
     assert math.isfinite(r["ratios"]["direct_over_teacher"]) and math.isfinite(r["ratios"]["ckpt_over_no_ckpt"])
     assert len(log.read_text().splitlines()) == 4  # each row written as it comes (a cut call keeps what it measured)

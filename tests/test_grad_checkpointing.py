@@ -149,3 +149,39 @@ def test_memory_plans_set_the_options():
         TrainConfig(plan="12gb")
     with pytest.raises(ValueError, match="base_storage must be one of"):
         TrainConfig(base_storage="int4")
+
+
+def test_block_offload_keeps_a_block_until_its_backward_and_gradients_are_unchanged():
+    """The 24 GB plan's block offload (offload.py): a block is brought in for its forward and sent out after it,
+    brought in again by its recomputation and sent out only once its backward is over; the gradients are the same."""
+    from pfvg_core.offload import BlockOffload
+
+    ref, off = _model(layers=2, single=1), _model(layers=2, single=1)
+    for m in (ref, off):
+        m.train()
+        select_parameters(m, "last-layers+semanticpack")
+        m.set_gradient_checkpointing(True)
+    bo = BlockOffload(off.dit, torch.device("cpu"))
+    _loss(ref).backward()
+    _loss(off).backward()
+    a, b = _grads(ref), _grads(off)
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+    n = len(bo.blocks)
+    fwd, bwd = bo.events[: 2 * n], bo.events[2 * n:]
+    assert fwd == [e for i in range(n) for e in (("on", i), ("off", i))]  # forward: one block in at a time
+    # backward, last block first: its recomputation brings it in, and it leaves only after its backward
+    assert [e for e in bwd if e[0] == "on"] == [("on", i) for i in reversed(range(n))]
+    for i in range(n):
+        assert bwd.index(("on", i)) < bwd.index(("off", i))
+    on, most = set(), 0  # at most two blocks on the device at once (one finishing its backward, the next recomputed)
+    for kind, i in bo.events:
+        (on.add if kind == "on" else on.discard)(i)
+        most = max(most, len(on))
+    assert most <= 2 and not on
+    assert not bo._keep  # nothing left on the device
+    m = _model()
+    select_parameters(m, "all")
+    with pytest.raises(ValueError, match="frozen blocks only"):
+        BlockOffload(m.dit, torch.device("cpu")).check_frozen()
