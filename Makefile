@@ -27,11 +27,14 @@ demo: venv
 
 # Reproduces the embedded default model (pfvg_core/assets/default), its training log, figures and card.
 # PRESET=cpu: ~45 min on 2 cores, too small a budget for a useful model (README); PRESET=gpu DEVICE=cuda JOBS=16.
+# WARM_START=pfvg_core/assets/default continues from the shipped default (its codec kept; the card's history grows).
 PRESET ?= cpu
 DEVICE ?= auto
 JOBS ?= 1
+WARM_START ?=
 train-default: venv
-	$(BIN)/python -m pfvg_core.tools.embedded_recipe --work build/default --preset $(PRESET) --device $(DEVICE) --jobs $(JOBS)
+	$(BIN)/python -m pfvg_core.tools.embedded_recipe --work build/default --preset $(PRESET) --device $(DEVICE) --jobs $(JOBS) \
+		$(if $(WARM_START),--warm-start $(WARM_START))
 
 bench: venv
 	$(BIN)/python -m pfvg_core bench loop --json

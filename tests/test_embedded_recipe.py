@@ -65,3 +65,27 @@ def test_presets_name_the_default_budgets():
     b = rec.default_budget()
     assert b.seeds == (0,) and b.variants == (ex.ALL,) and b.base == rec.PRESETS["cpu"]["base"] and b.dit == "embedded"
     assert rec.default_budget(preset="gpu").video_batch == ex.Budget().video_batch
+
+
+def test_warm_start_continues_from_a_bundle_and_records_the_history(tmp_path):
+    """Issue 22 item 1: the recipe continues from the shipped default (its codec kept, its weights the start) and
+    the card's training history lists both runs."""
+    args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 3, "stage2": 3}']
+    first = tmp_path / "first"
+    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(first), "--work", str(tmp_path / "w1"),
+                    *args], check=True, capture_output=True)
+    second = tmp_path / "second"
+    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(second), "--work", str(tmp_path / "w2"),
+                    "--warm-start", str(first), *args], check=True, capture_output=True)
+    a, b = PFVGModel.load(str(first)), PFVGModel.load(str(second))
+    assert all(torch.equal(x, y) for x, y in zip(a.codec.state_dict().values(), b.codec.state_dict().values()))  # kept
+    assert not all(torch.equal(x, y) for x, y in zip(a.dit.state_dict().values(), b.dit.state_dict().values()))  # trained on
+    history = b.meta["history"]
+    assert len(history) == 2 and history[0]["warm_start"] is None and history[1]["warm_start"] == str(first)
+    assert history[1]["minutes"] >= 0 and set(history[1]["steps"]) == set(rec.STAGE_RUNS)
+    card = (second / "MODEL_CARD.md").read_text()
+    assert "## Training history" in card and str(first) in card and "scratch" in card
+    # the base run started from the bundle's weights, not from a random DiT
+    log = [json.loads(x) for x in open(tmp_path / "w2" / "base" / "train_log.jsonl")]
+    scratch = [json.loads(x) for x in open(tmp_path / "w1" / "base" / "train_log.jsonl")]
+    assert log[0]["loss"] < scratch[0]["loss"]

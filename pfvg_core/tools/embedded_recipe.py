@@ -68,6 +68,7 @@ def package(work: str, result: dict, out: str, log=print) -> dict | None:
     model = PFVGModel.load(os.path.join(work, STAGE_RUNS[-1], "model"))
     model.meta["recipe"] = {"budget": result["budget"], "device": result["device"], "codec": result.get("codec"),
                             "stages": list(STAGE_RUNS)}
+    model.meta["history"] = training_history(work, result)
     tmp = out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
@@ -85,6 +86,26 @@ def package(work: str, result: dict, out: str, log=print) -> dict | None:
     os.replace(tmp, out)
     log(f"default model written to {out}")
     return figures
+
+
+def training_history(work: str, result: dict) -> list[dict]:
+    """The model's training history: the warm-start bundle's (when the run continued from one), then this run
+    — which runs, on which machine, for how long (minutes of training from the runs' logs)."""
+    import platform
+    import time
+
+    b = result["budget"]
+    previous = []
+    if b.get("warm_start"):
+        with open(os.path.join(b["warm_start"], "pfvg.json")) as f:
+            previous = list((json.load(f).get("meta") or {}).get("history") or [])
+    steps = {run: len(ex._read_log(os.path.join(work, run))) for run in STAGE_RUNS}
+    minutes = sum(r.get("seconds", 0.0) for run in STAGE_RUNS for r in ex._read_log(os.path.join(work, run))) / 60
+    entry = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "device": result["device"],
+             "machine": f"{platform.machine()}, {os.cpu_count()} cores" if result["device"] == "cpu" else result["device"],
+             "warm_start": b.get("warm_start"), "train_videos": b["train_videos"], "steps": steps,
+             "minutes": round(minutes, 1)}
+    return previous + [entry]
 
 
 def default_figures(result: dict) -> dict:
@@ -146,6 +167,18 @@ def honest_reading(fig: dict) -> str:
             + (", ".join(missed) or "none") + ".")
 
 
+def history_table(history: list[dict]) -> str:
+    if not history:
+        return "(not recorded)"
+    rows = ["| # | date | machine | continued from | videos | steps (base, stage 1, stage 2) | minutes of training |",
+            "|---|---|---|---|---|---|---|"]
+    for k, h in enumerate(history, 1):
+        steps = ", ".join(str(v) for v in (h.get("steps") or {}).values())
+        rows.append(f"| {k} | {h.get('date')} | {h.get('machine')} | {h.get('warm_start') or 'scratch'} | {h.get('train_videos')} "
+                    f"| {steps} | {h.get('minutes')} |")
+    return "\n".join(rows)
+
+
 def write_model_card(folder: str, fig: dict) -> None:
     with open(os.path.join(folder, "pfvg.json")) as f:
         cfg = json.load(f)
@@ -185,6 +218,10 @@ is `train_log.jsonl` beside this card (the three runs in order).
 - **Gate**: {'closed' if gate is None else f'g = {np.exp(gate):.3f}'} (weight of ψ tokens in every attention).
 - **Weights**: {size / 1e6:.1f} MB of safetensors.
 
+## Training history
+
+{history_table(cfg['meta'].get('history') or [])}
+
 ## Figures (held-out split: {fig['videos']} videos × {fig['seconds']:g} s, generated from the first frame and prompt)
 
 {table}
@@ -212,8 +249,13 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="budget preset (cpu: the shipped model's)")
     ap.add_argument("--budget", default=None, help="JSON object of Budget fields to override")
     ap.add_argument("--seconds", default=None, help='JSON {"base": s, "stage1": s, "stage2": s}: size the stages by wall clock')
+    ap.add_argument("--warm-start", default=None, metavar="BUNDLE",
+                    help="continue from this model bundle (e.g. pfvg_core/assets/default): its codec, DiT, encoders and "
+                         "SemanticPack; recorded in the card's training history")
     a = ap.parse_args(argv)
     kw = json.loads(a.budget) if a.budget else {}
+    if a.warm_start:
+        kw["warm_start"] = os.path.abspath(a.warm_start)
     if a.experiments:
         b = ex.Budget.tiny(**kw) if a.quick else ex.Budget(**{**PRESETS["gpu"], **kw})
     else:

@@ -103,6 +103,9 @@ class Budget:
     student_steps: int = 5
     variants: tuple = tuple(VARIANTS)
     inference_off: bool = True
+    # a model bundle to continue from (the shipped default): its codec is kept (no codec training), the shared
+    # pretraining starts from its DiT and encoders, stage 1 with memory on from its SemanticPack
+    warm_start: str | None = None
 
     @classmethod
     def tiny(cls, **kw) -> "Budget":
@@ -202,11 +205,20 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
     path = os.path.join(work, "codec.safetensors")
     data = os.path.join(work, "latents")
     chosen = os.path.join(work, "codec.json")
+    if b.warm_start and not os.path.isfile(path):  # continue from a bundle: its codec, never retrained
+        warm = PFVGModel.load(b.warm_start)
+        if not isinstance(warm.codec, ConvCodec):
+            raise ValueError(f"warm_start {b.warm_start}: its codec is not a ConvCodec (not a world model of this recipe)")
+        os.makedirs(work, exist_ok=True)
+        save_safetensors_atomic(warm.codec.state_dict(), path)
+        write_json(chosen, {"channels": warm.codec.latent_channels, "sprite_weight": b.sprite_weight, "width": warm.codec.width,
+                            "warm_start": os.path.abspath(b.warm_start)}, indent=1)
     have_codec = os.path.isfile(path) and os.path.isfile(chosen)
     if have_codec:  # trained once (or carried back from another machine, tools/carry.py): never trained again
         with open(chosen) as f:
             info = json.load(f)
-        b = dataclasses.replace(b, codec_channels=info["channels"], sprite_weight=info["sprite_weight"])
+        b = dataclasses.replace(b, codec_channels=info["channels"], sprite_weight=info["sprite_weight"],
+                                codec_width=info.get("width", b.codec_width))
         codec = load_module(path, ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval()
         if os.path.isfile(os.path.join(data, "done")):
             return codec, b
@@ -274,7 +286,9 @@ def train_job(spec: dict) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True  # measured fastest for these small models (fp32 ≈ 0.8×, bf16 ≈ 0.7×)
         torch.backends.cudnn.allow_tf32 = True
     t0 = time.time()
-    if spec["init"] is None:
+    if spec["init"] is None and b.warm_start:  # continue from the bundle (its DiT, encoders, codec, SemanticPack)
+        model = PFVGModel.load(b.warm_start)
+    elif spec["init"] is None:
         from ..backbone import dit_config
 
         dit = dict(dit_config(b.dit), in_channels=b.codec_channels, out_channels=b.codec_channels)
@@ -329,7 +343,7 @@ def training_plan(b: Budget) -> list[list[dict]]:
     for seed in b.seeds:
         for mem in sorted(needs):
             phases[1].append(dict(name=f"stage1_memory_{mem}_seed{seed}", init="base", stage=s1(), memory=mem, seed=seed,
-                                  fresh_semanticpack=mem == "on"))
+                                  fresh_semanticpack=mem == "on" and not (b.warm_start and seed == 0)))
         for v in b.variants:
             mem, forcing, params, _ = VARIANTS[v]
             phases[2].append(dict(name=f"{slug(v)}_seed{seed}", init=f"stage1_memory_{mem}_seed{seed}", memory=mem, seed=seed,
