@@ -17,7 +17,7 @@ from PIL import Image
 
 from .atomic import clean_stale, write_json
 from .checkpoint import read_safetensors, save_safetensors_atomic
-from .video_io import ANIMATED_EXT, AV_EXT, open_video, to_pixels
+from .video_io import ANIMATED_EXT, AV_EXT, open_video, resample, to_pixels
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
 FEATURE_KEYS = ("prompt_embeds", "prompt_mask", "pooled")  # per prompt line, ".k" appended
@@ -128,15 +128,22 @@ def curriculum(dataset: LatentDataset, window: int) -> list[int]:
 
 
 # --- building a dataset ------------------------------------------------------------------------
-def read_frames(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Frames [T, H, W, 3] uint8 from a frame folder, an animated image or a video file (PyAV)."""
+def read_frames(path: str, size: tuple[int, int] | None = None, fps: float | None = None) -> np.ndarray:
+    """Frames [T, H, W, 3] uint8 from a frame folder, an animated image or a video file (PyAV); a video is
+    resampled to ``fps`` when given (a frame folder has no rate of its own: its frames are taken as they are)."""
     if os.path.isdir(path):
         files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXT))
         if not files:
             raise ValueError("no image frames in folder")
         imgs = [Image.open(os.path.join(path, f)).convert("RGB") for f in files]
     elif path.lower().endswith(ANIMATED_EXT + AV_EXT):
-        return open_video(path, resize=size).read_all()  # PyAV / Pillow (video_io)
+        reader = open_video(path, resize=size)  # PyAV / Pillow (video_io)
+        if fps is None:
+            return reader.read_all()
+        frames = list(resample(iter(reader), reader.fps, fps))
+        if not frames:
+            raise ValueError("no frames")
+        return np.stack(frames)
     else:
         raise ValueError("not a video, animated image or frame folder")
     if size is not None:
@@ -167,7 +174,7 @@ def build_dataset(src: str, out: str, codec, size: tuple[int, int] = (64, 64), f
             continue
         name = os.path.splitext(entry)[0]
         try:
-            frames = read_frames(path, size)
+            frames = read_frames(path, size, fps)
             if frames.shape[0] < min_frames:
                 raise ValueError(f"too short: {frames.shape[0]} frames, need at least {min_frames} (1 + one clip)")
             write_encoded_video(out, name, frames, codec, _prompt_for(path), fps, source=entry)

@@ -68,3 +68,15 @@ def test_errors_name_the_file_and_keep_the_old_video(tmp_path):
         open_video(str(tmp_path / "v.txt"))
     with pytest.raises(FileNotFoundError, match="nope.mp4"):
         open_video(str(tmp_path / "nope.mp4"))
+
+
+def test_dataset_videos_are_resampled_to_the_asked_fps(tmp_path):
+    """Issue 19: `dataset build --fps` resamples (it was only written as metadata): 30 frames at 30 fps → 8 at 8 fps."""
+    import numpy as np
+
+    from pfvg_core.video_io import write_video
+
+    path = str(tmp_path / "v.mp4")
+    write_video(np.zeros((30, 24, 32, 3), np.uint8), path, 30)
+    assert read_frames(path, size=(32, 24), fps=8.0).shape[0] == 8
+    assert read_frames(path, size=(32, 24), fps=30.0).shape[0] == 30
