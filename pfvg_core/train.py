@@ -315,6 +315,8 @@ class Trainer:
         _check_dataset_fits(model, self.data)
         if "latent_scale" in (self.data.meta(0) if len(self.data) else {}):
             model.meta.setdefault("window", config.window)  # generation then uses the trained segment length
+        if "rope" in model.meta:  # the bundle records the RoPE layout it was trained with (F1 as published: local)
+            model.meta["rope"] = config.rope
         self.order = curriculum(self.data, config.window)
         if not self.order:
             raise ValueError(f"no video in {config.data} has a complete clip of {config.window} latent frames after the start frame")
