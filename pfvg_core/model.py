@@ -91,6 +91,7 @@ class PFVGModel(nn.Module):
             for tag in self.id_tags:
                 h.update(tag.encode())
             for name, p in self.state_dict().items():
+                p = p.to_local() if hasattr(p, "to_local") else p  # FSDP-sharded (DTensor): this rank's shard
                 h.update(name.encode())
                 h.update(str(tuple(p.shape)).encode())
                 h.update(p.detach().flatten()[:64].float().cpu().numpy().tobytes())
@@ -231,12 +232,15 @@ class PFVGModel(nn.Module):
         out["codec"] = codec_config(self.codec)
         return out
 
-    def save(self, folder: str) -> None:
+    def save(self, folder: str, state: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the bundle. ``state``: the whole model's weights (names as ``self.state_dict()``) to write
+        instead of the modules' own, e.g. a sharded model's weights gathered by ``distributed.full_state_dict``."""
         os.makedirs(folder, exist_ok=True)
         for name in ("dit", "semanticpack", "text_encoder", "image_encoder", "codec"):
             mod = getattr(self, name)
             if mod is not None:
-                save_safetensors_atomic(mod.state_dict(), os.path.join(folder, f"{name}.safetensors"))
+                sd = mod.state_dict() if state is None else {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+                save_safetensors_atomic(sd, os.path.join(folder, f"{name}.safetensors"))
         write_json(os.path.join(folder, BUNDLE_FILE), self.bundle_config(), indent=1)
 
     @classmethod
@@ -274,6 +278,12 @@ class PFVGModel(nn.Module):
             raise CheckpointError(f"{cfg_path}: invalid 'dit' config ({str(e)[:200]})") from e
         d = load_dit(os.path.join(folder, "dit.safetensors"), config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload,
                      offload_device=offload_device)
+        return cls(d, *cls.load_parts(folder, cfg, dtype, dev), cfg.get("meta")).eval()
+
+    @staticmethod
+    def load_parts(folder: str, cfg: dict, dtype, dev) -> list:
+        """The bundle's small modules (SemanticPack, text / image encoders, codec; None where absent) on ``dev``."""
+        dcfg = dit_config(cfg["dit"])
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
             sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")
@@ -286,8 +296,7 @@ class PFVGModel(nn.Module):
                              LatentImageEncoder(dcfg["in_channels"], dcfg["image_proj_dim"], cfg["image_encoder"]["patch"]).to(dtype), "image encoder")
         if cfg.get("codec"):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
-        small = [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
-        return cls(d, *small, cfg.get("meta")).eval()
+        return [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
 
 
 BUNDLE_KEYS = {"format": str, "version": int, "dit": (dict, str), "meta": (dict, type(None)), "semanticpack": (dict, type(None)),
