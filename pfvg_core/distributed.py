@@ -357,19 +357,25 @@ def load_checkpoint(ctx: Dist, folder: str, model, optimizer=None) -> None:
     """Load a ``save_checkpoint`` folder into the (sharded) model and optimizer, whatever number of ranks
     wrote it (DCP reshards), and this rank's RNG (rank 0's when the run had fewer ranks)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
     from .checkpoint import CheckpointError
 
     state = _state(model, optimizer)
+    path = os.path.join(folder, "dcp")
     try:
-        dcp.load(state, checkpoint_id=os.path.join(folder, "dcp"))
+        if optimizer is not None:  # parameters that had no gradient yet have no AdamW state: leave them without
+            saved = set(dcp.FileSystemReader(path).read_metadata().state_dict_metadata)
+            opt = state["optim"]["state"]
+            for fqn in [k for k in opt if f"optim.state.{k}.step" not in saved]:
+                del opt[fqn]
+        dcp.load(state, checkpoint_id=path)
     except Exception as e:  # DCP raises many kinds (missing files, other keys or shapes)
         raise CheckpointError(f"{folder}/dcp: cannot load the sharded checkpoint into this model: "
                               f"{str(e).splitlines()[0][:300] if str(e) else type(e).__name__}") from e
     set_model_state_dict(model, state["model"])
     if optimizer is not None:
-        set_optimizer_state_dict(model, optimizer, state["optim"])
+        set_optimizer_state_dict(model, optimizer, state["optim"], options=StateDictOptions(strict=False))
     rng = os.path.join(folder, f"rng-{ctx.rank}.json")
     if not os.path.isfile(rng):
         rng = os.path.join(folder, "rng-0.json")
