@@ -293,6 +293,14 @@ def sync_replicated_grads(ctx: Dist, params: list[torch.nn.Parameter]) -> None:
         i += n
 
 
+def adamw(params: list[torch.nn.Parameter], **kw) -> torch.optim.AdamW:
+    """AdamW with the sharded (DTensor) and the replicated parameters in two groups: the foreach kernels
+    (the default on CUDA, forced here so the CPU tests run the same code) refuse lists that mix both."""
+    sharded = [p for p in params if isinstance(p, DTensor)]
+    plain = [p for p in params if not isinstance(p, DTensor)]
+    return torch.optim.AdamW([{"params": g} for g in (sharded, plain) if g], foreach=True, **kw)
+
+
 def clip_grad_norm_(ctx: Dist, params: list[torch.nn.Parameter], max_norm: float) -> float:
     """``torch.nn.utils.clip_grad_norm_`` over sharded (DTensor) and replicated gradients: the squared norms
     of the local shards are summed over the ranks, the replicated ones (equal on every rank) added once."""

@@ -325,7 +325,10 @@ class Trainer:
             sp.open_gate(self.cfg.open_gate)
         self.model.train()
         lr = st.lr if st.lr is not None else self.cfg.lr
-        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.weight_decay)
+        if self.dist is not None:  # sharded and replicated parameters in separate groups (foreach kernels)
+            self.optimizer = distributed.adamw(params, lr=lr, weight_decay=self.cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.weight_decay)
         w = self.cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / w) if w else 1.0)
         self.strategy = make_strategy(st.forcing, st.student_steps)
@@ -596,6 +599,8 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from the latest checkpoint under ``out``, if any. The log is cut back to it."""
         folder = self._latest_folder()
+        if self.dist is not None:  # every rank resumes the same checkpoint (one shared `out`) or none
+            distributed.check_same(self.dist, {"checkpoint": os.path.basename(folder) if folder else None})
         if folder is None:
             return False
         try:
