@@ -5,6 +5,7 @@ test instead of hanging CI. Ranks are started either by torchrun (the user's com
 torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), which lets a test SIGKILL
 the whole job or give one rank other data.
 """
+import contextlib
 import os
 import signal
 import shutil
@@ -183,11 +184,13 @@ def test_sigkill_then_resume_on_two_processes_gives_the_uninterrupted_run(fsdp_r
 
 
 def test_a_two_process_checkpoint_resumes_on_one_process(fsdp_runs):
-    """DCP reshards: the 2-rank checkpoint loads into a 1-rank FSDP run (torchrun --nproc_per_node 1);
-    the rest of the run matches the 2-rank run up to reduction order."""
+    """DCP reshards: the 2-rank checkpoint loads into a 1-rank FSDP run (here in the test process); the rest
+    of the run matches the 2-rank run up to reduction order."""
     (fsdp_runs / "kill-copy.toml").write_text(TOML.format(model="init", out="kill-copy"))
-    r = torchrun(1, str(fsdp_runs / "kill-copy.toml"))
-    assert r.returncode == 0 and "resumed from step" in r.stderr, r.stderr[-2000:]
+    with one_rank(fsdp_runs):
+        tr = Trainer(load_config(str(fsdp_runs / "kill-copy.toml")))
+        assert tr.resume() and tr.pos.global_step == len(read_log(str(fsdp_runs / "kill-copy")))
+        tr.run()
     a, b = read_log(str(fsdp_runs / "two")), read_log(str(fsdp_runs / "kill-copy"))
     assert [x["global_step"] for x in b] == [1, 2, 3, 4]
     assert all(abs(x["loss"] - y["loss"]) <= 1e-5 * abs(x["loss"]) for x, y in zip(a, b))
@@ -225,15 +228,73 @@ def test_ranks_with_different_data_are_refused_not_hung(tmp_path):
     assert not (tmp_path / "a" / "out" / "train_log.jsonl").exists()  # not one step was taken
 
 
-def test_the_device_check_script_runs_on_the_cpu(tmp_path):
-    """The prepared GPU check (tools/dist_check.py), at the tiny width with gloo on one CPU rank."""
+def test_the_device_check_script_runs_on_the_cpu(tmp_path, monkeypatch):
+    """The prepared GPU check (tools/dist_check.py) at the tiny width with gloo, as one rank with torchrun's
+    environment in this process (the device runs it under torchrun)."""
     import json
 
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-                        "-m", "pfvg_core.tools.dist_check", "--out", str(tmp_path / "w"), "--dit", "tiny", "--latent", "8x8",
-                        "--window", "4", "--device", "cpu", "--report", str(tmp_path / "report.json")],
-                       capture_output=True, text=True, env=_env(), timeout=LAUNCH_TIMEOUT)
-    assert r.returncode == 0, r.stderr[-3000:]
+    from pfvg_core.tools import dist_check
+
+    for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_port())).items():
+        monkeypatch.setenv(k, v)
+    assert dist_check.main(["--out", str(tmp_path / "w"), "--dit", "tiny", "--latent", "8x8", "--window", "4",
+                            "--device", "cpu", "--report", str(tmp_path / "report.json")]) == 0
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["ok"] and rep["backend"] == "gloo" and rep["world"] == 1 and len(rep["losses"]) == 2
     assert rep["segment_shape"] == [1, 4, W, 8, 8] and rep["local_shard_params"] == rep["params"]
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()  # the script leaves no process group behind
+
+
+# --- one rank, in this process (no launch cost) ----------------------------------------------------
+@contextlib.contextmanager
+def one_rank(tmp_path):
+    """A world-size-1 gloo process group in the test process: the FSDP path without spawning."""
+    import torch.distributed as dist
+
+    from pfvg_core import distributed
+
+    store = os.path.join(str(tmp_path), f"store-{os.getpid()}-{time.time_ns()}")  # a FileStore file is used once
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    try:
+        yield distributed.current("cpu")
+    finally:
+        distributed.shutdown()
+
+
+def test_one_fsdp_rank_with_and_without_cpu_offload_trains_as_one_plain_process(tmp_path):
+    from pfvg_core.checkpoint import CheckpointError
+    from pfvg_core.train import StageConfig, TrainConfig
+
+    make_data(tmp_path / "data", clips=(1, 2))
+
+    def config(out, **kw):
+        return TrainConfig(model="random:tiny", data=str(tmp_path / "data"), out=str(tmp_path / out), window=W, save_every=1,
+                           stages=[StageConfig("s", "teacher", "all", 2)], **kw)
+
+    def run(out, **kw):
+        tr = Trainer(config(out, **kw))
+        tr.run()
+        return tr, {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone() for k, v in tr.model.state_dict().items()}
+
+    _, plain = run("plain")  # no process group: no FSDP, AdamW's for-loop kernels
+    with one_rank(tmp_path):
+        tr, sharded = run("fsdp")
+        assert type(tr.model.dit.proj_out.weight).__name__ == "DTensor" and len(tr.optimizer.param_groups) == 2
+        _, offloaded = run("offload", cpu_offload=True)
+        with pytest.raises(CheckpointError, match="single-process checkpoint, but this run is distributed"):
+            Trainer(config("plain")).resume()
+    assert all(torch.equal(sharded[k], offloaded[k]) for k in sharded)  # on the CPU offloading moves nothing
+    # one rank sums nothing: the only difference is AdamW's foreach kernels vs its for-loop (last bits)
+    assert all(torch.allclose(plain[k], sharded[k], atol=1e-6, rtol=1e-5) for k in plain)
+    assert not all(torch.equal(plain[k], PFVGModel.build("tiny", seed=0).state_dict()[k]) for k in plain)
+
+
+def test_one_gpu_name_for_several_processes_is_refused(monkeypatch):
+    from pfvg_core import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match="names one GPU, but 2 processes run"):
+        distributed.init_from_env("cuda:0")
