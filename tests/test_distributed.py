@@ -283,12 +283,28 @@ def test_one_fsdp_rank_with_and_without_cpu_offload_trains_as_one_plain_process(
         tr, sharded = run("fsdp")
         assert type(tr.model.dit.proj_out.weight).__name__ == "DTensor" and len(tr.optimizer.param_groups) == 2
         _, offloaded = run("offload", cpu_offload=True)
+        bf16, _ = run("bf16", amp="bf16")  # the GPU's policy: bf16 gathered weights and compute, fp32 master weights
+        assert tr.model.dit.proj_out.weight.dtype == torch.float32 == bf16.model.dit.proj_out.weight.dtype
         with pytest.raises(CheckpointError, match="single-process checkpoint, but this run is distributed"):
             Trainer(config("plain")).resume()
     assert all(torch.equal(sharded[k], offloaded[k]) for k in sharded)  # on the CPU offloading moves nothing
     # one rank sums nothing: the only difference is AdamW's foreach kernels vs its for-loop (last bits)
     assert all(torch.allclose(plain[k], sharded[k], atol=1e-6, rtol=1e-5) for k in plain)
     assert not all(torch.equal(plain[k], PFVGModel.build("tiny", seed=0).state_dict()[k]) for k in plain)
+    l32, l16 = read_log(str(tmp_path / "fsdp")), read_log(str(tmp_path / "bf16"))
+    assert all(abs(a["loss"] - b["loss"]) < 0.02 * a["loss"] for a, b in zip(l32, l16)), (l32, l16)  # bf16 rounding
+
+
+def test_each_rank_reads_the_rows_fsdp_gives_it():
+    from pfvg_core.distributed import Dist, _rows
+
+    for n in (1, 2, 5, 7, 16, 3072):
+        for world in (1, 2, 3, 4, 8):
+            chunks = torch.arange(n).chunk(world)  # DTensor's Shard(0) split
+            for r in range(world):
+                a, b = _rows(n, Dist(r, world, r, torch.device("cpu"), None))
+                got = list(range(a, b))
+                assert got == (chunks[r].tolist() if r < len(chunks) else []), (n, world, r)
 
 
 def test_one_gpu_name_for_several_processes_is_refused(monkeypatch):
