@@ -54,7 +54,6 @@ class Dist:
     local_rank: int
     device: torch.device  # where this rank computes and where its collectives run
     mesh: object  # DeviceMesh over all ranks (1-D: full shard)
-    cpu_offload: bool = False
 
 
 _CURRENT: Dist | None = None
@@ -199,7 +198,6 @@ def shard_dit(dit, ctx: Dist, bf16: bool = False, cpu_offload: bool = False):
 def shard_model(model, ctx: Dist, bf16: bool = False, cpu_offload: bool = False):
     """Shard the DiT of a built ``PFVGModel`` (weights on the CPU or the device) and put the replicated
     small modules on the rank's device."""
-    ctx.cpu_offload = cpu_offload
     shard_dit(model.dit, ctx, bf16, cpu_offload)
     for m in (model.semanticpack, model.text_encoder, model.image_encoder, model.codec):
         if m is not None:
@@ -265,7 +263,6 @@ def build_model(spec: str, ctx: Dist, bf16: bool = False, cpu_offload: bool = Fa
         cfg = json.load(f)
     check_bundle_config(cfg, cfg_path)
     dit = build_dit(cfg["dit"], device="meta")
-    ctx.cpu_offload = cpu_offload
     shard_dit(dit, ctx, bf16, cpu_offload)
     dit.to_empty(device="cpu" if cpu_offload else ctx.device)
     load_sharded(dit, os.path.join(spec, "dit.safetensors"), ctx)
