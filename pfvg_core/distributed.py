@@ -116,6 +116,11 @@ def current(device: str = "auto") -> Dist | None:
     return _CURRENT
 
 
+def barrier(ctx: Dist) -> None:
+    """Wait for every rank (the process group is bound to ``ctx.device``)."""
+    dist.barrier()
+
+
 def shutdown() -> None:
     global _CURRENT
     _CURRENT = None

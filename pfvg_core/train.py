@@ -469,6 +469,8 @@ class Trainer:
         if self.rank == 0:
             with atomic_dir(os.path.join(cfg.out, "model")) as tmp:  # never half an old, half a new model
                 save_model(self.model, tmp, state)
+        if self.dist is not None:
+            distributed.barrier(self.dist)  # every rank returns once the model is written
         self._saved_step = self.pos.global_step  # the finished model holds this step
         return self.pos
 
