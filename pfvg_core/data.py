@@ -127,6 +127,37 @@ def curriculum(dataset: LatentDataset, window: int) -> list[int]:
     return sorted(usable, key=lambda i: (dataset.num_clips(i, window), dataset.names[i]))
 
 
+def step_order(dataset: LatentDataset, window: int, videos_per_step: int, max_clips: int | None = None) -> list[int]:
+    """The curriculum as the trainer walks it, ``videos_per_step`` videos per optimizer step, such that the
+    videos of one step all train the same number of clips (min(clips, max_clips)): under FSDP every forward
+    is a collective, so the ranks sharing a step must run the same clips in the same order.
+
+    Videos are grouped by that clip count (the curriculum already sorts by it). With one group the
+    curriculum is returned as it is (steps wrap around it). With several, a group whose size is not a
+    multiple of ``videos_per_step`` is topped up with its own first videos, so no step straddles two
+    groups; the result's length is then a multiple of ``videos_per_step``. Depends on the data and config
+    only, not on the number of ranks (1 process and N walk the same steps)."""
+    order = curriculum(dataset, window)
+
+    def clips(i):
+        n = dataset.num_clips(i, window)
+        return min(n, max_clips) if max_clips else n
+
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and clips(groups[-1][0]) == clips(i):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    if len(groups) <= 1 or videos_per_step == 1:
+        return order
+    out = []
+    for g in groups:
+        short = -len(g) % videos_per_step
+        out += g + [g[k % len(g)] for k in range(short)]
+    return out
+
+
 # --- building a dataset ------------------------------------------------------------------------
 def read_frames(path: str, size: tuple[int, int] | None = None, fps: float | None = None) -> np.ndarray:
     """Frames [T, H, W, 3] uint8 from a frame folder, an animated image or a video file (PyAV); a video is

@@ -94,6 +94,7 @@ class PFVGModel(nn.Module):
             for tag in self.id_tags:
                 h.update(tag.encode())
             for name, p in self.state_dict().items():
+                p = p.to_local() if hasattr(p, "to_local") else p  # FSDP-sharded (DTensor): this rank's shard
                 h.update(name.encode())
                 h.update(str(tuple(p.shape)).encode())
                 h.update(p.detach().flatten()[:64].float().cpu().numpy().tobytes())
@@ -245,21 +246,23 @@ class PFVGModel(nn.Module):
         keys = base.get("trained_dit") if isinstance(base, dict) else None
         return None if keys is None else list(keys)
 
-    def save(self, folder: str) -> None:
+    def save(self, folder: str, state: dict[str, torch.Tensor] | None = None) -> None:
         """Every module as ``<name>.safetensors`` + ``pfvg.json``. A model trained on referenced base weights
         (``trained_dit_keys``) stores only the DiT tensors that trained (``dit_trained.safetensors``, MBs instead
-        of the 26 GB DiT) and the reference (path, size, fingerprint) in ``pfvg.json``'s meta."""
+        of the 26 GB DiT) and the reference (path, size, fingerprint) in ``pfvg.json``'s meta. ``state``: the
+        whole model's weights (names as ``self.state_dict()``) to write instead of the modules' own, e.g. a
+        sharded model's weights gathered by ``distributed.full_state_dict``."""
         os.makedirs(folder, exist_ok=True)
         trained = self.trained_dit_keys
         for name in ("dit", "semanticpack", "text_encoder", "image_encoder", "codec"):
             mod = getattr(self, name)
             if mod is None:
                 continue
+            sd = mod.state_dict() if state is None else {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
             if name == "dit" and trained is not None:
-                state = mod.state_dict()
-                save_safetensors_atomic({k: state[k] for k in trained}, os.path.join(folder, TRAINED_DIT_FILE))
+                save_safetensors_atomic({k: sd[k] for k in trained}, os.path.join(folder, TRAINED_DIT_FILE))
             else:
-                save_safetensors_atomic(mod.state_dict(), os.path.join(folder, f"{name}.safetensors"))
+                save_safetensors_atomic(sd, os.path.join(folder, f"{name}.safetensors"))
         write_json(os.path.join(folder, BUNDLE_FILE), self.bundle_config(), indent=1)
 
     def load_weights(self, folder: str) -> None:
@@ -322,6 +325,12 @@ class PFVGModel(nn.Module):
             base = check_weights_reference(meta["base"], f"{cfg_path}: base weights (meta.base)")
             d = load_dit(base, config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload, offload_device=offload_device)
             overlay_dit(d, os.path.join(folder, TRAINED_DIT_FILE), partial=True)
+        return cls(d, *cls.load_parts(folder, cfg, dtype, dev), cfg.get("meta")).eval()
+
+    @staticmethod
+    def load_parts(folder: str, cfg: dict, dtype, dev) -> list:
+        """The bundle's small modules (SemanticPack, text / image encoders, codec; None where absent) on ``dev``."""
+        dcfg = dit_config(cfg["dit"])
         sp = te = ie = codec = None
         if cfg.get("semanticpack"):
             sp = load_module(os.path.join(folder, "semanticpack.safetensors"), SemanticPack(SemanticPackConfig.from_dict(cfg["semanticpack"])).to(dtype), "SemanticPack")
@@ -334,8 +343,7 @@ class PFVGModel(nn.Module):
                              LatentImageEncoder(dcfg["in_channels"], dcfg["image_proj_dim"], cfg["image_encoder"]["patch"]).to(dtype), "image encoder")
         if cfg.get("codec"):
             codec = load_module(os.path.join(folder, "codec.safetensors"), build_codec(cfg["codec"], dcfg["in_channels"]).to(dtype), "codec")
-        small = [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
-        return cls(d, *small, cfg.get("meta")).eval()
+        return [m.to(dev) if m is not None else None for m in (sp, te, ie, codec)]
 
 
 TRAINED_DIT_FILE = "dit_trained.safetensors"

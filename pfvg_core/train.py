@@ -27,13 +27,12 @@ from dataclasses import InitVar, dataclass, field
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 
-from . import flow
+from . import distributed, flow
 from .atomic import atomic_dir, clean_stale, is_temp, write_json, write_text
 from .backbone import resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
-from .data import LatentDataset, curriculum
+from .data import LatentDataset, step_order
 from .forcing import make_strategy, sample_t
 from .framepack import Schedule
 from .loop import Cancelled, segment_context, velocity
@@ -150,6 +149,7 @@ class TrainConfig:
     offload: str = "none"  # none | group: DiT blocks rest on the CPU, moved in for each forward and recomputation
     gradient_checkpointing: str = "auto"  # auto (on for a full-size DiT) | on | off
     whole_net_stages: str = "auto"  # auto: stages training the whole DiT are skipped for a full-size DiT in one process
+    cpu_offload: bool = False  # under torchrun: FSDP keeps the sharded weights, gradients and AdamW state in host memory
     memory: InitVar[str | None] = None  # deprecated alias of memory_mode (same values)
 
     def __post_init__(self, memory: str | None = None):
@@ -272,6 +272,18 @@ def load_config(path: str) -> TrainConfig:
     return _build(TrainConfig, data, "training")
 
 
+def _shared_config(config: TrainConfig) -> dict:
+    """The options every rank must agree on: all but the paths, which may differ from node to node
+    (the data itself is compared separately)."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("data", "out") and not (k == "model" and os.path.isdir(v))}
+
+
+def save_model(model: PFVGModel, folder: str, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the trained model's bundle: the one writer of the single-process run's final model and of the
+    distributed run's consolidated export (``state``: the weights ``distributed.full_state_dict`` gathered)."""
+    model.save(folder, state)
+
+
 # --- the trainer -------------------------------------------------------------------------------
 @dataclass
 class Position:
@@ -290,19 +302,27 @@ def _seed(*parts: int) -> int:
 class Trainer:
     def __init__(self, config: TrainConfig, model: PFVGModel | None = None, dataset: LatentDataset | None = None):
         self.cfg = config
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.dist = distributed.current(config.device)  # None in one process; under torchrun the DiT is FSDP-sharded
+        self.rank = self.dist.rank if self.dist else 0
+        self.world = self.dist.world if self.dist else 1
         if config.videos_per_step % (self.world * config.video_batch):
             raise ValueError(f"videos_per_step {config.videos_per_step} must be a multiple of the {self.world} processes "
                              f"× video_batch {config.video_batch}")
         if self.world > 1 and config.accumulate != "video":
             raise ValueError("distributed training accumulates per video (accumulate = 'video')")
-        self.device = config.torch_device()
-        if model is None:
-            model = load_training_model(config, self.device)
-        elif config.offload == "none" and model.device != self.device:  # (a group-offloaded DiT stays as placed)
-            model = model.to(self.device)
-        self.model = model
+        if self.dist is not None:  # FSDP2: sharded (meta init + sharded loading for a model folder), bf16 policy with amp
+            self.device = self.dist.device
+            bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
+            self.model = (distributed.shard_model(model, self.dist, bf16, config.cpu_offload) if model is not None
+                          else distributed.build_model(config.model, self.dist, bf16, config.cpu_offload))
+        else:
+            self.device = config.torch_device()
+            if model is None:
+                model = load_training_model(config, self.device)
+            elif config.offload == "none" and model.device != self.device:  # (a block-offloaded DiT stays as placed)
+                model = model.to(self.device)
+            self.model = model
+        model = self.model
         self.full_size = sum(p.numel() for p in model.dit.parameters()) >= FULL_SIZE_PARAMS
         config = self.cfg = _skip_whole_net_stages(config, self.full_size, self.world)
         on = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and self.full_size)
@@ -317,9 +337,11 @@ class Trainer:
             model.meta.setdefault("window", config.window)  # generation then uses the trained segment length
         if "rope" in model.meta:  # the bundle records the RoPE layout it was trained with (F1 as published: local)
             model.meta["rope"] = config.rope
-        self.order = curriculum(self.data, config.window)
+        self.order = step_order(self.data, config.window, config.videos_per_step, config.max_clips)
         if not self.order:
             raise ValueError(f"no video in {config.data} has a complete clip of {config.window} latent frames after the start frame")
+        if self.dist is not None:  # ranks that disagree would hang in FSDP's collectives: refuse before the first one
+            distributed.check_same(self.dist, {"config": _shared_config(config), "data": self._data_listing()})
         self.memory_config = config.memory_config()  # the memory layout of every video's state
         self.pos = Position()
         self.optimizer = None
@@ -354,7 +376,10 @@ class Trainer:
             sp.open_gate(self.cfg.open_gate)
         self.model.train()
         lr = st.lr if st.lr is not None else self.cfg.lr
-        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.weight_decay)
+        if self.dist is not None:  # sharded and replicated parameters in separate groups (foreach kernels)
+            self.optimizer = distributed.adamw(params, lr=lr, weight_decay=self.cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.weight_decay)
         w = self.cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / w) if w else 1.0)
         self.strategy = make_strategy(st.forcing, st.student_steps)
@@ -425,15 +450,11 @@ class Trainer:
 
     def _optimizer_step(self) -> None:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        if self.world > 1:  # gradient all-reduce: the sum over ranks of 1/G-scaled losses = the global mean
-            has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
-            dist.all_reduce(has)  # a parameter no rank used keeps grad None (AdamW skips it), as in one process
-            for p, used in zip(params, has.tolist()):
-                if used:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        if self.cfg.grad_clip:
+        if self.dist is not None:  # FSDP summed the DiT's gradients in backward; the replicated modules' now
+            distributed.sync_replicated_grads(self.dist, params)
+            if self.cfg.grad_clip:
+                distributed.clip_grad_norm_(self.dist, params, self.cfg.grad_clip)
+        elif self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self._consistent = False
         self.optimizer.step()
@@ -455,7 +476,8 @@ class Trainer:
         try:
             return self._run(on_step, cancel, max_steps)
         except BaseException:
-            if self._consistent and self.pos.global_step > max(0, self._saved_step):
+            # (under torchrun a save is a collective the other ranks may never join: rely on save_every there)
+            if self.dist is None and self._consistent and self.pos.global_step > max(0, self._saved_step):
                 try:
                     self.save_checkpoint()
                 except Exception:  # e.g. disk full: the original error is the one to report
@@ -486,7 +508,7 @@ class Trainer:
                 self.pos.step += 1
                 self.pos.global_step += 1
                 done += 1
-                mean = self._mean_over_ranks(losses)
+                mean = self._mean_loss(losses)
                 rec = {"global_step": self.pos.global_step, "stage": self.stage.name, "step": self.pos.step,
                        "loss": mean, "clips": len(losses) * self.world * cfg.video_batch, "videos": [self.data.names[v] for v in batch],
                        "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 4)}
@@ -501,18 +523,23 @@ class Trainer:
                 self._setup_stage()
         self.model.eval()
         self.model.refresh_id()
+        state = distributed.full_state_dict(self.model) if self.dist is not None else None  # every rank gathers
         if self.rank == 0:
             with atomic_dir(os.path.join(cfg.out, "model")) as tmp:  # never half an old, half a new model
-                self.model.save(tmp)
+                save_model(self.model, tmp, state)
+        if self.dist is not None:
+            distributed.barrier(self.dist)  # every rank returns once the model is written
         self._saved_step = self.pos.global_step  # the finished model holds this step
         return self.pos
 
-    def _mean_over_ranks(self, losses: list[float]) -> float:
-        if self.world == 1:
+    def _mean_loss(self, losses: list[float]) -> float:
+        if self.dist is None:
             return sum(losses) / max(1, len(losses))
-        t = torch.tensor([sum(losses), float(len(losses))], dtype=torch.float64)
-        dist.all_reduce(t)
-        return float(t[0] / t[1].clamp(min=1))
+        return distributed.mean_over_ranks(self.dist, sum(losses), len(losses))
+
+    def _data_listing(self) -> list:
+        """What decides every rank's work: the videos (name, latent frames) and the step order."""
+        return [[(n, self.data.frames(i)) for i, n in enumerate(self.data.names)], self.order]
 
     def _log(self, rec: dict) -> None:
         if self.rank == 0:  # one line per write; a line cut by a kill is skipped by read_log
@@ -527,6 +554,8 @@ class Trainer:
     def save_checkpoint(self) -> str | None:
         """Model, SemanticPack, optimizer, LR scheduler, RNG and data position, written to a new
         folder and published by an atomic rename of the ``latest`` pointer."""
+        if self.dist is not None:
+            return self._save_sharded_checkpoint()
         if self.rank != 0:
             return None
         root = self._ckpt_root()
@@ -554,6 +583,23 @@ class Trainer:
         write_text(os.path.join(root, "latest"), name)
         self._saved_step = self.pos.global_step
         self._prune(root, name)
+        return final
+
+    def _save_sharded_checkpoint(self) -> str:
+        """Under torchrun: every rank writes its shards (``distributed.save_checkpoint``, DCP); same folder
+        naming, ``latest`` pointer and pruning as in one process."""
+        root = self._ckpt_root()
+        if self.rank == 0:
+            os.makedirs(root, exist_ok=True)
+            clean_stale(root)
+        name = f"step-{self.pos.global_step:08d}"
+        meta = {"position": dataclasses.asdict(self.pos), "config": self.cfg.to_dict(),
+                "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}}
+        final = distributed.save_checkpoint(self.dist, root, name, self.model, self.optimizer, meta)
+        if self.rank == 0:
+            write_text(os.path.join(root, "latest"), name)
+            self._prune(root, name)
+        self._saved_step = self.pos.global_step
         return final
 
     def _prune(self, root: str, latest: str) -> None:
@@ -613,6 +659,8 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from the latest checkpoint under ``out``, if any. The log is cut back to it."""
         folder = self._latest_folder()
+        if self.dist is not None:  # every rank resumes the same checkpoint (one shared `out`) or none
+            distributed.check_same(self.dist, {"checkpoint": os.path.basename(folder) if folder else None})
         if folder is None:
             return False
         try:
@@ -620,6 +668,12 @@ class Trainer:
                 meta = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{folder}/trainer.json: unreadable checkpoint state: {e}") from e
+        if (meta.get("format") == "dcp") != (self.dist is not None):
+            raise CheckpointError(f"{folder}: a {'sharded (torchrun)' if meta.get('format') == 'dcp' else 'single-process'} "
+                                  f"checkpoint, but this run is {'distributed' if self.dist else 'one process'}: resume it "
+                                  "the way it was written, or start over with --fresh (the old run is kept aside)")
+        if self.dist is not None:
+            return self._resume_sharded(folder, meta)
         self.model.load_weights(os.path.join(folder, "model"))  # in place: a frozen base is not read again
         self.pos = Position(**meta["position"])
         self._saved_step = self.pos.global_step
@@ -640,6 +694,21 @@ class Trainer:
         sched.update(meta["scheduler"])
         self.scheduler.load_state_dict(sched)
         torch.set_rng_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
+        self._truncate_log(self.pos.global_step)
+        return True
+
+    def _resume_sharded(self, folder: str, meta: dict) -> bool:
+        """DCP load into the sharded model and the stage's optimizer (any number of ranks; DCP reshards)."""
+        self.pos = Position(**meta["position"])
+        self._saved_step = self.pos.global_step
+        if self.pos.stage >= len(self.cfg.stages):
+            distributed.load_checkpoint(self.dist, folder, self.model)
+            return True
+        self._setup_stage()
+        distributed.load_checkpoint(self.dist, folder, self.model, self.optimizer)
+        sched = self.scheduler.state_dict()
+        sched.update(meta["scheduler"])
+        self.scheduler.load_state_dict(sched)
         self._truncate_log(self.pos.global_step)
         return True
 

@@ -212,15 +212,14 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
 def cmd_train(a) -> int:
     import os
 
-    import torch.distributed as dist
-
+    from .. import distributed
     from ..train import Trainer, load_config
     from ..validate import Limit, number
 
     cfg = load_config(a.config)
     max_steps = number("--max-steps", a.max_steps, Limit(1, 10**9, integer=True, optional=True))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
+    if distributed.launched():  # torchrun: FSDP2 on cuda:LOCAL_RANK (NCCL), or on the CPU (gloo) with device = "cpu"
+        distributed.init_from_env(cfg.device)
     try:
         trainer = Trainer(cfg)
         if a.fresh:
@@ -250,8 +249,7 @@ def cmd_train(a) -> int:
             where = os.path.join(cfg.out, "model") if pos.stage >= len(cfg.stages) else "(not finished)"
             print(f"trained {pos.global_step} steps; model: {where}; log: {os.path.join(cfg.out, cfg.log)}")
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        distributed.shutdown()
     return 0
 
 
