@@ -102,6 +102,38 @@ def input_root() -> str:
         return os.path.abspath("input")
 
 
+# The templates' start image: the pack's demo image, under this name in ComfyUI's input folder.
+DEMO_INPUTS = {"pfvg_start.png": os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo", "start.png")}
+
+
+def install_demo_inputs() -> list[str]:
+    """Copy the templates' inputs (``DEMO_INPUTS``) into ComfyUI's input folder where absent, so every
+    template runs on a fresh install with nothing uploaded (as LoadImage expects: a file in input/).
+    A file the user already has under that name is never replaced; each copy is atomic. Called when
+    the nodes load; a no-op outside ComfyUI. Returns the paths written."""
+    fp = _folder_paths()
+    if fp is None or not hasattr(fp, "get_input_directory"):
+        return []
+    from pfvg_core.atomic import write_bytes
+
+    root, written = fp.get_input_directory(), []
+    for name, src in DEMO_INPUTS.items():
+        dst = os.path.join(root, name)
+        if os.path.lexists(dst) or not os.path.isfile(src):
+            continue
+        try:
+            os.makedirs(root, exist_ok=True)
+            with open(src, "rb") as f:
+                write_bytes(dst, f.read())
+            written.append(dst)
+        except OSError as e:  # a read-only input folder: the templates then need the image uploaded
+            import logging
+
+            logging.getLogger("pfvg").warning("PFVG: could not copy the demo image to %s (%s); upload %s as %s "
+                                              "to run the templates", dst, e, src, name)
+    return written
+
+
 def safe_join(root: str, name: str, what: str = "name") -> str:
     """``root/name`` if it stays inside ``root``: no absolute paths, no ``..``, no links out."""
     if not isinstance(name, str) or not name.strip():
