@@ -279,6 +279,31 @@ def pixels_to_image(pixels: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], 3).contiguous()
 
 
+def model_size(model, height: int, width: int, resolution: int) -> tuple[int, int]:
+    """(W, H) the model works at for an input of that size (``pfvg_core.sizing.model_size``: the CLI's rule)."""
+    from pfvg_core.sizing import model_size as size_rule
+
+    return size_rule(model.meta, model.codec.factor if model.codec is not None else None, height, width, resolution)
+
+
+def fit_image(model, image: torch.Tensor, fit: str, resolution: int, what: str = "image") -> torch.Tensor:
+    """IMAGE frames [N, H, W, 3] → the same frames at the model's size (``pfvg_core.sizing``: crop or stretch)."""
+    from pfvg_core.sizing import fit_pixels
+
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3:
+        raise ValueError(f"{what}: expected a ComfyUI IMAGE [B, H, W, 3], got {getattr(image, 'shape', type(image))}")
+    return fit_pixels(image, model_size(model, int(image.shape[1]), int(image.shape[2]), resolution), fit)
+
+
+def vae_encode(model, vae, image: torch.Tensor, what: str = "image") -> torch.Tensor:
+    """IMAGE frames → model latents [B, C, T, H, W] with ComfyUI's ``VAE`` (as VAE Encode, then × the latent
+    scale): the image path of a model without its own codec (FramePack-F1 with HunyuanVideo's VAE)."""
+    if vae is None or not hasattr(vae, "encode"):
+        raise ValueError(f"{what}: this model has no codec of its own: connect its VAE (HunyuanVideo's, from "
+                         "Load VAE) to the vae input, or give a LATENT instead")
+    return latent_in(model, {"samples": vae.encode(image[..., :3])})
+
+
 def image_to_uint8(images: torch.Tensor):
     """IMAGE frames [T, H, W, 3] → uint8 numpy frames."""
     if not torch.is_tensor(images) or images.ndim != 4:

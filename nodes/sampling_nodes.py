@@ -39,8 +39,12 @@ class SegmentSampler:
 class LongVideoLoop:
     DESCRIPTION = "Generate a whole long video: segment after segment with MemoryPack, one progress bar, stops on Cancel."
     CATEGORY = c.CATEGORY
-    RETURN_TYPES = ("LATENT", "IMAGE", c.MEMORY)
-    RETURN_NAMES = ("latent", "images", "memory")
+    RETURN_TYPES = ("LATENT", "IMAGE", c.MEMORY, "FLOAT")
+    RETURN_NAMES = ("latent", "images", "memory", "fps")
+    OUTPUT_TOOLTIPS = ("The video's latents (raw VAE latents).", "The decoded frames (embedded codec; a black frame for models "
+                       "without a codec: decode the latent with a VAE).", "The memory after the last segment (continue with "
+                       "another loop).", "The video's frame rate (the memory's fps): wire it into Create Video's fps so the "
+                       "video plays at the length asked.")
     FUNCTION = "run"
 
     @classmethod
@@ -48,8 +52,8 @@ class LongVideoLoop:
         return {
             "required": {
                 "model": c.model_input(), "memory": c.memory_input(), "seed": c.seed(),
-                "seconds": ("FLOAT", {"default": 10.0, "min": 0.1, "max": 3600.0, "step": 0.5, "tooltip": "Video length (used when segments = 0)."}),
-                "segments": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "Number of segments; 0 = from seconds."}),
+                "seconds": c.number("seconds", 10.0, "Video length (used when segments = 0).", step=0.5),
+                "segments": c.number("segments", 0, "Number of segments; 0 = from seconds.", c.SEGMENTS_OR_ZERO),
                 "prompt_schedule": ("STRING", {"multiline": True, "default": "0: a red ball rolls across a field",
                                                "tooltip": "One prompt per line, with its start time: '0: …', '[12s] …'."}),
                 **c.widgets(SamplerOptions),
@@ -78,7 +82,7 @@ class LongVideoLoop:
                                            on_segment=progress.segment_done)
         images = (io.pixels_to_image(ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None))
                   if model.codec is not None else io.placeholder_image())
-        return (io.latent_out(model, latents), images, last)
+        return (io.latent_out(model, latents), images, last, float(state.fps))
 
 
 class EncodePromptSchedule:

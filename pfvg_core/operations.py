@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from .model import Conditioning, PFVGModel
-from .options import option
+from .options import check_limits, option
 from .state import MemoryConfig, MemoryState, init_state
+from .validate import SAMPLING, STAGE, TRAINING, Limit
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -224,6 +225,7 @@ def write_world_videos(folder: str, count: int, seconds: float, fps: float, seed
 
 
 # --- training ----------------------------------------------------------------------------------
+TRAIN_STEPS = Limit(0, STAGE["steps"].hi, integer=True)  # a stage's optimizer steps (0: skip the stage)
 STAGE2_PARAMS = ("last-layers+semanticpack", "last-layers", "semanticpack", "all")
 EXISTING = ("refuse", "resume", "overwrite")  # what training does with a model or run already in its output folder
 
@@ -232,24 +234,20 @@ EXISTING = ("refuse", "resume", "overwrite")  # what training does with a model 
 class TrainOptions:
     """The paper's two-stage recipe (PFVG §4.1) as a front end offers it."""
 
-    stage1_steps: int = option(20, "Teacher-forcing optimizer steps (one video each).", min=0, max=1000000)
-    stage2_steps: int = option(20, "Direct Forcing optimizer steps.", min=0, max=1000000)
-    learning_rate: float = option(1e-4, "Learning rate (AdamW).", min=1e-7, max=1e-1, step=1e-5)
+    stage1_steps: int = option(20, "Teacher-forcing optimizer steps (one video each).", limit=TRAIN_STEPS)
+    stage2_steps: int = option(20, "Direct Forcing optimizer steps.", limit=TRAIN_STEPS)
+    learning_rate: float = option(1e-4, "Learning rate (AdamW).", limit=Limit(1e-7, 1.0), step=1e-5)
     stage2_params: str = option("last-layers+semanticpack", "Parameters stage 2 trains.", choices=STAGE2_PARAMS)
-    window: int = option(9, "Latent frames per training clip.", min=1, max=64)
-    fps: float = option(8.0, "Frame rate the dataset's videos are read at.", min=1.0, max=120.0)
-    seed: int = option(0, "Training seed (data order, noise, t).", min=0, max=2**31 - 1, control_after_generate=True)
+    window: int = option(9, "Latent frames per training clip.", limit=TRAINING["window"])
+    fps: float = option(8.0, "Frame rate the dataset's videos are read at.", limit=SAMPLING["fps"])
+    seed: int = option(0, "Training seed (data order, noise, t).", limit=Limit(0, 2**31 - 1, integer=True),
+                       control_after_generate=True)
     existing: str = option("refuse", "When the output folder already holds a model or a training run: refuse (nothing is "
                            "overwritten), resume its training from the last checkpoint, or overwrite it (its checkpoints "
                            "are deleted; its model is replaced when the new one is saved).", choices=EXISTING)
 
     def __post_init__(self):
-        from .validate import STAGE, TRAINING, Limit, number
-
-        steps = Limit(0, STAGE["steps"].hi, integer=True)
-        for name, limit in (("stage1_steps", steps), ("stage2_steps", steps), ("learning_rate", TRAINING["lr"]),
-                            ("window", TRAINING["window"]), ("fps", Limit(0.1, 240)), ("seed", TRAINING["seed"])):
-            object.__setattr__(self, name, number(name, getattr(self, name), limit))
+        check_limits(self)  # every number: finite, in its widget's range (options.py)
         if self.stage2_params not in STAGE2_PARAMS:
             raise ValueError(f"stage2_params: expected one of {STAGE2_PARAMS}, got {self.stage2_params!r}")
         if self.existing not in EXISTING:

@@ -6,6 +6,7 @@ import os
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,3 +52,158 @@ def test_every_template_image_is_a_demo_input():
         for node in build().api().values():
             if node["class_type"] == "LoadImage":
                 assert node["inputs"]["image"] in comfy_io.DEMO_INPUTS, name
+
+
+# --- inputs at the model's size ------------------------------------------------------------------
+def test_framepack_buckets_match_framepack_at_640_and_scale_to_multiples_of_16():
+    from pfvg_core.sizing import nearest_bucket
+
+    assert nearest_bucket(768, 768) == (640, 608)  # FramePack's find_nearest_bucket: ties go to the later bucket
+    assert nearest_bucket(720, 1280) == (480, 832) and nearest_bucket(1280, 720) == (832, 480)
+    for res in (320, 640, 960, 1280):
+        for h, w in ((720, 1280), (1080, 1080), (1200, 500)):
+            bh, bw = nearest_bucket(h, w, res)
+            assert bh % 16 == 0 and bw % 16 == 0
+            assert abs(bh * bw - res * res) / (res * res) < 0.1  # about resolution² pixels
+    assert nearest_bucket(720, 1280, 960) == (720, 1248)
+
+
+def test_one_size_rule_for_cli_and_nodes_crop_keeps_the_aspect():
+    from pfvg_core.sizing import fit_frame, model_size
+
+    meta = {"resolution": [64, 48]}
+    assert model_size(meta, 4, 1000, 3000) == (64, 48)  # a codec model: its native size whatever comes in
+    assert model_size({}, 4, 10, 10) == (64, 64)
+    assert model_size({}, None, 720, 1280) == (832, 480)  # FramePack-F1: the bucket, (W, H)
+    # a wide image with a red centre: crop keeps the centre square red, stretch squeezes the white sides in
+    frame = np.full((40, 120, 3), 255, np.uint8)
+    frame[:, 40:80] = (255, 0, 0)
+    cropped, stretched = fit_frame(frame, (32, 32), "crop"), fit_frame(frame, (32, 32), "stretch")
+    assert cropped.shape == stretched.shape == (32, 32, 3)
+    assert cropped[:, :, 1].max() < 30  # all red
+    assert stretched[:, 0, 1].min() > 200  # white border kept
+    with pytest.raises(ValueError, match="fit"):
+        fit_frame(frame, (32, 32), "zoom")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)")[0]
+
+
+MEMORY = dict(window=4, schedule="td_f16k4f2k2f1k1", rope="video", memory_mode="on", fps=8.0)
+
+
+def test_encode_brings_a_large_image_to_the_native_size_like_the_cli(model, tmp_path):
+    from PIL import Image
+
+    from pfvg_core.video_io import load_image
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "big.png")
+    image = torch.from_numpy(arr.astype(np.float32) / 255)[None]
+    state = N["PFVGEncodePsi0"]().encode(model, image=image, prompt="a ball", **MEMORY)[0]
+    f = model.codec.factor
+    assert state.start_latent.shape[-2:] == (64 // f, 64 // f)
+    cli = load_image(str(tmp_path / "big.png"), size=(64, 64), multiple=f)  # the CLI's path to the same pixels
+    with torch.no_grad():
+        want = model.codec.encode(cli)
+    assert torch.allclose(state.start_latent, want, atol=2e-2)
+
+
+def test_extend_video_brings_frames_to_the_native_size(model):
+    frames = torch.rand(9, 240, 320, 3, generator=torch.Generator().manual_seed(0))
+    state = N["PFVGExtendVideo"]().extend(model, images=frames, prompt="x", **MEMORY)[0]
+    assert state.start_latent.shape[-2:] == (16, 16) and state.history.frames.shape[-2:] == (16, 16)
+
+
+def test_f1_image_path_needs_a_vae_and_uses_the_bucket(model, monkeypatch):
+    """A model without a codec (FramePack-F1) takes the image through ComfyUI's VAE at the bucket size."""
+    from types import SimpleNamespace
+
+    seen = []
+
+    class VAE:
+        def encode(self, pixels):
+            seen.append(tuple(pixels.shape))
+            return torch.zeros(1, 16, 1, pixels.shape[1] // 8, pixels.shape[2] // 8)
+
+    f1 = SimpleNamespace(codec=None, meta={}, latent_scale=0.5)
+    image = torch.rand(1, 720, 1280, 3)
+    resized = comfy_io.fit_image(f1, image, "crop", 640)
+    assert tuple(resized.shape) == (1, 480, 832, 3)
+    lat = comfy_io.vae_encode(f1, VAE(), resized)
+    assert seen == [(1, 480, 832, 3)] and lat.shape == (1, 16, 1, 60, 104)
+    with pytest.raises(ValueError, match="connect its VAE"):
+        comfy_io.vae_encode(f1, None, resized)
+
+
+# --- one source of truth for inputs -----------------------------------------------------------------
+OWN_RANGES = ("PFVGWorldVideos", "PFVGDirectForcingTrain")  # training data and TrainOptions: ranges of their own
+
+
+def test_widget_ranges_are_the_validation_ranges():
+    from pfvg_core.loop import SamplerOptions
+    from pfvg_core.operations import TrainOptions
+    from pfvg_core.options import inputs, limits
+    from pfvg_core.state import MemoryConfig
+    from pfvg_core.validate import SAMPLING
+
+    for cls in (SamplerOptions, MemoryConfig, TrainOptions):
+        specs = inputs(cls)
+        for name, limit in limits(cls).items():
+            assert (specs[name]["min"], specs[name]["max"]) == (limit.lo, limit.hi), f"{cls.__name__}.{name}"
+    for name in ("steps", "cfg", "distilled_guidance", "window"):  # the engine's table, the widget's range
+        spec = inputs(SamplerOptions).get(name) or inputs(MemoryConfig)[name]
+        assert (spec["min"], spec["max"]) == (SAMPLING[name].lo, SAMPLING[name].hi), name
+    for key, cls in N.items():
+        it = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, entry in it.get(section, {}).items():
+                if entry[0] in ("INT", "FLOAT") and name in SAMPLING and key not in OWN_RANGES:
+                    lim = SAMPLING[name]
+                    # 0 as "automatic": shift's resolution-dependent default, the loop's segments from seconds
+                    lo = 0 if name in ("shift", "segments") else lim.lo
+                    assert (entry[1]["min"], entry[1]["max"]) == (lo, lim.hi), f"{key}.{name}"
+
+
+def test_every_number_input_refuses_non_finite_values_naming_the_input(model):
+    """Each INT/FLOAT input of each node, given NaN or inf, fails before any work with its own range."""
+    from nodes.common import number_inputs
+
+    checked = 0
+    for key, cls in N.items():
+        for name, (kind, limit) in number_inputs(cls).items():
+            for bad in (float("nan"), float("inf")):
+                with pytest.raises(ValueError, match=rf"^{name}: expected .* in \[") as e:
+                    getattr(cls(), cls.FUNCTION)(**{name: bad})  # other inputs missing: the check comes first
+                assert str(bad) in str(e.value)
+            checked += 1
+    assert checked >= 20
+    with pytest.raises(ValueError, match=r"step_cache: expected a finite number in \[0, 1\], got nan"):
+        N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)", step_cache=float("nan"))
+
+
+def test_schedule_error_says_what_is_expected_once():
+    from pfvg_core.state import MemoryConfig
+
+    for text in ("xyz", "td_f16k4f2", ""):
+        with pytest.raises(ValueError) as e:
+            MemoryConfig(window=4, schedule=text)
+        assert str(e.value).count("expected") == 1, str(e.value)
+
+
+def test_help_pages_list_every_input_with_its_tooltip():
+    for key, cls in N.items():
+        text = open(os.path.join(ROOT, "web", "docs", f"{key}.md"), encoding="utf-8").read()
+        it = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, entry in it.get(section, {}).items():
+                line = next((ln for ln in text.splitlines() if ln.startswith(f"- **{name}**")), None)
+                assert line is not None, f"{key}.md does not list {name}"
+                assert line.endswith(entry[1]["tooltip"]), f"{key}.md: {name}'s tooltip"
+                if entry[0] in ("INT", "FLOAT"):
+                    assert "in [" in line
+        for name in cls.RETURN_NAMES:
+            assert f"- **{name}** (" in text, f"{key}.md does not list the output {name}"
