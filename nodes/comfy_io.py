@@ -207,6 +207,123 @@ def _make_room(path: str | None, device: torch.device, offload: str) -> None:
     mm.soft_empty_cache()
 
 
+# --- the model in ComfyUI's memory manager -------------------------------------------------------
+class HeldModel(torch.nn.Module):
+    """What ComfyUI's ``ModelPatcher`` holds: the PFVG model as a submodule (its weights are this module's), with
+    the plain ``device`` attribute ComfyUI reads and writes (``PFVGModel.device`` is computed from its DiT)."""
+
+    def __init__(self, model, device: torch.device):
+        super().__init__()
+        self.pfvg = model
+        self.device = device
+
+
+def _model_patcher_class():
+    try:
+        from comfy.model_patcher import ModelPatcher  # type: ignore
+
+        return ModelPatcher
+    except ImportError:
+        return None
+
+
+def managed(model, offload: str = "none"):
+    """The PFVG_MODEL a loader returns: in ComfyUI a ``comfy.model_patcher.ModelPatcher`` holding the model, so
+    ComfyUI's memory manager loads it before it runs (``load_models_gpu``), offloads it when the text encoders
+    or the VAE need the card, and unloads it on "Unload models" / ``/free``; outside ComfyUI the model itself.
+    With ``offload='group'`` the DiT's blocks are moved by their own hooks: ComfyUI keeps the model on its
+    offload device (it never moves what the hooks place)."""
+    patcher_cls = _model_patcher_class()
+    if patcher_cls is None:
+        return model
+    load_device, offload_device = devices()
+    if offload != "none":
+        load_device = offload_device
+    held = HeldModel(model, model.device)
+    return patcher_cls(held, load_device=load_device, offload_device=offload_device)
+
+
+def unwrap(model):
+    """A PFVG_MODEL (a ``ModelPatcher`` in ComfyUI, or the model) → the engine's ``PFVGModel``, not loaded."""
+    from pfvg_core.model import PFVGModel
+
+    if isinstance(model, PFVGModel):
+        return model
+    held = getattr(model, "model", None)
+    if isinstance(getattr(held, "pfvg", None), PFVGModel):
+        return getattr(model, "attachments", {}).get("pfvg", held.pfvg)  # a LoRA view of the same weights
+    raise ValueError(f"model: expected a PFVG model (PFVG_MODEL, from Load Packed DiT), got {type(model).__name__}")
+
+
+def with_view(model, view):
+    """The PFVG_MODEL for ``view``, a model sharing every weight with ``model`` (a LoRA view): a clone of its
+    patcher in ComfyUI (clones share weights: ComfyUI loads one of them at a time), else ``view``."""
+    if hasattr(model, "clone") and hasattr(model, "attachments"):
+        clone = model.clone()
+        clone.attachments["pfvg"] = view
+        return clone
+    return view
+
+
+def load_for_run(model):
+    """Ask ComfyUI to load the model on its device (``comfy.model_management.load_models_gpu``: other models are
+    offloaded or unloaded first when memory is short) and return the engine's ``PFVGModel``. A partial (lowvram)
+    load is completed: the pack's layers are plain torch modules, which ComfyUI cannot cast on the fly."""
+    engine = unwrap(model)
+    if engine is model:
+        return engine
+    import comfy.model_management as mm  # type: ignore  (a ModelPatcher means ComfyUI is there)
+
+    mm.load_models_gpu([model])
+    if getattr(model.model, "model_lowvram", False):
+        mm.load_models_gpu([model], force_full_load=True)
+    return engine
+
+
+# The CLI's default --threads (pfvg_core/tools/cli.py): on a shared or busy CPU, one intra-op thread was many
+# times faster than torch's default (one per core). A user's own setting wins: PFVG_THREADS, or
+# OMP_NUM_THREADS / MKL_NUM_THREADS (torch's own variables) left as torch read them.
+DEFAULT_CPU_THREADS = 1
+THREADS_ENV = "PFVG_THREADS"
+
+
+def cpu_threads_wanted(environ=os.environ) -> int | None:
+    """The thread rule for a CPU run: PFVG_THREADS if set (a whole number ≥ 1), None (leave torch's setting) if
+    the user set OMP_NUM_THREADS or MKL_NUM_THREADS, else the CLI's default of 1."""
+    text = environ.get(THREADS_ENV)
+    if text is not None:
+        from pfvg_core.validate import Limit, number
+
+        return number(THREADS_ENV, text.strip(), Limit(1, 1024, integer=True))
+    if environ.get("OMP_NUM_THREADS") or environ.get("MKL_NUM_THREADS"):
+        return None
+    return DEFAULT_CPU_THREADS
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device):
+    """While the pack computes on the CPU: torch's intra-op threads by ``cpu_threads_wanted``; restored after, so
+    ComfyUI's other nodes keep their setting."""
+    want = cpu_threads_wanted() if torch.device(device).type == "cpu" else None
+    before = torch.get_num_threads()
+    if want is not None and want != before:
+        torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def use(model):
+    """``with use(model) as m``: ``m`` is the engine's model, loaded by ComfyUI's memory manager, computing with
+    the CPU thread rule. Every node that computes with the model runs inside this."""
+    engine = load_for_run(model)
+    with cpu_threads(engine.device):
+        yield engine
+
+
 def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack: str | None = None, storage: str = "auto",
                offload: str = "none", attention: str = "native"):
     """``(embedded default)``, a name in a ``pfvg`` model folder or ``diffusion_models/<file>``, on ComfyUI's device
@@ -219,6 +336,8 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
     if dtype == "auto":
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     dtype = resolve_dtype(dtype)
+    if _model_patcher_class() is not None and offload == "none":
+        device = offload_device  # ComfyUI's memory manager moves it to its device when a node runs (load_for_run)
     sp = find_model_path(semanticpack, "SemanticPack weights") if semanticpack else None
     if name == EMBEDDED:
         model = load_embedded_model(dtype, device)
@@ -233,7 +352,8 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
             path = folder_paths.get_full_path("diffusion_models", rel)
         else:
             path = find_model_path(name)
-        _make_room(path, device, offload)
+        if _model_patcher_class() is None or offload != "none":
+            _make_room(path, device, offload)
         model = ops.load_model_path(path, name, dtype, sp, device=device, storage=storage, offload=offload,
                                     offload_device=offload_device)
     if attention != "native":
@@ -500,6 +620,6 @@ def train(model, dataset: str, output_name: str, options: ops.TrainOptions, node
         holder["p"].update()
         holder["p"].event({"train_step": rec["global_step"], "loss": rec["loss"]})
 
-    with torch.inference_mode(False), torch.enable_grad(), interruptible():
-        trained = ops.train_model(model, src, out, options, on_start=start, on_step=step, cancel=interrupted)
-    return trained, out
+    with use(model) as engine, torch.inference_mode(False), torch.enable_grad(), interruptible():
+        trained = ops.train_model(engine, src, out, options, on_start=start, on_step=step, cancel=interrupted)
+    return managed(trained), out

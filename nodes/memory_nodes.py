@@ -41,6 +41,11 @@ class EncodePsi0:
 
     def encode(self, model, fps, prompt="", conditioning=None, image=None, latent=None, clip_vision_output=None, prompts=None,
                vae=None, fit="crop", resolution=640, **inputs):
+        with io.use(model) as engine:
+            return self._encode(engine, fps, prompt, conditioning, image, latent, clip_vision_output, prompts, vae, fit,
+                                resolution, inputs)
+
+    def _encode(self, model, fps, prompt, conditioning, image, latent, clip_vision_output, prompts, vae, fit, resolution, inputs):
         features = io.prompt_features(conditioning)
         if features is None and prompts is not None:
             features = c.check_prompts(prompts).entries[0][1]
@@ -72,7 +77,8 @@ class MemoryPackStep:
                              "segment": ("LATENT", {"tooltip": "The segment from Segment Sampler."})}}
 
     def step(self, model, memory, segment):
-        return (step(model, check_memory(memory), io.latent_in(model, segment)),)
+        with io.use(model) as engine:
+            return (step(engine, check_memory(memory), io.latent_in(engine, segment)),)
 
 
 class ExtendVideo:
@@ -105,6 +111,11 @@ class ExtendVideo:
 
     def extend(self, model, fps, images=None, latent=None, prompt="", conditioning=None, clip_vision_output=None, vae=None,
                fit="crop", resolution=640, **inputs):
+        with io.use(model) as engine:
+            return self._extend(engine, fps, images, latent, prompt, conditioning, clip_vision_output, vae, fit, resolution,
+                                inputs)
+
+    def _extend(self, model, fps, images, latent, prompt, conditioning, clip_vision_output, vae, fit, resolution, inputs):
         frames = latents = None
         if images is not None and latent is None:  # brought to the model's size (pfvg_core.sizing, the CLI's rule)
             images = io.fit_image(model, images, fit, resolution, "images")

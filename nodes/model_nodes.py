@@ -47,7 +47,7 @@ class LoadPackedDiT:
         model = io.load_model(model_name, dtype, None if semanticpack == "(none)" else semanticpack, storage, offload, attention)
         set_step_cache(model, step_cache if step_cache > 0 else None)
         compile_blocks(model, compile)
-        return (model,)
+        return (io.managed(model, offload),)  # held by ComfyUI's memory manager (a ModelPatcher) in ComfyUI
 
 
 class LoadLoRA:
@@ -70,8 +70,9 @@ class LoadLoRA:
     def apply(self, model, lora_name, strength):
         if lora_name == NO_LORA:
             raise ValueError("no LoRA to load: put .safetensors LoRAs into ComfyUI's models/loras folder and refresh")
-        lora = load_lora(io.lora_path(lora_name), model.dit)
-        return (with_loras(model, [(lora, strength)]),)
+        base = io.unwrap(model)
+        lora = load_lora(io.lora_path(lora_name), base.dit)
+        return (io.with_view(model, with_loras(base, [(lora, strength)])),)
 
 
 NODES = {"PFVGLoadPackedDiT": (LoadPackedDiT, "Load Packed DiT (PFVG)"), "PFVGLoadLoRA": (LoadLoRA, "Load LoRA (PFVG)")}

@@ -26,6 +26,10 @@ class SegmentSampler:
         }
 
     def sample(self, model, memory, seed, prompt="", conditioning=None, negative_prompt="", **inputs):
+        with io.use(model) as engine:
+            return self._sample(engine, memory, seed, prompt, conditioning, negative_prompt, inputs)
+
+    def _sample(self, model, memory, seed, prompt, conditioning, negative_prompt, inputs):
         opts = c.options(SamplerOptions, inputs)
         state = check_memory(memory).replace(seed=number("seed", seed, SAMPLING["seed"]))
         cond = ops.segment_conditioning(model, state, prompt or None, io.prompt_features(conditioning))
@@ -69,6 +73,12 @@ class LongVideoLoop:
 
     def run(self, model, memory, seed, seconds, segments, prompt_schedule, conditioning=None, prompts=None, negative_prompt="",
             unique_id=None, **inputs):
+        with io.use(model) as engine:
+            return self._run(engine, memory, seed, seconds, segments, prompt_schedule, conditioning, prompts, negative_prompt,
+                             unique_id, inputs)
+
+    def _run(self, model, memory, seed, seconds, segments, prompt_schedule, conditioning, prompts, negative_prompt, unique_id,
+             inputs):
         state = check_memory(memory)
         opts = c.options(SamplerOptions, inputs)
         # seconds → segments with the VAE's temporal factor (4 for FramePack-F1: a segment of 9 latent frames is 36 frames)

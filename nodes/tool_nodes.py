@@ -22,7 +22,8 @@ class DecodeLatents:
 
     def decode(self, model, latent, memory=None):
         start = check_memory(memory).start_latent if memory is not None else None
-        return (io.pixels_to_image(ops.decode(model, io.latent_in(model, latent), include_start=start)),)
+        with io.use(model) as engine:
+            return (io.pixels_to_image(ops.decode(engine, io.latent_in(engine, latent), include_start=start)),)
 
 
 class EvaluateDrift:

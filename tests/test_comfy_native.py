@@ -207,3 +207,108 @@ def test_help_pages_list_every_input_with_its_tooltip():
                     assert "in [" in line
         for name in cls.RETURN_NAMES:
             assert f"- **{name}** (" in text, f"{key}.md does not list the output {name}"
+
+
+# --- the CPU thread rule --------------------------------------------------------------------------
+def test_cpu_thread_rule_is_the_clis_unless_the_user_set_one():
+    from pfvg_core.tools.cli import build_parser
+
+    generate = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
+                    if a.dest == "threads")
+    assert comfy_io.DEFAULT_CPU_THREADS == generate.default == 1  # the same rule as the CLI
+    assert comfy_io.cpu_threads_wanted({}) == 1
+    assert comfy_io.cpu_threads_wanted({"PFVG_THREADS": "3"}) == 3
+    assert comfy_io.cpu_threads_wanted({"OMP_NUM_THREADS": "8"}) is None  # torch read it: left alone
+    with pytest.raises(ValueError, match="PFVG_THREADS: expected an integer"):
+        comfy_io.cpu_threads_wanted({"PFVG_THREADS": "many"})
+
+
+def test_cpu_threads_are_set_while_the_pack_computes_and_restored_after(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PFVG_THREADS", "2")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with comfy_io.cpu_threads(torch.device("cpu")):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+        with comfy_io.cpu_threads(torch.device("cuda")):  # not a CPU run: untouched
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- the model in ComfyUI's memory manager ----------------------------------------------------------
+@pytest.fixture
+def comfy_mm(tmp_path, monkeypatch):
+    """Stand-ins for comfy.model_patcher.ModelPatcher and comfy.model_management's loader, recording calls."""
+    _fake_folder_paths(monkeypatch, tmp_path)
+    calls = []
+
+    class ModelPatcher:
+        def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
+            self.model, self.load_device, self.offload_device = model, load_device, offload_device
+            self.attachments, self.parent = {}, None
+            model.model_lowvram = False
+
+        def clone(self):
+            n = ModelPatcher(self.model, self.load_device, self.offload_device)
+            n.attachments, n.parent = dict(self.attachments), self
+            return n
+
+    mp = types.ModuleType("comfy.model_patcher")
+    mp.ModelPatcher = ModelPatcher
+    mm = types.ModuleType("comfy.model_management")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    mm.unet_offload_device = lambda: torch.device("cpu")
+
+    def load_models_gpu(models, force_full_load=False, **kw):
+        calls.append(("load_models_gpu", list(models), force_full_load))
+
+    mm.load_models_gpu = load_models_gpu
+    mm.free_memory = lambda *a, **k: calls.append(("free_memory",))
+    mm.soft_empty_cache = lambda *a, **k: None
+    mm.processing_interrupted = lambda: False
+    pkg = types.ModuleType("comfy")
+    pkg.model_patcher, pkg.model_management = mp, mm
+    for name, mod in {"comfy": pkg, "comfy.model_patcher": mp, "comfy.model_management": mm}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return types.SimpleNamespace(calls=calls, ModelPatcher=ModelPatcher)
+
+
+def test_loader_returns_a_model_patcher_and_every_run_asks_comfy_to_load_it(comfy_mm):
+    from pfvg_core.model import PFVGModel
+
+    patcher = N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)")[0]
+    assert isinstance(patcher, comfy_mm.ModelPatcher) and isinstance(patcher.model.pfvg, PFVGModel)
+    assert isinstance(patcher.model, torch.nn.Module)  # ComfyUI sizes and moves it as a module
+    weights = sum(p.numel() for p in patcher.model.pfvg.parameters())
+    assert weights > 0 and weights == sum(p.numel() for p in patcher.model.parameters())
+    assert comfy_mm.calls == []  # loading the file is not running it: nothing asked of the memory manager
+    state = N["PFVGEncodePsi0"]().encode(patcher, image=torch.rand(1, 64, 64, 3), prompt="a ball", **MEMORY)[0]
+    lat, images, last, fps = N["PFVGLongVideoLoop"]().run(patcher, state, seed=0, seconds=1.0, segments=1,
+                                                         prompt_schedule="a ball", steps=1, cfg=1.0,
+                                                         distilled_guidance=10.0, shift=2.0, sampler="unipc")
+    loads = [c for c in comfy_mm.calls if c[0] == "load_models_gpu"]
+    assert len(loads) == 2 and all(c[1] == [patcher] for c in loads)  # before Encode ψ₀ and before the loop
+    assert not any(c[0] == "free_memory" for c in comfy_mm.calls)  # no unload_all / manual eviction
+    assert images.shape[0] == 5 and fps == 8.0
+
+
+def test_a_partial_load_is_completed(comfy_mm):
+    patcher = N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)")[0]
+    patcher.model.model_lowvram = True  # as ComfyUI marks a lowvram (partial) load
+    comfy_io.load_for_run(patcher)
+    assert [c[2] for c in comfy_mm.calls] == [False, True]
+
+
+def test_lora_view_is_a_clone_of_the_patcher_sharing_weights(comfy_mm):
+    patcher = N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)")[0]
+    base = comfy_io.unwrap(patcher)
+    view = base  # a stand-in view: with_view must not care what the view holds
+    clone = comfy_io.with_view(patcher, view)
+    assert clone is not patcher and clone.parent is patcher and clone.model is patcher.model
+    assert comfy_io.unwrap(clone) is view and comfy_io.unwrap(patcher) is base
+    with pytest.raises(ValueError, match="model: expected a PFVG model"):
+        comfy_io.unwrap("not a model")
