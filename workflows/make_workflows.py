@@ -371,10 +371,13 @@ THUMB = 128  # pixels per frame; a thumbnail is 2 × 2 frames
 
 
 def thumbnail(frames) -> "object":
-    """Four frames of a video (first, ⅓, ⅔, last; IMAGE [T, H, W, 3]) as one 2 × 2 PIL image."""
+    """Four frames of a video (first, ⅓, ⅔, last; IMAGE [T, H, W, 3]) as one 2 × 2 PIL image; one frame fills it."""
     from PIL import Image
 
     t = frames.shape[0]
+    if t == 1:
+        one = (frames[0].clamp(0, 1) * 255).round().byte().numpy()
+        return Image.fromarray(one).resize((2 * THUMB, 2 * THUMB), Image.LANCZOS)
     picks = [frames[min(t - 1, round(i * (t - 1) / 3))] for i in range(4)]
     sheet = Image.new("RGB", (2 * THUMB, 2 * THUMB))
     for i, f in enumerate(picks):
@@ -404,7 +407,7 @@ def make_thumbnails(seconds: float = 12.0) -> None:
         for name in TEMPLATES:
             if name == "pfvg_framepack_f1_long_video":
                 start = Image.open(os.path.join(root, "demo", "start.png")).convert("RGB")
-                frames = torch.from_numpy(__import__("numpy").asarray(start, "float32") / 255)[None].repeat(4, 1, 1, 1)
+                frames = torch.from_numpy(__import__("numpy").asarray(start, "float32") / 255)[None]
             else:
                 wf = WORKFLOWS[name]().api()
                 for node in wf.values():
