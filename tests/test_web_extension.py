@@ -69,13 +69,19 @@ out.afterOther = draw(a);
 send("execution_success", { prompt_id: "mine" });
 out.done = draw(a);
 // the frontend's "executing" detail can be a bare node id: "done" still shows at the end
+// a node whose ComfyUI image preview widget came before the status line: the line goes above it
 const b = makeNode(5);
+b.widgets.push({ name: "$$canvas-image-preview", computeSize: (w) => [w, 200] });
 send("execution_start", { prompt_id: "second" });
 send("executing", "5");
 send("pfvg.progress", { node: "5", prompt_id: "second", train_step: 3, loss: 0.5 });
 send("executing", null);
 send("execution_success", { prompt_id: "second" });
 out.bare = draw(b);
+out.bareWidgets = b.widgets.map((w) => w.name);
+const c = makeNode(6);
+c.onNodeCreated();
+out.created = c.widgets.map((w) => w.name);
 out.height = a.size[1];
 out.widgets = a.widgets.map((w) => ({ name: w.name, serialize: w.serialize, top: w.top }));
 out.widgetsBottom = a.widgetsBottom;
@@ -110,4 +116,7 @@ def test_status_below_title_done_shown_other_jobs_ignored(tmp_path):
     assert out["height"] >= out["widgetsBottom"]  # the node grew to hold the line
     assert out["afterOther"][0]["t"].startswith("segment 1/2")  # another prompt's (or an unaddressed) event changed nothing
     assert out["done"][0]["t"].startswith("done · segment 1/2")
+    # above ComfyUI's image preview (whose size label sits under the image), and there from the node's creation
+    assert out["bareWidgets"][-2:] == ["pfvg_status", "$$canvas-image-preview"]
+    assert out["created"][-1] == "pfvg_status"
     assert out["bare"][0]["t"] == "done · step 3 · loss 0.5000"

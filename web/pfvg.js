@@ -36,11 +36,12 @@ function statusLine(node) {
 }
 
 // The status line is a widget of its own (not saved with the workflow): ComfyUI lays its widgets out one
-// under another and draws image previews and their size label below the last widget, so the line never
-// overlaps anything ComfyUI draws. Added on the first event; the node grows by one line (never shrinks).
+// under another; its image preview (with the size label under it) is a widget too ("$$canvas-image-preview"),
+// so the status line is kept above that one and never overlaps anything ComfyUI draws. Added when the node is
+// created (and, for a node made before this extension ran, on its first event); the node grows to hold it.
 function makeRoom(node) {
   if (node.widgets?.some((w) => w.name === STATUS) || !node.addCustomWidget) return;
-  node.addCustomWidget({
+  const widget = node.addCustomWidget({
     name: STATUS,
     type: STATUS,
     value: "",
@@ -57,6 +58,12 @@ function makeRoom(node) {
       ctx.restore();
     },
   });
+  const widgets = node.widgets ?? [];
+  const preview = widgets.findIndex((w) => typeof w.name === "string" && w.name.startsWith("$$"));
+  if (preview > -1 && preview < widgets.indexOf(widget)) {  // ComfyUI's preview came first: go above it
+    widgets.splice(widgets.indexOf(widget), 1);
+    widgets.splice(preview, 0, widget);
+  }
   const min = node.computeSize ? node.computeSize() : node.size;
   if (node.size && node.size[1] < min[1]) node.setSize?.([Math.max(node.size[0], min[0]), min[1]]);
 }
@@ -173,6 +180,12 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === DRIFT) return addDriftReport(nodeType);
     if (!PFVG.has(nodeData.name)) return;
+    const onCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const r = onCreated?.apply(this, arguments);
+      makeRoom(this);
+      return r;
+    };
     const onDraw = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx) {
       const r = onDraw?.apply(this, arguments);
