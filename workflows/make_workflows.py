@@ -294,7 +294,7 @@ TEMPLATES = {
         "Generates 30 s and measures drift (Δdrift over the first and last 15 %) and consistency; the report "
         "shows on Evaluate Drift, the plot in Preview Image."),
     "pfvg_framepack_f1_long_video": (
-        "PFVG 6 · FramePack-F1 long video (needs F1 weights)", framepack_f1,
+        "PFVG 6 · FramePack F1 long video (needs F1 weights)", framepack_f1,
         "For FramePack-F1 users: the F1 DiT in models/diffusion_models, HunyuanVideo text encoders, SigLIP and VAE "
         "in ComfyUI's usual folders. The start image goes to the nearest FramePack bucket at 640."),
 }
