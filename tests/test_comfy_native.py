@@ -312,3 +312,14 @@ def test_lora_view_is_a_clone_of_the_patcher_sharing_weights(comfy_mm):
     assert comfy_io.unwrap(clone) is view and comfy_io.unwrap(patcher) is base
     with pytest.raises(ValueError, match="model: expected a PFVG model"):
         comfy_io.unwrap("not a model")
+
+
+def test_the_demo_image_ships_with_the_pack():
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        includes = tomllib.load(f)["tool"]["comfy"]["includes"]
+    for src in comfy_io.DEMO_INPUTS.values():
+        assert os.path.isfile(src) and os.path.relpath(src, ROOT).split(os.sep)[0] in includes
