@@ -102,6 +102,38 @@ def input_root() -> str:
         return os.path.abspath("input")
 
 
+# The templates' start image: the pack's demo image, under this name in ComfyUI's input folder.
+DEMO_INPUTS = {"pfvg_start.png": os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo", "start.png")}
+
+
+def install_demo_inputs() -> list[str]:
+    """Copy the templates' inputs (``DEMO_INPUTS``) into ComfyUI's input folder where absent, so every
+    template runs on a fresh install with nothing uploaded (as LoadImage expects: a file in input/).
+    A file the user already has under that name is never replaced; each copy is atomic. Called when
+    the nodes load; a no-op outside ComfyUI. Returns the paths written."""
+    fp = _folder_paths()
+    if fp is None or not hasattr(fp, "get_input_directory"):
+        return []
+    from pfvg_core.atomic import write_bytes
+
+    root, written = fp.get_input_directory(), []
+    for name, src in DEMO_INPUTS.items():
+        dst = os.path.join(root, name)
+        if os.path.lexists(dst) or not os.path.isfile(src):
+            continue
+        try:
+            os.makedirs(root, exist_ok=True)
+            with open(src, "rb") as f:
+                write_bytes(dst, f.read())
+            written.append(dst)
+        except OSError as e:  # a read-only input folder: the templates then need the image uploaded
+            import logging
+
+            logging.getLogger("pfvg").warning("PFVG: could not copy the demo image to %s (%s); upload %s as %s "
+                                              "to run the templates", dst, e, src, name)
+    return written
+
+
 def safe_join(root: str, name: str, what: str = "name") -> str:
     """``root/name`` if it stays inside ``root``: no absolute paths, no ``..``, no links out."""
     if not isinstance(name, str) or not name.strip():
@@ -175,6 +207,123 @@ def _make_room(path: str | None, device: torch.device, offload: str) -> None:
     mm.soft_empty_cache()
 
 
+# --- the model in ComfyUI's memory manager -------------------------------------------------------
+class HeldModel(torch.nn.Module):
+    """What ComfyUI's ``ModelPatcher`` holds: the PFVG model as a submodule (its weights are this module's), with
+    the plain ``device`` attribute ComfyUI reads and writes (``PFVGModel.device`` is computed from its DiT)."""
+
+    def __init__(self, model, device: torch.device):
+        super().__init__()
+        self.pfvg = model
+        self.device = device
+
+
+def _model_patcher_class():
+    try:
+        from comfy.model_patcher import ModelPatcher  # type: ignore
+
+        return ModelPatcher
+    except ImportError:
+        return None
+
+
+def managed(model, offload: str = "none"):
+    """The PFVG_MODEL a loader returns: in ComfyUI a ``comfy.model_patcher.ModelPatcher`` holding the model, so
+    ComfyUI's memory manager loads it before it runs (``load_models_gpu``), offloads it when the text encoders
+    or the VAE need the card, and unloads it on "Unload models" / ``/free``; outside ComfyUI the model itself.
+    With ``offload='group'`` the DiT's blocks are moved by their own hooks: ComfyUI keeps the model on its
+    offload device (it never moves what the hooks place)."""
+    patcher_cls = _model_patcher_class()
+    if patcher_cls is None:
+        return model
+    load_device, offload_device = devices()
+    if offload != "none":
+        load_device = offload_device
+    held = HeldModel(model, model.device)
+    return patcher_cls(held, load_device=load_device, offload_device=offload_device)
+
+
+def unwrap(model):
+    """A PFVG_MODEL (a ``ModelPatcher`` in ComfyUI, or the model) → the engine's ``PFVGModel``, not loaded."""
+    from pfvg_core.model import PFVGModel
+
+    if isinstance(model, PFVGModel):
+        return model
+    held = getattr(model, "model", None)
+    if isinstance(getattr(held, "pfvg", None), PFVGModel):
+        return getattr(model, "attachments", {}).get("pfvg", held.pfvg)  # a LoRA view of the same weights
+    raise ValueError(f"model: expected a PFVG model (PFVG_MODEL, from Load Packed DiT), got {type(model).__name__}")
+
+
+def with_view(model, view):
+    """The PFVG_MODEL for ``view``, a model sharing every weight with ``model`` (a LoRA view): a clone of its
+    patcher in ComfyUI (clones share weights: ComfyUI loads one of them at a time), else ``view``."""
+    if hasattr(model, "clone") and hasattr(model, "attachments"):
+        clone = model.clone()
+        clone.attachments["pfvg"] = view
+        return clone
+    return view
+
+
+def load_for_run(model):
+    """Ask ComfyUI to load the model on its device (``comfy.model_management.load_models_gpu``: other models are
+    offloaded or unloaded first when memory is short) and return the engine's ``PFVGModel``. A partial (lowvram)
+    load is completed: the pack's layers are plain torch modules, which ComfyUI cannot cast on the fly."""
+    engine = unwrap(model)
+    if engine is model:
+        return engine
+    import comfy.model_management as mm  # type: ignore  (a ModelPatcher means ComfyUI is there)
+
+    mm.load_models_gpu([model])
+    if getattr(model.model, "model_lowvram", False):
+        mm.load_models_gpu([model], force_full_load=True)
+    return engine
+
+
+# The CLI's default --threads (pfvg_core/tools/cli.py): on a shared or busy CPU, one intra-op thread was many
+# times faster than torch's default (one per core). A user's own setting wins: PFVG_THREADS, or
+# OMP_NUM_THREADS / MKL_NUM_THREADS (torch's own variables) left as torch read them.
+DEFAULT_CPU_THREADS = 1
+THREADS_ENV = "PFVG_THREADS"
+
+
+def cpu_threads_wanted(environ=os.environ) -> int | None:
+    """The thread rule for a CPU run: PFVG_THREADS if set (a whole number ≥ 1), None (leave torch's setting) if
+    the user set OMP_NUM_THREADS or MKL_NUM_THREADS, else the CLI's default of 1."""
+    text = environ.get(THREADS_ENV)
+    if text is not None:
+        from pfvg_core.validate import Limit, number
+
+        return number(THREADS_ENV, text.strip(), Limit(1, 1024, integer=True))
+    if environ.get("OMP_NUM_THREADS") or environ.get("MKL_NUM_THREADS"):
+        return None
+    return DEFAULT_CPU_THREADS
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device):
+    """While the pack computes on the CPU: torch's intra-op threads by ``cpu_threads_wanted``; restored after, so
+    ComfyUI's other nodes keep their setting."""
+    want = cpu_threads_wanted() if torch.device(device).type == "cpu" else None
+    before = torch.get_num_threads()
+    if want is not None and want != before:
+        torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def use(model):
+    """``with use(model) as m``: ``m`` is the engine's model, loaded by ComfyUI's memory manager, computing with
+    the CPU thread rule. Every node that computes with the model runs inside this."""
+    engine = load_for_run(model)
+    with cpu_threads(engine.device):
+        yield engine
+
+
 def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack: str | None = None, storage: str = "auto",
                offload: str = "none", attention: str = "native"):
     """``(embedded default)``, a name in a ``pfvg`` model folder or ``diffusion_models/<file>``, on ComfyUI's device
@@ -192,6 +341,8 @@ def _load_model(name, dtype, semanticpack, storage, offload, attention):
     if dtype == "auto":
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     dtype = resolve_dtype(dtype)
+    if _model_patcher_class() is not None and offload == "none":
+        device = offload_device  # ComfyUI's memory manager moves it to its device when a node runs (load_for_run)
     sp = find_model_path(semanticpack, "SemanticPack weights") if semanticpack else None
     if name == EMBEDDED:
         model = load_embedded_model(dtype, device)
@@ -206,7 +357,8 @@ def _load_model(name, dtype, semanticpack, storage, offload, attention):
             path = folder_paths.get_full_path("diffusion_models", rel)
         else:
             path = find_model_path(name)
-        _make_room(path, device, offload)
+        if _model_patcher_class() is None or offload != "none":
+            _make_room(path, device, offload)
         model = ops.load_model_path(path, name, dtype, sp, device=device, storage=storage, offload=offload,
                                     offload_device=offload_device)
     if attention != "native":
@@ -257,6 +409,31 @@ def pixels_to_image(pixels: torch.Tensor) -> torch.Tensor:
     """[B, 3, T, H, W] in [−1, 1] → IMAGE frames [B·T, H, W, 3] in [0, 1]."""
     x = (pixels.float().clamp(-1, 1) + 1) / 2
     return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], 3).contiguous()
+
+
+def model_size(model, height: int, width: int, resolution: int) -> tuple[int, int]:
+    """(W, H) the model works at for an input of that size (``pfvg_core.sizing.model_size``: the CLI's rule)."""
+    from pfvg_core.sizing import model_size as size_rule
+
+    return size_rule(model.meta, model.codec.factor if model.codec is not None else None, height, width, resolution)
+
+
+def fit_image(model, image: torch.Tensor, fit: str, resolution: int, what: str = "image") -> torch.Tensor:
+    """IMAGE frames [N, H, W, 3] → the same frames at the model's size (``pfvg_core.sizing``: crop or stretch)."""
+    from pfvg_core.sizing import fit_pixels
+
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3:
+        raise ValueError(f"{what}: expected a ComfyUI IMAGE [B, H, W, 3], got {getattr(image, 'shape', type(image))}")
+    return fit_pixels(image, model_size(model, int(image.shape[1]), int(image.shape[2]), resolution), fit)
+
+
+def vae_encode(model, vae, image: torch.Tensor, what: str = "image") -> torch.Tensor:
+    """IMAGE frames → model latents [B, C, T, H, W] with ComfyUI's ``VAE`` (as VAE Encode, then × the latent
+    scale): the image path of a model without its own codec (FramePack-F1 with HunyuanVideo's VAE)."""
+    if vae is None or not hasattr(vae, "encode"):
+        raise ValueError(f"{what}: this model has no codec of its own: connect its VAE (HunyuanVideo's, from "
+                         "Load VAE) to the vae input, or give a LATENT instead")
+    return latent_in(model, {"samples": vae.encode(image[..., :3])})
 
 
 def image_to_uint8(images: torch.Tensor):
@@ -532,8 +709,8 @@ def train(model, dataset: str, output_name: str, options: ops.TrainOptions, node
         holder["p"].update()
         holder["p"].event({"train_step": rec["global_step"], "loss": rec["loss"]})
 
-    if isinstance(model.meta.get("base"), dict):  # FramePack-F1 weights
-        _unload_other_models()
-    with torch.inference_mode(False), torch.enable_grad(), interruptible():
-        trained = ops.train_model(model, src, out, options, on_start=start, on_step=step, cancel=interrupted)
-    return trained, out
+    if isinstance(unwrap(model).meta.get("base"), dict):  # FramePack-F1 weights
+        _unload_other_models()  # (ComfyUI then loads this model alone, in use())
+    with use(model) as engine, torch.inference_mode(False), torch.enable_grad(), interruptible():
+        trained = ops.train_model(engine, src, out, options, on_start=start, on_step=step, cancel=interrupted)
+    return managed(trained), out

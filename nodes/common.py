@@ -1,5 +1,9 @@
 """Shared node definitions: category, link types, and widgets built from the engine's option dataclasses."""
+import functools
+import inspect
+
 from pfvg_core.options import from_inputs, inputs
+from pfvg_core.validate import SAMPLING, Limit
 
 CATEGORY = "PFVG"
 MODEL = "PFVG_MODEL"
@@ -24,8 +28,78 @@ def memory_input():
 
 
 def seed():
-    return ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                    "tooltip": "Noise seed; segment n draws from (seed, n), so the same seed gives the same video."})
+    return number("seed", 0, "Noise seed; segment n draws from (seed, n), so the same seed gives the same video.",
+                  control_after_generate=True)
+
+
+SEGMENTS_OR_ZERO = Limit(0, SAMPLING["segments"].hi, integer=True)  # Long Video Loop: 0 = from seconds
+
+
+def number(name: str, default, tooltip: str, limit: Limit | None = None, **ui) -> tuple:
+    """An INT/FLOAT input whose min/max are the validation range (``pfvg_core.validate``: ``SAMPLING[name]``
+    unless ``limit`` is given), so the widget and the error message never disagree."""
+    limit = limit or SAMPLING[name]
+    kind = "INT" if limit.integer else "FLOAT"
+    lo = limit.lo if not limit.lo_open else (limit.lo + 1 if limit.integer else min(default, 0.1))
+    spec = {"default": default, "min": int(lo) if limit.integer else float(lo),
+            "max": int(limit.hi) if limit.integer else float(limit.hi), "tooltip": tooltip, **ui}
+    return (kind, spec)
+
+
+def fit_inputs(what: str = "image") -> dict:
+    """The ``fit`` and ``resolution`` inputs of Encode ψ₀ and Extend Video (``pfvg_core.sizing``, the CLI's rule)."""
+    from pfvg_core.model import embedded_resolution
+    from pfvg_core.sizing import BUCKET_RESOLUTION, FIT_MODES
+
+    w, h = embedded_resolution()
+    return {
+        "fit": (list(FIT_MODES), {"default": "crop", "tooltip": (
+            f"How the {what} is brought to the model's size: the embedded default's native {w}×{h}; FramePack-F1: the "
+            "FramePack bucket nearest its aspect ratio at `resolution`. crop: scale to cover, cut the overflow evenly "
+            "(no distortion); stretch: scale each side to fit.")}),
+        "resolution": number("resolution", BUCKET_RESOLUTION, (
+            "FramePack-F1 only: the bucket resolution (FramePack's 640 by default; others scale its buckets, each side "
+            "a multiple of 16). Models with their own codec ignore it: they use their native size."), step=16),
+    }
+
+
+def number_inputs(cls) -> dict:
+    """{name: (kind, Limit)} for every INT/FLOAT input of a node class: its widget's min/max as a closed range."""
+    out = {}
+    spec = cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        for name, entry in spec.get(section, {}).items():
+            if entry[0] in ("INT", "FLOAT"):
+                opts = entry[1]
+                out[name] = (entry[0], Limit(opts["min"], opts["max"], integer=entry[0] == "INT"))
+    return out
+
+
+def check_numbers(cls):
+    """Wrap a node class's FUNCTION so that every INT/FLOAT input is checked against its own widget range
+    before the node runs (``validate.number``: finite, inside [min, max], the input named): ComfyUI checks
+    min/max of API prompts but lets NaN and ±inf through. The widget is the one declaration of the range."""
+    name = cls.FUNCTION
+    func = getattr(cls, name)
+    if getattr(func, "_pfvg_checked", False):
+        return cls
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def run(self, *args, **kwargs):
+        from pfvg_core.validate import number as check
+
+        bound = signature.bind_partial(self, *args, **kwargs)
+        for key, (_, limit) in number_inputs(cls).items():
+            if key in bound.arguments:
+                bound.arguments[key] = check(key, bound.arguments[key], limit)
+            elif key in bound.kwargs:
+                bound.kwargs[key] = check(key, bound.kwargs[key], limit)
+        return func(*bound.args, **bound.kwargs)
+
+    run._pfvg_checked = True
+    setattr(cls, name, run)
+    return cls
 
 
 def widget(spec: dict) -> tuple:

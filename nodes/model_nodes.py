@@ -22,7 +22,10 @@ class LoadPackedDiT:
         sp = ["(none)"] + [f for f in files if f.endswith(".safetensors")]
         return {"required": {
             "model_name": ([io.EMBEDDED] + files, {"default": io.EMBEDDED,
-                           "tooltip": "A PFVG model folder, a FramePack-F1 diffusers folder or a single .safetensors DiT under models/pfvg."}),
+                           "tooltip": "(embedded default): the small model shipped with the pack (trained on procedural world "
+                           "videos; runs on a CPU). Or a PFVG model folder, a FramePack-F1 diffusers folder or a single "
+                           ".safetensors DiT under models/pfvg (every pfvg folder of extra_model_paths.yaml too) or "
+                           "models/diffusion_models."}),
             "dtype": (list(DTYPES), {"default": "auto", "tooltip": "Compute dtype: auto = bfloat16 on a GPU, float32 on the CPU."}),
             "semanticpack": (sp, {"default": "(none)", "tooltip": "Optional SemanticPack weights (.safetensors) to load over the model's."}),
         }, "optional": {
@@ -32,9 +35,9 @@ class LoadPackedDiT:
                                         "at a time (24 GB cards; slower; needs accelerate)."}),
             "attention": (list(ATTENTION_BACKENDS), {"default": "native", "tooltip": "Attention kernels (diffusers): native SDPA, "
                                                      "flash-attn or sageattention when installed."}),
-            "step_cache": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                     "tooltip": "First Block Cache threshold: skip the DiT's later blocks while the first block's output "
-                                                "changes by less than this between steps. 0 = off; 0.05–0.2 typical (faster, small error)."}),
+            "step_cache": c.number("step_cache", 0.0, "First Block Cache threshold: skip the DiT's later blocks while the first "
+                                   "block's output changes by less than this between steps. 0 = off; 0.05–0.2 typical (faster, "
+                                   "small error).", c.Limit(0.0, 1.0), step=0.01),
             "compile": (list(COMPILE_MODES), {"default": "off",
                                               "tooltip": "torch.compile the transformer blocks: faster sampling after a slow first segment."}),
         }}
@@ -44,7 +47,7 @@ class LoadPackedDiT:
         model = io.load_model(model_name, dtype, None if semanticpack == "(none)" else semanticpack, storage, offload, attention)
         set_step_cache(model, step_cache if step_cache > 0 else None)
         compile_blocks(model, compile)
-        return (model,)
+        return (io.managed(model, offload),)  # held by ComfyUI's memory manager (a ModelPatcher) in ComfyUI
 
 
 class LoadLoRA:
@@ -60,15 +63,16 @@ class LoadLoRA:
         return {"required": {
             "model": (c.MODEL, {"tooltip": "The model to add the LoRA to (from Load Packed DiT or another LoRA node)."}),
             "lora_name": (io.list_loras() or [NO_LORA], {"tooltip": "A .safetensors LoRA in ComfyUI's loras folder."}),
-            "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05,
-                                   "tooltip": "Multiplies the LoRA's update; 0 leaves the model as it is."}),
+            "strength": c.number("strength", 1.0, "Multiplies the LoRA's update; 0 leaves the model as it is.", c.Limit(-10.0, 10.0),
+                                 step=0.05),
         }}
 
     def apply(self, model, lora_name, strength):
         if lora_name == NO_LORA:
             raise ValueError("no LoRA to load: put .safetensors LoRAs into ComfyUI's models/loras folder and refresh")
-        lora = load_lora(io.lora_path(lora_name), model.dit)
-        return (with_loras(model, [(lora, strength)]),)
+        base = io.unwrap(model)
+        lora = load_lora(io.lora_path(lora_name), base.dit)
+        return (io.with_view(model, with_loras(base, [(lora, strength)])),)
 
 
 NODES = {"PFVGLoadPackedDiT": (LoadPackedDiT, "Load Packed DiT (PFVG)"), "PFVGLoadLoRA": (LoadLoRA, "Load LoRA (PFVG)")}

@@ -26,6 +26,10 @@ class SegmentSampler:
         }
 
     def sample(self, model, memory, seed, prompt="", conditioning=None, negative_prompt="", **inputs):
+        with io.use(model) as engine:
+            return self._sample(engine, memory, seed, prompt, conditioning, negative_prompt, inputs)
+
+    def _sample(self, model, memory, seed, prompt, conditioning, negative_prompt, inputs):
         opts = c.options(SamplerOptions, inputs)
         state = check_memory(memory).replace(seed=number("seed", seed, SAMPLING["seed"]))
         cond = ops.segment_conditioning(model, state, prompt or None, io.prompt_features(conditioning))
@@ -39,8 +43,12 @@ class SegmentSampler:
 class LongVideoLoop:
     DESCRIPTION = "Generate a whole long video: segment after segment with MemoryPack, one progress bar, stops on Cancel."
     CATEGORY = c.CATEGORY
-    RETURN_TYPES = ("LATENT", "IMAGE", c.MEMORY)
-    RETURN_NAMES = ("latent", "images", "memory")
+    RETURN_TYPES = ("LATENT", "IMAGE", c.MEMORY, "FLOAT")
+    RETURN_NAMES = ("latent", "images", "memory", "fps")
+    OUTPUT_TOOLTIPS = ("The video's latents (raw VAE latents).", "The decoded frames (embedded codec; a black frame for models "
+                       "without a codec: decode the latent with a VAE).", "The memory after the last segment (continue with "
+                       "another loop).", "The video's frame rate (the memory's fps): wire it into Create Video's fps so the "
+                       "video plays at the length asked.")
     FUNCTION = "run"
 
     @classmethod
@@ -48,8 +56,8 @@ class LongVideoLoop:
         return {
             "required": {
                 "model": c.model_input(), "memory": c.memory_input(), "seed": c.seed(),
-                "seconds": ("FLOAT", {"default": 10.0, "min": 0.1, "max": 3600.0, "step": 0.5, "tooltip": "Video length (used when segments = 0)."}),
-                "segments": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "Number of segments; 0 = from seconds."}),
+                "seconds": c.number("seconds", 10.0, "Video length (used when segments = 0).", step=0.5),
+                "segments": c.number("segments", 0, "Number of segments; 0 = from seconds.", c.SEGMENTS_OR_ZERO),
                 "prompt_schedule": ("STRING", {"multiline": True, "default": "0: a red ball rolls across a field",
                                                "tooltip": "One prompt per line, with its start time: '0: …', '[12s] …'."}),
                 **c.widgets(SamplerOptions),
@@ -65,6 +73,12 @@ class LongVideoLoop:
 
     def run(self, model, memory, seed, seconds, segments, prompt_schedule, conditioning=None, prompts=None, negative_prompt="",
             unique_id=None, **inputs):
+        with io.use(model) as engine:
+            return self._run(engine, memory, seed, seconds, segments, prompt_schedule, conditioning, prompts, negative_prompt,
+                             unique_id, inputs)
+
+    def _run(self, model, memory, seed, seconds, segments, prompt_schedule, conditioning, prompts, negative_prompt, unique_id,
+             inputs):
         state = check_memory(memory)
         opts = c.options(SamplerOptions, inputs)
         # seconds → segments with the VAE's temporal factor (4 for FramePack-F1: a segment of 9 latent frames is 36 frames)
@@ -78,7 +92,7 @@ class LongVideoLoop:
                                            on_segment=progress.segment_done)
         images = (io.pixels_to_image(ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None))
                   if model.codec is not None else io.placeholder_image())
-        return (io.latent_out(model, latents), images, last)
+        return (io.latent_out(model, latents), images, last, float(state.fps))
 
 
 class EncodePromptSchedule:

@@ -22,7 +22,8 @@ class DecodeLatents:
 
     def decode(self, model, latent, memory=None):
         start = check_memory(memory).start_latent if memory is not None else None
-        return (io.pixels_to_image(ops.decode(model, io.latent_in(model, latent), include_start=start)),)
+        with io.use(model) as engine:
+            return (io.pixels_to_image(ops.decode(engine, io.latent_in(engine, latent), include_start=start)),)
 
 
 class EvaluateDrift:
@@ -36,7 +37,7 @@ class EvaluateDrift:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"images": ("IMAGE", {"tooltip": "The video's frames, in order."}),
-                             "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0, "tooltip": "Their frame rate (times in the report)."})}}
+                             "fps": c.number("fps", 8.0, "Their frame rate (times in the report).")}}
 
     def evaluate(self, images, fps):
         report, plot = ops.evaluate_frames(io.image_to_uint8(images), fps)
@@ -54,11 +55,11 @@ class WorldVideos:
     def INPUT_TYPES(cls):
         return {"required": {
             "folder": ("STRING", {"default": "pfvg_world", "tooltip": "Folder name inside ComfyUI's input folder."}),
-            "count": ("INT", {"default": 4, "min": 1, "max": 1000, "tooltip": "Number of videos."}),
-            "seconds": ("FLOAT", {"default": 6.0, "min": 1.0, "max": 60.0, "tooltip": "Length of each video."}),
-            "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 30.0, "tooltip": "Frame rate of each video."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "control_after_generate": True,
-                             "tooltip": "Seed of the first video (video k uses seed + k)."}),
+            "count": c.number("count", 4, "Number of videos.", c.Limit(1, 1000, integer=True)),
+            "seconds": c.number("seconds", 6.0, "Length of each video.", c.Limit(1.0, 60.0)),
+            "fps": c.number("fps", 8.0, "Frame rate of each video.", c.Limit(1.0, 30.0)),
+            "seed": c.number("seed", 0, "Seed of the first video (video k uses seed + k).", c.Limit(0, 2**31 - 1, integer=True),
+                             control_after_generate=True),
         }}
 
     def render(self, folder, count, seconds, fps, seed):

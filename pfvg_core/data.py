@@ -232,7 +232,7 @@ def build_f1_dataset(src: str, out: str, encoders, size: tuple[int, int] | None 
     runs an encoder. Returns {name: "ok" | "skipped: reason"}; failures are reported by name, never silent.
     ``cancel()`` is checked between videos (raises ``loop.Cancelled``); ``on_video(name, status)`` after each."""
     from .loop import Cancelled
-    from .resolution import nearest_bucket, resize_and_center_crop
+    from .sizing import fit_frame, model_size
     from .validate import prompt_entries
     from .video_io import open_video, resample
 
@@ -251,8 +251,8 @@ def build_f1_dataset(src: str, out: str, encoders, size: tuple[int, int] | None 
         name = os.path.splitext(entry)[0]
         try:
             reader = open_video(path)
-            w, h = size if size is not None else nearest_bucket(*reader.size, resolution)
-            frames = (resize_and_center_crop(f, w, h) for f in resample(iter(reader), reader.fps, fps))
+            w, h = size if size is not None else model_size({}, None, reader.size[1], reader.size[0], resolution)
+            frames = (fit_frame(f, (w, h), "crop") for f in resample(iter(reader), reader.fps, fps))
             first: list = []
 
             def keep_first(it):

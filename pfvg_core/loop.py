@@ -29,13 +29,14 @@ class Cancelled(RuntimeError):
 class SamplerOptions:
     """How one segment is sampled (FramePack-F1's sampler settings)."""
 
-    steps: int = option(25, "Sampling steps per segment.", min=1, max=200)
+    steps: int = option(25, "Sampling steps per segment.", limit=SAMPLING["steps"])
     cfg: float = option(1.0, "Real classifier-free guidance (1 = off, FramePack-F1's default; > 1 uses the negative prompt).",
-                        min=1.0, max=30.0, step=0.1)
-    distilled_guidance: float = option(10.0, "FramePack-F1's embedded (distilled) guidance scale.", min=0.0, max=50.0, step=0.1)
+                        limit=SAMPLING["cfg"], step=0.1)
+    distilled_guidance: float = option(10.0, "FramePack-F1's embedded (distilled) guidance scale.", limit=SAMPLING["distilled_guidance"],
+                                       step=0.1)
     guidance_rescale: float = 0.0  # std rescale of real CFG (FramePack)
-    shift: float | None = option(None, "Time shift; 0 = resolution-dependent (FramePack).", min=0.0, max=20.0, step=0.1,
-                                 widget_default=0.0)
+    shift: float | None = option(None, "Time shift; 0 = resolution-dependent (FramePack); otherwise in [0.01, 100].",
+                                 min=0.0, max=SAMPLING["shift"].hi, step=0.1, widget_default=0.0)
     sampler: str = option("euler", "euler: first order; unipc: UniPC bh2 (FramePack's sampler), better at few steps.",
                           choices=flow.SAMPLERS)
 

@@ -389,6 +389,15 @@ def check_bundle_config(cfg, path: str) -> None:
 EMBEDDED_SAMPLING = {"sampler": "unipc", "steps": 9}
 
 
+def embedded_resolution() -> tuple[int, int]:
+    """(W, H) the embedded default was trained at (its bundle's ``meta.resolution``), read without loading it."""
+    try:
+        with open(os.path.join(EMBEDDED_DIR, "pfvg.json")) as f:
+            return tuple(json.load(f).get("meta", {}).get("resolution", (64, 64)))
+    except (OSError, ValueError):
+        return (64, 64)
+
+
 def load_embedded_model(dtype=torch.float32, device="cpu") -> PFVGModel:
     """The embedded default model shipped in ``pfvg_core/assets/default``; its ``sampling_defaults`` are
     ``EMBEDDED_SAMPLING`` unless the bundle's meta names a sampler."""

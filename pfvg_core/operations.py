@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from .model import Conditioning, PFVGModel
-from .options import option
+from .options import check_limits, option
 from .state import MemoryConfig, MemoryState, init_state
+from .validate import SAMPLING, STAGE, TRAINING, Limit
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -226,6 +227,7 @@ def write_world_videos(folder: str, count: int, seconds: float, fps: float, seed
 
 
 # --- training ----------------------------------------------------------------------------------
+TRAIN_STEPS = Limit(0, STAGE["steps"].hi, integer=True)  # a stage's optimizer steps (0: skip the stage)
 STAGE2_PARAMS = ("last-layers+semanticpack", "last-layers", "semanticpack", "all")
 EXISTING = ("refuse", "resume", "overwrite")  # what training does with a model or run already in its output folder
 
@@ -234,13 +236,14 @@ EXISTING = ("refuse", "resume", "overwrite")  # what training does with a model 
 class TrainOptions:
     """The paper's two-stage recipe (PFVG §4.1) as a front end offers it."""
 
-    stage1_steps: int = option(20, "Teacher-forcing optimizer steps (one video each).", min=0, max=1000000)
-    stage2_steps: int = option(20, "Direct Forcing optimizer steps.", min=0, max=1000000)
-    learning_rate: float = option(1e-4, "Learning rate (AdamW).", min=1e-7, max=1e-1, step=1e-5)
+    stage1_steps: int = option(20, "Teacher-forcing optimizer steps (one video each).", limit=TRAIN_STEPS)
+    stage2_steps: int = option(20, "Direct Forcing optimizer steps.", limit=TRAIN_STEPS)
+    learning_rate: float = option(1e-4, "Learning rate (AdamW).", limit=Limit(1e-7, 1.0), step=1e-5)
     stage2_params: str = option("last-layers+semanticpack", "Parameters stage 2 trains.", choices=STAGE2_PARAMS)
-    window: int = option(9, "Latent frames per training clip.", min=1, max=64)
-    fps: float = option(8.0, "Frame rate the dataset's videos are read at.", min=1.0, max=120.0)
-    seed: int = option(0, "Training seed (data order, noise, t).", min=0, max=2**31 - 1, control_after_generate=True)
+    window: int = option(9, "Latent frames per training clip.", limit=TRAINING["window"])
+    fps: float = option(8.0, "Frame rate the dataset's videos are read at.", limit=SAMPLING["fps"])
+    seed: int = option(0, "Training seed (data order, noise, t).", limit=Limit(0, 2**31 - 1, integer=True),
+                       control_after_generate=True)
     gradient_checkpointing: str = option("auto", "Recompute each DiT block in the backward pass instead of keeping its "
                                          "activations (auto: on for a full-size DiT; needed to fit FramePack-F1 on one GPU).",
                                          choices=("auto", "on", "off"))
@@ -249,12 +252,7 @@ class TrainOptions:
                            "are deleted; its model is replaced when the new one is saved).", choices=EXISTING)
 
     def __post_init__(self):
-        from .validate import STAGE, TRAINING, Limit, number
-
-        steps = Limit(0, STAGE["steps"].hi, integer=True)
-        for name, limit in (("stage1_steps", steps), ("stage2_steps", steps), ("learning_rate", TRAINING["lr"]),
-                            ("window", TRAINING["window"]), ("fps", Limit(0.1, 240)), ("seed", TRAINING["seed"])):
-            object.__setattr__(self, name, number(name, getattr(self, name), limit))
+        check_limits(self)  # every number: finite, in its widget's range (options.py)
         if self.stage2_params not in STAGE2_PARAMS:
             raise ValueError(f"stage2_params: expected one of {STAGE2_PARAMS}, got {self.stage2_params!r}")
         if self.existing not in EXISTING:
@@ -275,18 +273,15 @@ class DatasetOptions:
 
     resolution: int = option(640, "FramePack resolution bucket: each video is resized and centre-cropped to the bucket "
                              "(multiples of 16) nearest its aspect ratio at about this many pixels a side (640 as FramePack).",
-                             min=256, max=1536, step=16)
-    fps: float = option(30.0, "Frame rate the videos are resampled to (FramePack-F1 was trained at 30).", min=1.0, max=120.0)
-    window: int = option(9, "Latent frames per training clip: shorter videos (1 + one clip) are skipped, by name.", min=1, max=64)
+                             limit=Limit(256, 1536, integer=True), step=16)
+    fps: float = option(30.0, "Frame rate the videos are resampled to (FramePack-F1 was trained at 30).", limit=Limit(1.0, 120.0))
+    window: int = option(9, "Latent frames per training clip: shorter videos (1 + one clip) are skipped, by name.",
+                         limit=TRAINING["window"])
     crop: str = option("center", "CLIP vision crop of the start frame: use the same as the CLIP Vision Encode node of your "
                        "generation workflow, so that training sees the features generation gives.", choices=("center", "none"))
 
     def __post_init__(self):
-        from .validate import TRAINING, Limit, number
-
-        for name, limit in (("resolution", Limit(256, 1536, integer=True)), ("fps", Limit(1.0, 120.0)),
-                            ("window", TRAINING["window"])):
-            object.__setattr__(self, name, number(name, getattr(self, name), limit))
+        check_limits(self)  # every number: finite, in its widget's range (options.py)
         if self.resolution % 16:
             raise ValueError(f"resolution: expected a multiple of 16, got {self.resolution}")
         if self.crop not in ("center", "none"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .framepack import History, Schedule
-from .options import option
+from .options import check_limits, option
 from .rope import ROPE_MODES
 from .validate import MAX_SCHEDULE_FRAMES, SAMPLING, number, short
 
@@ -28,8 +28,10 @@ class StateMismatch(ValueError):
 class MemoryConfig:
     """How the memory is laid out (PFVG §3.1; FramePack §5). ``schedule`` may be given as text."""
 
-    window: int = option(9, "Latent frames generated per segment (FramePack-F1's latent_window_size).", min=1, max=64)
-    schedule: Schedule = option("td_f16k4f2k2f1k1", "FramePack packing schedule (FramePack §5 notation).")
+    window: int = option(9, "Latent frames generated per segment (FramePack-F1's latent_window_size).", limit=SAMPLING["window"])
+    schedule: Schedule = option("td_f16k4f2k2f1k1", "FramePack packing schedule (FramePack §5 notation): "
+                                   "f16k4f2k2f1k1 = 16 frames at 4× compression, 2 at 2×, 1 at 1×; td/tc/ta: delete, "
+                                   "compress or append the tail.")
     rope: str = option("video", "video: start image at index 0 of the whole video (PFVG); local: FramePack-F1.",
                        choices=ROPE_MODES)
     memory_mode: str = option("on", "SemanticPack on, off, or ψ₀ = 0 (ablation).", choices=MEMORY_MODES)
@@ -39,13 +41,14 @@ class MemoryConfig:
             try:
                 object.__setattr__(self, "schedule", Schedule.parse(self.schedule))
             except ValueError as e:  # name the input, never echo a huge text in full
-                raise ValueError(f"schedule {short(self.schedule, 60)}: expected e.g. 'td_f16k4f2k2f1k1' "
-                                 f"({str(e).rsplit(': ', 1)[-1][:120]})") from None
+                reason = str(e).rsplit(": ", 1)[-1][:120]  # framepack's reason, without its own "schedule …:" prefix
+                hint = "" if reason.startswith("expected") else "; expected e.g. 'td_f16k4f2k2f1k1'"
+                raise ValueError(f"schedule {short(self.schedule, 60)}: {reason}{hint}") from None
         if not isinstance(self.schedule, Schedule):
             raise ValueError(f"schedule: expected a FramePack schedule such as 'td_f16k4f2k2f1k1', got {short(self.schedule)}")
         if self.schedule.length > MAX_SCHEDULE_FRAMES:
             raise ValueError(f"schedule: packs {self.schedule.length} frames; at most {MAX_SCHEDULE_FRAMES}")
-        object.__setattr__(self, "window", number("window", self.window, SAMPLING["window"]))  # validate.py
+        check_limits(self)  # window: finite, in its widget's range (options.py, validate.py)
         if self.rope not in ROPE_MODES:
             raise ValueError(f"rope must be one of {ROPE_MODES}, got {short(self.rope)}")
         if self.memory_mode not in MEMORY_MODES:

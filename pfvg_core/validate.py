@@ -73,7 +73,7 @@ MAX_SCHEDULE_FRAMES = 1024  # frames a FramePack schedule may pack (f…k… gro
 
 # generation / sampling (CLI generate, Segment Sampler, Long Video Loop, Encode ψ₀)
 SAMPLING: dict[str, Limit] = {
-    "seconds": Limit(0, 3600, lo_open=True),
+    "seconds": Limit(0.1, 3600),
     "fps": Limit(0.1, 240),
     "steps": Limit(1, 1000, integer=True),
     "cfg": Limit(1, 100),
@@ -85,6 +85,7 @@ SAMPLING: dict[str, Limit] = {
     "seed": SEED,
     "width": Limit(8, 4096, integer=True),
     "height": Limit(8, 4096, integer=True),
+    "resolution": Limit(64, 2048, integer=True),  # FramePack-F1's bucket resolution (pfvg_core.sizing)
 }
 
 # training config (TrainConfig) and its stages (StageConfig)

@@ -15,8 +15,11 @@ from PIL import Image
 from .atomic import atomic_path, check_writable
 
 
-def load_image(path: str, size: tuple[int, int] | None = None, multiple: int = 8) -> torch.Tensor:
-    """An image file → [1, 3, 1, H, W] in [-1, 1], resized to ``size`` (W, H) or cropped to a multiple."""
+def load_image(path: str, size: tuple[int, int] | None = None, multiple: int = 8, fit: str = "crop") -> torch.Tensor:
+    """An image file → [1, 3, 1, H, W] in [-1, 1], brought to ``size`` (W, H) by ``fit`` (``sizing.fit_frame``:
+    crop or stretch), or cropped to a multiple."""
+    from .sizing import fit_frame
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     try:
@@ -24,7 +27,7 @@ def load_image(path: str, size: tuple[int, int] | None = None, multiple: int = 8
     except Exception as e:
         raise ValueError(f"{path}: not a readable image ({e})") from e
     if size is not None:
-        img = img.resize(size, Image.BICUBIC)
+        img = Image.fromarray(fit_frame(np.asarray(img), tuple(size), fit))
     w, h = img.size
     w, h = w - w % multiple, h - h % multiple
     if w < multiple or h < multiple:

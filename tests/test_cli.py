@@ -29,7 +29,7 @@ def test_generate_writes_an_animated_webp(tmp_path, image):
 
 @pytest.mark.parametrize("args, msg", [
     (["--image", "missing.png", "--seconds", "2"], "image not found"),
-    (["--seconds", "0"], "--seconds: expected a finite number in (0, 3600]"),
+    (["--seconds", "0"], "--seconds: expected a finite number in [0.1, 3600]"),
     (["--seconds", "2", "--model", "no/such/model"], "model folder not found"),
     (["--seconds", "2", "--out", "video.gif"], "expected a .webp, .mp4 or .webm"),
 ])

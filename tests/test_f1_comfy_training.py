@@ -13,7 +13,7 @@ from nodes import comfy_io
 from pfvg_core.data import LatentDataset
 from pfvg_core.model import TRAINED_DIT_FILE
 from pfvg_core.operations import conditioning_from_features
-from pfvg_core.resolution import nearest_bucket, resize_and_center_crop
+from pfvg_core.sizing import fit_frame, nearest_bucket
 from pfvg_core.train import cached_conditioning
 from pfvg_core.video_io import write_video
 from test_f1_path import F1_TINY, f1_env  # noqa: F401  (fixture)
@@ -58,12 +58,12 @@ def test_dataset_built_in_comfyui_equals_what_inference_feeds_the_model(f1_env):
     ds = LatentDataset(str(env.root / "input" / name))
     assert ds.names == ["clip0", "clip1"] and ds.meta(0)["latent_scale"] == pytest.approx(0.476986)
     model = N["PFVGLoadPackedDiT"]().load("diffusion_models/FramePackI2V_HY_F1.safetensors", "float32", "(none)")[0]
-    w, h = nearest_bucket(120, 90, 256)
+    h, w = nearest_bucket(90, 120, 256)
     assert ds.meta(0)["size"] == [w, h]
     # what the inference nodes give the model for this video's first frame and prompt
     from pfvg_core.video_io import open_video
 
-    first = resize_and_center_crop(next(iter(open_video(str(videos / "clip0.mp4")))), w, h)
+    first = fit_frame(next(iter(open_video(str(videos / "clip0.mp4")))), (w, h), "crop")
     image = torch.from_numpy(first).float()[None] / 255  # LoadImage's IMAGE
     start = comfy_io.latent_in(model, {"samples": env.vae.encode(image)})
     tokens, pooled = comfy_io.prompt_features(env.clip.encode_from_tokens_scheduled(env.clip.tokenize("a red box slides right")))

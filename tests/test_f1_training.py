@@ -17,7 +17,7 @@ from pfvg_core.checkpoint import CheckpointError, weights_reference
 from pfvg_core.data import LatentDataset
 from pfvg_core.f1_encoders import F1Encoders
 from pfvg_core.model import TRAINED_DIT_FILE, PFVGModel
-from pfvg_core.resolution import BUCKETS_640, buckets, nearest_bucket
+from pfvg_core.sizing import nearest_bucket
 from pfvg_core.tools.cli import main
 from pfvg_core.video_io import write_video
 
@@ -195,12 +195,10 @@ def test_dataset_build_errors_name_the_input(f1, tmp_path, capsys):
     assert "--encoders FOLDER" in capsys.readouterr().err
 
 
-def test_framepack_buckets():
-    assert buckets(640) == list(BUCKETS_640)
-    assert nearest_bucket(832, 480) == (832, 480) and nearest_bucket(1920, 1080, 640) == (832, 480)
-    big = buckets(960)
-    assert all(h % 16 == 0 and w % 16 == 0 for h, w in big) and max(w for _, w in big) > 960
-    w, h = nearest_bucket(1920, 1080, 960)
-    assert w % 16 == 0 and h % 16 == 0 and abs(w / h - 16 / 9) < 0.2
-    with pytest.raises(ValueError, match="resolution"):
-        buckets(0)
+def test_dataset_sizes_come_from_framepack_buckets(f1, tmp_path):
+    """Without --size a video goes to the FramePack bucket nearest its aspect (here 100×72 → at resolution 256)."""
+    out = tmp_path / "d"
+    assert main(["dataset", "build", "--src", str(f1["videos"]), "--out", str(out), "--encoders", f1["enc"], "--resolution", "256",
+                 "--fps", str(FPS), "--window", str(WINDOW), "--device", "cpu"]) == 0
+    h, w = nearest_bucket(72, 100, 256)
+    assert LatentDataset(str(out)).meta(0)["size"] == [w, h] and w % 16 == 0 and h % 16 == 0

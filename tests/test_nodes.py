@@ -89,7 +89,7 @@ def _sample(model, memory, seed, steps, **kw):
 
 
 def _loop(model, memory, seed, segments, prompt_schedule, steps, **kw):
-    return N["PFVGLongVideoLoop"]().run(model=model, memory=memory, seed=seed, seconds=0.0, segments=segments,
+    return N["PFVGLongVideoLoop"]().run(model=model, memory=memory, seed=seed, seconds=10.0, segments=segments,
                                         prompt_schedule=prompt_schedule, steps=steps, **{**SAMPLING, **kw})
 
 
@@ -138,6 +138,10 @@ def _check_outputs(cls, result):
             assert torch.is_tensor(value) and value.ndim == 4 and value.shape[-1] == 3 and 0 <= value.min() and value.max() <= 1
         elif kind == "STRING":
             assert isinstance(value, str)
+        elif kind == "FLOAT":
+            assert isinstance(value, float) and value > 0
+        else:
+            raise AssertionError(f"unchecked output type {kind}")
 
 
 def test_each_node_returns_what_it_declares(comfy_env):
@@ -246,8 +250,10 @@ def test_links_out_of_the_folder_are_refused(tmp_path):
 
 def test_bad_inputs_give_clear_errors(comfy_env):
     model = _model()
-    with pytest.raises(ValueError, match="is not a multiple of"):
-        _encode(model, prompt="x", image=_image(61, 64))
+    # an odd-sized image is brought to the model's size (pfvg_core.sizing), not refused
+    assert _encode(model, prompt="x", image=_image(61, 64))[0].start_latent.shape[-2:] == (16, 16)
+    with pytest.raises(ValueError, match=r"fps: expected a finite number in \[0.1, 240\], got nan"):
+        _encode(model, prompt="x", image=_image(), fps=float("nan"))
     with pytest.raises(ValueError, match="start image"):
         _encode(model, prompt="x")
     with pytest.raises(ValueError, match="schedule"):

@@ -93,10 +93,10 @@ def test_extend_video_node_gives_a_state_that_continues_the_video(comfy):
     first = (frames[:1] * 255).round() / 255  # the node reads 8-bit frames
     with torch.no_grad():
         assert torch.allclose(state.start_latent, model.codec.encode(first.permute(3, 0, 1, 2)[None] * 2 - 1), atol=1e-5)
-    (lat, images, last) = N["PFVGLongVideoLoop"]().run(model, state, seed=0, seconds=1.0, segments=1,
+    (lat, images, last, fps) = N["PFVGLongVideoLoop"]().run(model, state, seed=0, seconds=1.0, segments=1,
                                                        prompt_schedule="0: a red ball", steps=2, cfg=1.0,
                                                        distilled_guidance=10.0, shift=2.0, sampler="unipc")
-    assert lat["samples"].shape[2] == 4 and last.next_index == 13
+    assert lat["samples"].shape[2] == 4 and last.next_index == 13 and fps == 8.0  # the fps output: the video's rate
     with pytest.raises(ValueError, match="IMAGE frames or a video LATENT"):
         N["PFVGExtendVideo"]().extend(model, fps=8.0, prompt="x", window=4, schedule="td_f16k4f2k2f1k1", rope="video",
                                       memory_mode="on")
@@ -124,6 +124,9 @@ def test_locales_are_up_to_date():
     for name, text in make_locales.render().items():
         with open(os.path.join(ROOT, "locales", "en", name), encoding="utf-8") as f:
             assert f.read() == text, f"locales/en/{name} is stale: run python locales/make_locales.py"
+    for name, text in make_locales.render_docs().items():  # help pages: Inputs/Outputs from the declarations
+        with open(os.path.join(ROOT, "web", "docs", name), encoding="utf-8") as f:
+            assert f.read() == text, f"web/docs/{name} is stale: run python locales/make_locales.py"
     defs = json.loads(make_locales.render()["nodeDefs.json"])
     assert set(defs) == set(N) and defs["PFVGLoadLoRA"]["inputs"]["lora_name"]["name"] == "lora name"
 

@@ -104,7 +104,8 @@ def test_only_comfy_io_imports_comfyui_and_nodes_import_each_other_relatively():
         absolute |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
         comfy = {n for n in absolute if n.split(".")[0] in COMFY}
         if f.name == "comfy_io.py":
-            assert comfy == {"folder_paths", "comfy.model_management", "comfy.utils", "comfy.latent_formats", "latent_preview",
+            assert comfy == {"folder_paths", "comfy.model_management", "comfy.model_patcher", "comfy.utils", "comfy.latent_formats",
+                             "latent_preview",
                              "server"}, comfy
         else:  # an absolute ``nodes`` here would be ComfyUI's module, not ours
             assert comfy == set(), f"{f} imports {comfy}: ComfyUI goes through nodes/comfy_io.py, our modules relatively"

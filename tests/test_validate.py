@@ -94,7 +94,7 @@ BASE = ["--model", "random:tiny", "--prompt", "x", "--seconds", "1", "--fps", "4
     (["--guidance", "nan"], "--guidance: expected a finite number in [0, 100], got nan"),
     (["--shift", "nan"], "--shift: expected a finite number"),
     (["--shift", "inf"], "--shift: expected a finite number"),
-    (["--seconds", "inf"], "--seconds: expected a finite number in (0, 3600], got inf"),
+    (["--seconds", "inf"], "--seconds: expected a finite number in [0.1, 3600], got inf"),
     (["--seed", "-1"], "--seed: expected an integer"),
     (["--size", "0", "64"], "--size W: expected an integer in [8, 4096]"),
     (["--prompt", "0: a cat\nthen a dog"], "--prompt line 2 'then a dog' has no start time"),

@@ -32,8 +32,13 @@ await ext.beforeRegisterNodeDef(nodeType, { name: "PFVGLongVideoLoop" });
 ext.setup();
 function makeNode(id) {
   const n = Object.create(proto);
+  // widgets laid out as ComfyUI does: one under another from y = 10, each computeSize()[1] (or 20) high;
+  // an image preview (and its size label) would start below the last widget
   Object.assign(n, { id, type: "PFVGLongVideoLoop", size: [300, 120], flags: {},
-    computeSize() { return [300, 120]; }, setSize(s) { this.size = s; }, setDirtyCanvas() {} });
+    widgets: [{ name: "seed", value: 0 }, { name: "seconds", value: 10 }],
+    addCustomWidget(w) { this.widgets.push(w); return w; },
+    computeSize() { return [300, 10 + this.widgets.reduce((h, w) => h + (w.computeSize ? w.computeSize(300)[1] : 20) + 4, 0)]; },
+    setSize(s) { this.size = s; }, setDirtyCanvas() {} });
   nodes.set(id, n);
   return n;
 }
@@ -41,6 +46,14 @@ function draw(n) {
   const calls = [];
   const ctx = { save() {}, restore() {}, drawImage() {}, fillText: (t, x, y) => calls.push({ t, x, y }) };
   n.onDrawForeground(ctx);
+  let y = 10;
+  for (const w of n.widgets) {
+    const h = w.computeSize ? w.computeSize(n.size[0])[1] : 20;
+    if (w.draw) w.draw(ctx, n, n.size[0], y, h);
+    w.top = y;
+    y += h + 4;
+  }
+  n.widgetsBottom = y;
   return calls;
 }
 const send = (type, detail) => api.dispatchEvent(new CustomEvent(type, { detail }));
@@ -56,14 +69,22 @@ out.afterOther = draw(a);
 send("execution_success", { prompt_id: "mine" });
 out.done = draw(a);
 // the frontend's "executing" detail can be a bare node id: "done" still shows at the end
+// a node whose ComfyUI image preview widget came before the status line: the line goes above it
 const b = makeNode(5);
+b.widgets.push({ name: "$$canvas-image-preview", computeSize: (w) => [w, 200] });
 send("execution_start", { prompt_id: "second" });
 send("executing", "5");
 send("pfvg.progress", { node: "5", prompt_id: "second", train_step: 3, loss: 0.5 });
 send("executing", null);
 send("execution_success", { prompt_id: "second" });
 out.bare = draw(b);
+out.bareWidgets = b.widgets.map((w) => w.name);
+const c = makeNode(6);
+c.onNodeCreated();
+out.created = c.widgets.map((w) => w.name);
 out.height = a.size[1];
+out.widgets = a.widgets.map((w) => ({ name: w.name, serialize: w.serialize, top: w.top }));
+out.widgetsBottom = a.widgetsBottom;
 console.log(JSON.stringify(out));
 """
 
@@ -88,7 +109,14 @@ def test_status_below_title_done_shown_other_jobs_ignored(tmp_path):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     (line,) = out["running"]
     assert line["t"].startswith("segment 1/2") and line["y"] > 0  # inside the node body, under the title bar
-    assert out["height"] >= 120 + 18  # the node grew by a line for it
+    status = out["widgets"][-1]
+    assert status["name"] == "pfvg_status" and status["serialize"] is False  # a widget of its own, not saved
+    # drawn inside its own widget row: below the other widgets, above where ComfyUI's previews start
+    assert status["top"] < line["y"] <= out["widgetsBottom"] and out["widgets"][1]["top"] < status["top"]
+    assert out["height"] >= out["widgetsBottom"]  # the node grew to hold the line
     assert out["afterOther"][0]["t"].startswith("segment 1/2")  # another prompt's (or an unaddressed) event changed nothing
     assert out["done"][0]["t"].startswith("done · segment 1/2")
+    # above ComfyUI's image preview (whose size label sits under the image), and there from the node's creation
+    assert out["bareWidgets"][-2:] == ["pfvg_status", "$$canvas-image-preview"]
+    assert out["created"][-1] == "pfvg_status"
     assert out["bare"][0]["t"] == "done · step 3 · loss 0.5000"

@@ -3,7 +3,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -27,13 +26,44 @@ def _ui_files():
     return sorted(glob.glob(os.path.join(WF, "*.json")))
 
 
+def _name(ui_file):
+    """The workflow name of a UI file (named by its title)."""
+    title = os.path.basename(ui_file)[:-5]
+    return next(n for n, t in mw.TITLES.items() if t == title)
+
+
 def test_every_workflow_exists_in_both_formats_and_is_up_to_date():
     names = {os.path.basename(p) for p in _api_files()}
-    assert names == {os.path.basename(p) for p in _ui_files()} == {f"{n}.json" for n in mw.WORKFLOWS}
+    assert names == {f"{n}.json" for n in mw.WORKFLOWS}
+    assert {os.path.basename(p) for p in _ui_files()} == {f"{t}.json" for t in mw.TITLES.values()}
     for name, build in mw.WORKFLOWS.items():
         g = build()
         assert json.load(open(os.path.join(WF, "api", f"{name}.json"))) == json.loads(json.dumps(g.api())), name
-        assert json.load(open(os.path.join(WF, f"{name}.json"))) == json.loads(json.dumps(g.ui())), name
+        assert json.load(open(mw.ui_path(name), encoding="utf-8")) == json.loads(json.dumps(g.ui())), name
+
+
+@pytest.mark.parametrize("name", sorted(mw.WORKFLOWS))
+def test_template_has_a_title_a_thumbnail_a_note_and_a_readable_view(name):
+    """What ComfyUI's template browser shows of a custom node pack's template (frontend 1.27): the file name as
+    title and description, <name>.jpg as thumbnail; the view the template opens at comes from extra.ds."""
+    from PIL import ImageStat
+
+    title = mw.TITLES[name]
+    assert "_" not in title and "-" not in title  # the browser turns these into spaces in the description
+    thumb = Image.open(mw.ui_path(name, "jpg")).convert("RGB")
+    assert thumb.size == (2 * mw.THUMB, 2 * mw.THUMB)
+    assert max(ImageStat.Stat(thumb).stddev) > 10  # a picture, not a blank
+    ui = json.load(open(mw.ui_path(name), encoding="utf-8"))
+    assert ui["extra"]["ds"]["scale"] >= 0.8  # ComfyUI draws node text at this zoom
+    ox, oy = ui["extra"]["ds"]["offset"]
+    first = min(ui["nodes"], key=lambda n: n["pos"][0] + n["pos"][1])
+    assert 0 <= (first["pos"][0] + ox) * 0.8 < 200 and 0 <= (first["pos"][1] + oy) * 0.8 < 200  # in sight on opening
+    (note,) = [n for n in ui["nodes"] if n["type"] == "MarkdownNote"]
+    assert note["widgets_values"][0].startswith(f"## {title}")
+    boxes = [(n["pos"][0], n["pos"][1], n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in ui["nodes"]]
+    for i, a in enumerate(boxes):  # no node drawn over another
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (name, a, b)
 
 
 def _input_spec(class_type):
@@ -78,7 +108,7 @@ def test_api_workflow_uses_existing_nodes_with_valid_inputs_and_links(path):
                 assert isinstance(value, str)
 
 
-@pytest.mark.parametrize("path", _ui_files(), ids=os.path.basename)
+@pytest.mark.parametrize("path", _ui_files(), ids=lambda p: _name(p))
 def test_ui_workflow_links_are_consistent(path):
     wf = json.load(open(path))
     by_id = {n["id"]: n for n in wf["nodes"]}
@@ -93,46 +123,7 @@ def test_ui_workflow_links_are_consistent(path):
 
 
 # --- run the API workflows with our nodes and stand-ins for the core nodes ----------------------
-def run_api(wf, env, fakes=None):
-    """A small executor: our node classes for real; LoadImage / ImageBatch / CreateVideo / SaveVideo /
-    PreviewImage as stand-ins with ComfyUI's semantics; ``fakes``: further stand-ins {class_type: function}."""
-    done, saved = {}, []
-
-    def value(v):
-        return done[v[0]][v[1]] if isinstance(v, list) else v
-
-    def run(nid):
-        if nid in done:
-            return
-        node = wf[nid]
-        for v in node["inputs"].values():
-            if isinstance(v, list):
-                run(v[0])
-        kw = {k: value(v) for k, v in node["inputs"].items()}
-        ct = node["class_type"]
-        if fakes and ct in fakes:
-            out = fakes[ct](**kw)
-        elif ct == "LoadImage":
-            arr = np.asarray(Image.open(os.path.join(env, kw["image"])).convert("RGB"), np.float32) / 255
-            out = (torch.from_numpy(arr)[None], None)
-        elif ct == "ImageBatch":
-            out = (torch.cat([kw["image1"], kw["image2"]]),)
-        elif ct == "CreateVideo":
-            out = ({"images": kw["images"], "fps": kw["fps"]},)
-        elif ct == "SaveVideo":
-            saved.append(kw["video"])
-            out = ()
-        elif ct == "PreviewImage":
-            out = ()
-        else:
-            cls = OURS[ct]
-            res = getattr(cls(), cls.FUNCTION)(**kw)
-            out = res["result"] if isinstance(res, dict) else res
-        done[nid] = out
-
-    for nid in wf:
-        run(nid)
-    return saved
+run_api = mw.run_local  # the generator's executor (it renders the thumbnails with it too)
 
 
 @pytest.fixture
@@ -152,7 +143,8 @@ def _load(name):
 
 def test_long_video_workflow_makes_60_seconds_and_unrolled_equals_loop(env):
     (video,) = run_api(_load("pfvg_long_video_embedded"), env)
-    assert video["fps"] == 8.0 and video["images"].shape[0] >= 60 * 8 + 1
+    # the loop's fps output feeds Create Video: the video plays 60 s (one segment of rounding at most)
+    assert video["fps"] == 8.0 and 60 * 8 + 1 <= video["images"].shape[0] <= 60 * 8 + 1 + 16
     (unrolled,) = run_api(_load("pfvg_unrolled_segments"), env)
     wf = _load("pfvg_long_video_embedded")
     loop_id = next(k for k, v in wf.items() if v["class_type"] == "PFVGLongVideoLoop")
@@ -204,4 +196,4 @@ def test_templates_are_served_no_folder_shadows_workflows():
     present = [d for d in served if os.path.isdir(os.path.join(root, d))]
     assert present == ["workflows"], present
     names = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(root, "workflows", "*.json")))
-    assert names == sorted(mw.WORKFLOWS)  # the template list is exactly our workflows
+    assert names == sorted(mw.TITLES.values())  # the template list is exactly our workflows, by title

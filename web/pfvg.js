@@ -12,7 +12,8 @@ import { api } from "../../scripts/api.js";
 const LOOP = "PFVGLongVideoLoop";
 const TRAIN = "PFVGDirectForcingTrain";
 const PFVG = new Set([LOOP, TRAIN]);
-const LINE = 18; // px: the status line drawn under the node's widgets, below the title
+const LINE = 20; // px: the height of the status line, a widget of its own under the node's other widgets
+const STATUS = "pfvg_status";
 
 function statusText(d) {
   if (d.train_step !== undefined) return `step ${d.train_step} · loss ${Number(d.loss).toFixed(4)}`;
@@ -29,12 +30,42 @@ function redraw(node) {
   else app.graph?.setDirtyCanvas?.(true, true);
 }
 
-// room for the status line: grow the node once by one line (never shrink what the user sized)
+function statusLine(node) {
+  const prefix = { done: "done", stopped: "stopped", error: "error" }[node.pfvgState];
+  return prefix ? (node.pfvgStatus ? `${prefix} · ${node.pfvgStatus}` : prefix) : node.pfvgStatus;
+}
+
+// The status line is a widget of its own (not saved with the workflow): ComfyUI lays its widgets out one
+// under another; its image preview (with the size label under it) is a widget too ("$$canvas-image-preview"),
+// so the status line is kept above that one and never overlaps anything ComfyUI draws. Added when the node is
+// created (and, for a node made before this extension ran, on its first event); the node grows to hold it.
 function makeRoom(node) {
-  if (node.pfvgRoom || !node.size) return;
+  if (node.widgets?.some((w) => w.name === STATUS) || !node.addCustomWidget) return;
+  const widget = node.addCustomWidget({
+    name: STATUS,
+    type: STATUS,
+    value: "",
+    serialize: false,
+    options: { serialize: false },
+    computeSize: (width) => [width, LINE],
+    draw(ctx, n, width, y) {
+      const text = statusLine(n);
+      if (!text) return;
+      ctx.save();
+      ctx.font = "12px sans-serif";
+      ctx.fillStyle = { done: "#8d8", error: "#f88", stopped: "#fc8" }[n.pfvgState] ?? "#9cf";
+      ctx.fillText(text, 12, y + LINE - 6, Math.max(10, width - 24));
+      ctx.restore();
+    },
+  });
+  const widgets = node.widgets ?? [];
+  const preview = widgets.findIndex((w) => typeof w.name === "string" && w.name.startsWith("$$"));
+  if (preview > -1 && preview < widgets.indexOf(widget)) {  // ComfyUI's preview came first: go above it
+    widgets.splice(widgets.indexOf(widget), 1);
+    widgets.splice(preview, 0, widget);
+  }
   const min = node.computeSize ? node.computeSize() : node.size;
-  if (node.size[1] < min[1] + LINE) node.setSize?.([node.size[0], min[1] + LINE]);
-  node.pfvgRoom = true;
+  if (node.size && node.size[1] < min[1]) node.setSize?.([Math.max(node.size[0], min[0]), min[1]]);
 }
 
 // Evaluate Drift: show its text report on the node after it runs (the node also returns it as a STRING
@@ -149,26 +180,21 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === DRIFT) return addDriftReport(nodeType);
     if (!PFVG.has(nodeData.name)) return;
+    const onCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const r = onCreated?.apply(this, arguments);
+      makeRoom(this);
+      return r;
+    };
     const onDraw = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx) {
       const r = onDraw?.apply(this, arguments);
       if (this.flags?.collapsed) return r;
-      const prefix = { done: "done", stopped: "stopped", error: "error" }[this.pfvgState];
-      const text = prefix ? (this.pfvgStatus ? `${prefix} · ${this.pfvgStatus}` : prefix) : this.pfvgStatus;
-      let bottom = this.size[1];
-      if (text) {
-        // inside the node, on its last line: y > 0 is below the title bar (drawn at negative y)
-        ctx.save();
-        ctx.font = "12px sans-serif";
-        ctx.fillStyle = { done: "#8d8", error: "#f88", stopped: "#fc8" }[this.pfvgState] ?? "#9cf";
-        ctx.fillText(text, 8, bottom - 6, Math.max(10, this.size[0] - 16));
-        ctx.restore();
-        bottom -= LINE;
-      }
+      // the latest preview, kept after the run, when ComfyUI shows no image of its own on the node
       const showOwn = this.pfvgPreview && !(this.imgs && this.imgs.length);
       if (showOwn) {
         const w = this.size[0] - 16, h = Math.min(w, 160);
-        const y = bottom - h - 4;
+        const y = this.size[1] - h - 4;
         if (y > 40) ctx.drawImage(this.pfvgPreview, 8, y, w, h);
       }
       return r;

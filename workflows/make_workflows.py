@@ -1,7 +1,15 @@
 """Writes the shared workflows in both formats from one description:
-UI format (drag into ComfyUI) in workflows/*.json, API format (headless /prompt) in workflows/api/*.json.
+UI format (drag into ComfyUI; ComfyUI's template browser lists them) in workflows/<title>.json, API
+format (headless /prompt) in workflows/api/<name>.json.
 
-    python workflows/make_workflows.py
+    python workflows/make_workflows.py               # the JSON files
+    python workflows/make_workflows.py --thumbnails  # and each template's thumbnail, workflows/<title>.jpg
+
+ComfyUI's template browser (frontend 1.27) shows a custom node pack's template by its file name (title and
+description) with ``<file name>.jpg`` as its thumbnail, so a UI file is named by its title. A template opens
+at the view in its ``extra.ds`` (a zoom at which ComfyUI draws node text; without it the frontend fits the
+whole graph, too small to read), and carries a Markdown note with its title and what it does.
+Thumbnails are frames of the workflow's own output, run here with the embedded model (``run_local``).
 
 Widget order for our nodes comes from their INPUT_TYPES; core ComfyUI nodes are listed in CORE.
 """
@@ -34,7 +42,10 @@ CORE = {
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [], [("IMAGE", "IMAGE")]),
     "VAEDecodeTiled": ([("samples", "LATENT"), ("vae", "VAE")], [("tile_size", 256), ("overlap", 64), ("temporal_size", 64),
                                                                  ("temporal_overlap", 8)], [("IMAGE", "IMAGE")]),
+    "MarkdownNote": ([], [("text", "")], []),  # a frontend-only note: in the UI file, not in the API file
 }
+UI_ONLY = {"MarkdownNote"}
+VIEW = {"scale": 0.8, "offset": [30.0, 90.0]}  # the template's initial view: node text drawn, first nodes in sight
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
 
@@ -72,6 +83,8 @@ class Graph:
     def api(self) -> dict:
         out = {}
         for n in self.nodes:
+            if n["class_type"] in UI_ONLY:
+                continue
             links, widgets, _ = spec(n["class_type"])
             inputs = {}
             for name, default, _ in widgets:
@@ -94,7 +107,10 @@ class Graph:
         for n in self.nodes:  # column = 1 + deepest input
             srcs = [v[0] for v in n["inputs"].values() if isinstance(v, tuple)]
             cols[n["id"]] = 1 + max((cols[s] for s in srcs), default=-1)
-        rows: dict[int, int] = {}
+        notes = [n for n in self.nodes if n["class_type"] in UI_ONLY]  # across the top, above the graph
+        note_height = max((120 + 18 * n["inputs"]["text"].count("\n") for n in notes), default=0)
+        tops: dict[int, int] = {}  # next free y in each column
+        first_top = 40 + (note_height + 40 if notes else 0)
         for n in self.nodes:
             links, widgets, outs = spec(n["class_type"])
             inputs = []
@@ -111,21 +127,28 @@ class Graph:
             values = []
             for name, default, control in widgets:
                 v = n["inputs"].get(name, default)
-                if isinstance(v, tuple):  # a widget fed by a link
+                if isinstance(v, tuple):  # a widget fed by a link (of its source output's type)
                     link_id += 1
                     src, slot = v
-                    ui_links.append([link_id, src, slot, n["id"], len(inputs), "STRING"])
+                    kind = spec(self.nodes[src - 1]["class_type"])[2][slot][1]
+                    ui_links.append([link_id, src, slot, n["id"], len(inputs), kind])
                     out_links.setdefault((src, slot), []).append(link_id)
-                    inputs.append({"name": name, "type": "STRING", "widget": {"name": name}, "link": link_id})
+                    inputs.append({"name": name, "type": kind, "widget": {"name": name}, "link": link_id})
                     v = default
                 values.append(v)
                 if control:
                     values.append("fixed")
             col = cols[n["id"]]
-            row = rows.get(col, 0)
-            rows[col] = row + 1
+            multiline = sum(1 for v in values if isinstance(v, str) and (len(v) > 40 or "\n" in v))
+            height = 40 + 22 * max(len(inputs), len(outs)) + 26 * len(values) + 70 * multiline
+            if n["class_type"] in UI_ONLY:
+                pos, size = [40, 40], [1040, note_height]
+            else:
+                top = tops.get(col, first_top)
+                tops[col] = top + height + 50
+                pos, size = [40 + 360 * col, top], [320, height]
             ui_nodes.append({
-                "id": n["id"], "type": n["class_type"], "pos": [40 + 360 * col, 40 + 300 * row], "size": [320, 60 + 26 * len(values)],
+                "id": n["id"], "type": n["class_type"], "pos": pos, "size": size,
                 "flags": {}, "order": n["id"] - 1, "mode": 0, "inputs": inputs,
                 "outputs": [{"name": name, "type": kind, "links": [], "slot_index": i} for i, (name, kind) in enumerate(outs)],
                 "properties": {"Node name for S&R": n["class_type"]}, "widgets_values": values,
@@ -135,7 +158,7 @@ class Graph:
             for i, o in enumerate(node["outputs"]):
                 o["links"] = out_links.get((node["id"], i), [])
         return {"last_node_id": len(ui_nodes), "last_link_id": link_id, "nodes": ui_nodes, "links": ui_links,
-                "groups": [], "config": {}, "extra": {}, "version": 0.4}
+                "groups": [], "config": {}, "extra": {"ds": dict(VIEW)}, "version": 0.4}
 
 
 # the embedded default's settings: its benchmarked sampler and steps (pfvg_core.model.EMBEDDED_SAMPLING)
@@ -150,8 +173,14 @@ def start(g, prompt=PROMPT, model=None, window=4):
     return model, img, mem
 
 
+def note(g, title, text):
+    """The template's note (a frontend-only Markdown node, first in the graph): its title and what it does."""
+    g.add("MarkdownNote", text=f"## {title}\n\n{text}")
+
+
 def save(g, images, prefix, fps=8.0):
-    """``images``: a (node, output) link to IMAGE frames."""
+    """``images``: a (node, output) link to IMAGE frames; ``fps``: a number, or a (node, output) link to one
+    (the Long Video Loop's fps output, so the video plays at the length asked)."""
     vid = g.add("CreateVideo", images=images, fps=fps)
     g.add("SaveVideo", video=(vid, 0), filename_prefix=f"video/{prefix}")
 
@@ -161,7 +190,7 @@ def long_video():
     model, _, mem = start(g)
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), seed=1, seconds=60.0, segments=0,
                  prompt_schedule=f"0: {PROMPT}", **SAMPLER)
-    save(g, (loop, 1), "pfvg_long")
+    save(g, (loop, 1), "pfvg_long", fps=(loop, 3))
     return g
 
 
@@ -187,7 +216,7 @@ def story():
                 "[20s] the camera comes back and the red ball is still there")
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), seed=2, seconds=30.0, segments=0,
                  prompt_schedule=schedule, **SAMPLER)
-    save(g, (loop, 1), "pfvg_story")
+    save(g, (loop, 1), "pfvg_story", fps=(loop, 3))
     return g
 
 
@@ -200,7 +229,7 @@ def training():
     _, _, mem = start(g, model=train)
     loop = g.add("PFVGLongVideoLoop", model=(train, 0), memory=(mem, 0), seed=1, seconds=5.0, segments=0,
                  prompt_schedule=f"0: {PROMPT}", **SAMPLER)
-    save(g, (loop, 1), "pfvg_after_training")
+    save(g, (loop, 1), "pfvg_after_training", fps=(loop, 3))
     return g
 
 
@@ -209,9 +238,9 @@ def evaluate():
     model, _, mem = start(g)
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), seed=1, seconds=30.0, segments=0,
                  prompt_schedule=f"0: {PROMPT}", **SAMPLER)
-    ev = g.add("PFVGEvaluateDrift", images=(loop, 1), fps=8.0)
+    ev = g.add("PFVGEvaluateDrift", images=(loop, 1), fps=(loop, 3))
     g.add("PreviewImage", images=(ev, 1))
-    save(g, (loop, 1), "pfvg_evaluated")
+    save(g, (loop, 1), "pfvg_evaluated", fps=(loop, 3))
     return g
 
 
@@ -232,35 +261,174 @@ def framepack_f1():
     vision = g.add("CLIPVisionLoader")
     vis = g.add("CLIPVisionEncode", clip_vision=(vision, 0), image=(img, 0))
     vae = g.add("VAELoader")
-    lat = g.add("VAEEncode", pixels=(img, 0), vae=(vae, 0))
-    mem = g.add("PFVGEncodePsi0", model=(model, 0), prompts=(prompts, 0), latent=(lat, 0), clip_vision_output=(vis, 0),
-                window=9, rope="local", fps=30.0)
+    # Encode ψ₀ brings the image to the nearest FramePack bucket at 640 and encodes it with the VAE
+    mem = g.add("PFVGEncodePsi0", model=(model, 0), prompts=(prompts, 0), image=(img, 0), vae=(vae, 0),
+                clip_vision_output=(vis, 0), window=9, rope="local", fps=30.0)
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), prompts=(prompts, 0), seed=1, seconds=30.0,
                  segments=0, prompt_schedule="", steps=25, cfg=1.0, distilled_guidance=10.0, shift=0.0, sampler="unipc")
     dec = g.add("VAEDecodeTiled", samples=(loop, 0), vae=(vae, 0))
-    save(g, (dec, 0), "pfvg_framepack_f1", fps=30.0)
+    save(g, (dec, 0), "pfvg_framepack_f1", fps=(loop, 3))
     return g
 
 
-WORKFLOWS = {
-    "pfvg_long_video_embedded": long_video,
-    "pfvg_unrolled_segments": unrolled,
-    "pfvg_story_prompt_schedule": story,
-    "pfvg_direct_forcing_training": training,
-    "pfvg_generate_and_evaluate": evaluate,
-    "pfvg_framepack_f1_long_video": framepack_f1,
+# name (API file) → (title: the UI file's name, what the template browser shows; description; builder)
+TEMPLATES = {
+    "pfvg_long_video_embedded": (
+        "PFVG 1 · Long video, 60 s (embedded model)", long_video,
+        "A 60 s video from one start image and a prompt with the embedded model: Long Video Loop carries the "
+        "memory (FramePack history + SemanticPack ψ) from segment to segment. Runs on a CPU; press Run."),
+    "pfvg_unrolled_segments": (
+        "PFVG 2 · Segments unrolled (Sampler, MemoryPack Step)", unrolled,
+        "The loop taken apart: Segment Sampler samples a segment from the memory, MemoryPack Step appends it "
+        "(ψ ← Squeeze(ψ, Memorize(segment))); three segments give what the loop gives."),
+    "pfvg_story_prompt_schedule": (
+        "PFVG 3 · Story with a prompt schedule", story,
+        "One prompt per line with its start time ('0: …', '[10s] …'): the prompt changes while the memory keeps "
+        "the scene, so the ball is still there when the camera comes back."),
+    "pfvg_direct_forcing_training": (
+        "PFVG 4 · Direct Forcing training on world videos", training,
+        "Renders procedural world videos into input/pfvg_world, fine-tunes the embedded model with the paper's "
+        "two stages (teacher, then Direct Forcing) into models/pfvg/pfvg_trained, then generates with it."),
+    "pfvg_generate_and_evaluate": (
+        "PFVG 5 · Generate, then measure drift", evaluate,
+        "Generates 30 s and measures drift (Δdrift over the first and last 15 %) and consistency; the report "
+        "shows on Evaluate Drift, the plot in Preview Image."),
+    "pfvg_framepack_f1_long_video": (
+        "PFVG 6 · FramePack F1 long video (needs F1 weights)", framepack_f1,
+        "For FramePack-F1 users: the F1 DiT in models/diffusion_models, HunyuanVideo text encoders, SigLIP and VAE "
+        "in ComfyUI's usual folders. The start image goes to the nearest FramePack bucket at 640."),
 }
+
+
+def _with_note(title, build, text):
+    def built():
+        g = build()
+        note(g, title, text)
+        return g
+
+    built.__doc__ = build.__doc__
+    return built
+
+
+WORKFLOWS = {name: _with_note(title, build, text) for name, (title, build, text) in TEMPLATES.items()}
+TITLES = {name: title for name, (title, _, _) in TEMPLATES.items()}
+
+
+def ui_path(name: str, ext: str = "json") -> str:
+    """workflows/<title>.<ext>: the template file ComfyUI lists (its name is the title the browser shows)."""
+    return os.path.join(HERE, f"{TITLES[name]}.{ext}")
+
+
+# --- running a workflow here (thumbnails; the tests use it too) ----------------------------------
+def run_local(wf: dict, input_dir: str, fakes: dict | None = None) -> list[dict]:
+    """A small executor for API workflows: our node classes for real; LoadImage / ImageBatch / CreateVideo /
+    SaveVideo / PreviewImage as stand-ins with ComfyUI's semantics; ``fakes``: further stand-ins
+    {class_type: function}. Returns the videos SaveVideo got ({"images", "fps"})."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    done, saved = {}, []
+
+    def value(v):
+        return done[v[0]][v[1]] if isinstance(v, list) else v
+
+    def run(nid):
+        if nid in done:
+            return
+        node = wf[nid]
+        for v in node["inputs"].values():
+            if isinstance(v, list):
+                run(v[0])
+        kw = {k: value(v) for k, v in node["inputs"].items()}
+        ct = node["class_type"]
+        if fakes and ct in fakes:
+            out = fakes[ct](**kw)
+        elif ct == "LoadImage":
+            arr = np.asarray(Image.open(os.path.join(input_dir, kw["image"])).convert("RGB"), np.float32) / 255
+            out = (torch.from_numpy(arr)[None], None)
+        elif ct == "ImageBatch":
+            out = (torch.cat([kw["image1"], kw["image2"]]),)
+        elif ct == "CreateVideo":
+            out = ({"images": kw["images"], "fps": kw["fps"]},)
+        elif ct == "SaveVideo":
+            saved.append(kw["video"])
+            out = ()
+        elif ct == "PreviewImage":
+            out = ()
+        else:
+            cls = nodes.NODE_CLASS_MAPPINGS[ct]
+            res = getattr(cls(), cls.FUNCTION)(**kw)
+            out = res["result"] if isinstance(res, dict) else res
+        done[nid] = out
+
+    for nid in wf:
+        run(nid)
+    return saved
+
+
+THUMB = 128  # pixels per frame; a thumbnail is 2 × 2 frames
+
+
+def thumbnail(frames) -> "object":
+    """Four frames of a video (first, ⅓, ⅔, last; IMAGE [T, H, W, 3]) as one 2 × 2 PIL image; one frame fills it."""
+    from PIL import Image
+
+    t = frames.shape[0]
+    if t == 1:
+        one = (frames[0].clamp(0, 1) * 255).round().byte().numpy()
+        return Image.fromarray(one).resize((2 * THUMB, 2 * THUMB), Image.LANCZOS)
+    picks = [frames[min(t - 1, round(i * (t - 1) / 3))] for i in range(4)]
+    sheet = Image.new("RGB", (2 * THUMB, 2 * THUMB))
+    for i, f in enumerate(picks):
+        img = Image.fromarray((f.clamp(0, 1) * 255).round().byte().numpy()).resize((THUMB, THUMB), Image.LANCZOS)
+        sheet.paste(img, ((i % 2) * THUMB, (i // 2) * THUMB))
+    return sheet
+
+
+def make_thumbnails(seconds: float = 12.0) -> None:
+    """Each template's thumbnail from its own output, run here (videos shortened to ``seconds``; FramePack-F1,
+    whose weights are not here, shows its start image brought to its bucket)."""
+    import tempfile
+
+    import torch
+    from PIL import Image
+
+    from nodes import comfy_io
+
+    root = os.path.dirname(HERE)
+    with tempfile.TemporaryDirectory() as tmp:
+        input_dir, models_dir = os.path.join(tmp, "input"), os.path.join(tmp, "models")
+        os.makedirs(input_dir)
+        for dst, src in comfy_io.DEMO_INPUTS.items():
+            Image.open(src).save(os.path.join(input_dir, dst))
+        comfy_io.input_root = lambda: input_dir  # this process only: training data and models in the temp folder
+        comfy_io.models_root = lambda: models_dir
+        for name in TEMPLATES:
+            if name == "pfvg_framepack_f1_long_video":
+                start = Image.open(os.path.join(root, "demo", "start.png")).convert("RGB")
+                frames = torch.from_numpy(__import__("numpy").asarray(start, "float32") / 255)[None]
+            else:
+                wf = WORKFLOWS[name]().api()
+                for node in wf.values():
+                    if node["class_type"] == "PFVGLongVideoLoop":
+                        node["inputs"]["seconds"] = min(node["inputs"]["seconds"], seconds)
+                frames = run_local(wf, input_dir)[0]["images"]
+            thumbnail(frames).save(ui_path(name, "jpg"), quality=90)
+            print("wrote", os.path.basename(ui_path(name, "jpg")))
 
 
 def main():
     os.makedirs(os.path.join(HERE, "api"), exist_ok=True)
     for name, build in WORKFLOWS.items():
         g = build()
-        with open(os.path.join(HERE, f"{name}.json"), "w") as f:
-            json.dump(g.ui(), f, indent=1)
+        with open(ui_path(name), "w") as f:
+            json.dump(g.ui(), f, indent=1, ensure_ascii=False)
         with open(os.path.join(HERE, "api", f"{name}.json"), "w") as f:
             json.dump(g.api(), f, indent=1)
         print("wrote", name)
+    if "--thumbnails" in sys.argv[1:]:
+        make_thumbnails()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ def cmd_generate(a) -> int:
     import numpy as np
 
     from ..extend import state_from_video
+    from ..sizing import fit_frames, model_size
     from ..lora import load_lora, parse_lora_arg, with_loras
     from ..speed import compile_blocks, set_step_cache, set_threads
     from ..state import MemoryConfig
@@ -67,13 +68,12 @@ def cmd_generate(a) -> int:
     compile_blocks(model, a.compile)
     meta = model.meta
     fps = fps if fps is not None else number("model fps", meta.get("fps", 8), SAMPLING["fps"])
-    if size is None and encoders is not None:  # FramePack's resolution bucket nearest to the image's aspect
-        from ..resolution import nearest_bucket
+    if size is None and encoders is not None:  # FramePack-F1: the bucket nearest the image's aspect (sizing.py)
         from PIL import Image
 
         with Image.open(a.image) as im:
-            size = nearest_bucket(*im.size, resolution=a.resolution)
-    size = size or tuple(meta.get("resolution", (64, 64)))
+            size = model_size(meta, None, im.size[1], im.size[0], a.resolution)
+    size = size or model_size(meta, codec.factor, 1, 1)  # sizing.py: the rule the nodes use too
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
                           memory_mode=a.memory_mode)
     defaults = model.sampling_defaults
@@ -88,11 +88,13 @@ def cmd_generate(a) -> int:
     first_prompt = prompt.entries[0][1] if isinstance(prompt, PromptSchedule) else prompt
     state = None
     if reader is not None:  # the source video's frames become the history and ψ (extend.py)
-        reader.resize = _fit(size, codec.factor)
-        state = state_from_video(model, resample(iter(reader), reader.fps, fps), first_prompt, seed, config, fps=fps)
+        def source():  # the source video's frames at the generation's size (sizing.fit_frames)
+            return fit_frames(iter(reader), _fit(size, codec.factor), a.fit)
+
+        state = state_from_video(model, resample(source(), reader.fps, fps), first_prompt, seed, config, fps=fps)
         start = state.start_latent
     else:
-        pixels = load_image(a.image, size=size, multiple=codec.factor)
+        pixels = load_image(a.image, size=size, multiple=codec.factor, fit=a.fit)
         with torch.no_grad():
             start = codec.encode(pixels.to(model.device, model.dtype) if encoders is None else pixels).float()
         image_embeds = encoders.encode_image(pixels) if encoders is not None else None
@@ -118,7 +120,7 @@ def cmd_generate(a) -> int:
         chunks = [check_finite("video", decode(torch.cat(latents, dim=2)))]
     new = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + (0 if reader is not None else 1)]
     if reader is not None:  # the source (at the generation's size and fps), then its continuation
-        frames = np.concatenate([np.stack(list(resample(iter(reader), reader.fps, fps))), new])
+        frames = np.concatenate([np.stack(list(resample(source(), reader.fps, fps))), new])
     else:
         frames = new
     write_video(frames, a.out, fps)
@@ -397,6 +399,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from ..rope import ROPE_MODES
+    from ..sizing import FIT_MODES
     from ..state import MEMORY_MODES
 
     p = _Parser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
@@ -420,7 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, default=10.0, help="distilled guidance")
     g.add_argument("--shift", type=float, default=None, help="static time shift (default: resolution-dependent)")
     g.add_argument("--fps", type=float, default=None)
-    g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None)
+    g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="generation size (default: the model's native size, pfvg_core.sizing)")
+    g.add_argument("--fit", choices=FIT_MODES, default="crop",
+                   help="bring the image / video to that size: crop (scale to cover, centre crop; default) or stretch")
     g.add_argument("--window", type=int, default=None, help="latent frames per segment")
     g.add_argument("--schedule", default="td_f16k4f2k2f1k1")
     g.add_argument("--rope", default="video", choices=ROPE_MODES)
