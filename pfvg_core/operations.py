@@ -273,10 +273,10 @@ class DatasetOptions:
 
     resolution: int = option(640, "FramePack resolution bucket: each video is resized and centre-cropped to the bucket "
                              "(multiples of 16) nearest its aspect ratio at about this many pixels a side (640 as FramePack).",
-                             limit=Limit(256, 1536, integer=True), step=16)
-    fps: float = option(30.0, "Frame rate the videos are resampled to (FramePack-F1 was trained at 30).", limit=Limit(1.0, 120.0))
+                             limit=SAMPLING["resolution"], step=16)
+    fps: float = option(30.0, "Frame rate the videos are resampled to (FramePack-F1 was trained at 30).", limit=SAMPLING["fps"])
     window: int = option(9, "Latent frames per training clip: shorter videos (1 + one clip) are skipped, by name.",
-                         limit=TRAINING["window"])
+                         limit=SAMPLING["window"])
     crop: str = option("center", "CLIP vision crop of the start frame: use the same as the CLIP Vision Encode node of your "
                        "generation workflow, so that training sees the features generation gives.", choices=("center", "none"))
 
