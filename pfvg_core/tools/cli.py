@@ -307,6 +307,11 @@ def cmd_bench(a) -> int:
         from .bench_f1 import run_f1
 
         result = run_f1(a)
+        if "rows" in result and not a.json:  # --suite: a table (the JSON has every field)
+            from .bench_speed import format_table
+
+            print(format_table(result))
+            return 0
     else:
         result = bench.run(a.what, quick=a.quick, config=a.config or "small")
     print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
