@@ -17,9 +17,9 @@ row group           rows
 ``attention``       the attention backends (``backbone.ATTENTION_BACKENDS``) that can run here, each
                     with the ψ check: a gated-ψ segment (SemanticPack gate g = e⁻¹, PFVG §3.1, the
                     form with extra head channels) compared with native SDPA
-``memory``          memory on (ψ of M tokens, gate open) ÷ memory off
 ``fp8``             fp8 compute (``speed.set_compute``, torchao), alone, with the recommended cache,
                     with the fastest attention backend, then compiled (first segment = compile time)
+``memory``          memory on (ψ of M tokens, gate open) ÷ memory off
 ``compile``         ``torch.compile`` of the bf16 blocks: first segment, steady state, with the cache
 ``storage``         fp8 storage with bf16 matmuls (layerwise casting), and with group offload
 ==================  ============================================================================
@@ -53,7 +53,7 @@ from ..state import MemoryConfig, init_state, step
 from .bench_f1 import TEMPORAL_FACTOR, _peak_gb, _reset_peak, _sync, _time, _tiny_reference_parts, diffusers_runner, \
     random_dit
 
-GROUPS = ("diffusers", "cache", "attention", "memory", "fp8", "compile", "storage")
+GROUPS = ("diffusers", "cache", "attention", "fp8", "memory", "compile", "storage")  # in the order they run
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.0)  # 0 last: it equals no cache (tests/test_speed.py), so it only shows overhead
 TEACACHE_REFERENCE = 0.15  # FramePack's TeaCache rel. L1 threshold (its default)
 ERROR_BOUND = 0.05  # default bound on err_to_bf16 for the recommended threshold
@@ -93,6 +93,14 @@ class Suite:
             self.add(row)
             return True
         return False
+
+    def over_budget_all(self, names: list[str], base: dict, need_s: float) -> bool:
+        """``over_budget`` for a group of rows that share one set-up: each is marked skipped."""
+        if self.elapsed + need_s <= self.budget_s:
+            return False
+        for name in names:
+            self.over_budget({"name": name, **base}, need_s)
+        return True
 
     def add(self, row: dict) -> dict:
         if "segment_s" in row:
@@ -217,7 +225,7 @@ def bench_f1_suite(config: str = "hunyuan-f1", layers: tuple[int, int] | None = 
               "budget_s": budget_s, "compile_backend": compile_backend, "rows": []}
     suite = Suite(result, dev, steps, frames, budget_s, out_dir, log)
 
-    # --- phase A: the bf16 model (reference, diffusers, cache sweep, attention + ψ, memory on) --------------
+    # --- phase A: the bf16 model (reference, diffusers, cache sweep, attention + ψ check) -------------------
     model = build_model(cfg, dev, dtype)
     g = torch.Generator().manual_seed(0)
     prompt = torch.randn(1, 256, cfg["text_embed_dim"], generator=g)
@@ -262,11 +270,6 @@ def bench_f1_suite(config: str = "hunyuan-f1", layers: tuple[int, int] | None = 
         best_attention = _attention_rows(suite, model, parts, cond)
     result["fastest_attention"] = best_attention
 
-    if "memory" in groups:
-        row = suite.measure("bf16 + memory on", model, parts.state_on, cond, compute="dtype", attention="native",
-                            step_cache=None, compile="off", memory="on")
-        if row is not None and "segment_s" in row:
-            row["on_over_off"] = round(row["segment_s"] / suite.ref_s, 4)
     del model
     _free()
 
@@ -281,9 +284,9 @@ def bench_f1_suite(config: str = "hunyuan-f1", layers: tuple[int, int] | None = 
         else:
             _fp8_rows(suite, cfg, dev, dtype, parts, cond, rec, best_attention, compile_backend)
 
-    # --- phase C: compile of the bf16 blocks -------------------------------------------------------------
-    if "compile" in groups:
-        _compile_rows(suite, cfg, dev, dtype, parts, cond, rec, compile_backend)
+    # --- phase C: the bf16 model again: memory on (ψ, eager), then its blocks compiled -----------------------
+    if "memory" in groups or "compile" in groups:
+        _memory_and_compile_rows(suite, cfg, dev, dtype, parts, cond, rec, compile_backend, groups)
 
     # --- phase D: fp8 storage (bf16 matmuls), with and without group offload ------------------------------
     if "storage" in groups:
@@ -395,7 +398,9 @@ def _attention_rows(suite: Suite, model: PFVGModel, parts: Parts, cond) -> str:
 
 def _fp8_rows(suite: Suite, cfg, dev, dtype, parts: Parts, cond, rec, attention: str, compile_backend: str) -> None:
     base = {"compute": "fp8", "attention": "native", "step_cache": None, "compile": "off", "memory": "off"}
-    if suite.over_budget({"name": "fp8", **base}, suite.estimate(1.5, 15)):
+    names = ["fp8", "fp8 + cache"] + ([f"fp8 + {attention}"] if attention != "native" else []) + [
+        "fp8 + compile (first segment)", "fp8 + compile", "fp8 + compile + cache"]
+    if suite.over_budget_all(names, base, suite.estimate(1.5, 15)):
         return
     model = None
     try:
@@ -424,12 +429,19 @@ def _fp8_rows(suite: Suite, cfg, dev, dtype, parts: Parts, cond, rec, attention:
     _free()
 
 
-def _compile_rows(suite: Suite, cfg, dev, dtype, parts: Parts, cond, rec, compile_backend: str) -> None:
+def _memory_and_compile_rows(suite: Suite, cfg, dev, dtype, parts: Parts, cond, rec, compile_backend: str, groups) -> None:
     base = {"compute": "dtype", "attention": "native", "step_cache": None, "compile": "off", "memory": "off"}
-    if suite.over_budget({"name": "bf16 + compile (first segment)", **base}, suite.estimate(2.5, 30)):
+    names = (["bf16 + memory on"] if "memory" in groups else []) + (
+        ["bf16 + compile (first segment)", "bf16 + compile", "bf16 + compile + cache"] if "compile" in groups else [])
+    if suite.over_budget_all(names, base, suite.estimate(1.2 if "memory" in groups else 2.5, 10 if "memory" in groups else 30)):
         return
     model = _adopt(build_model(cfg, dev, dtype), parts)
-    _compiled(suite, model, parts, cond, rec, compile_backend, "bf16", base)
+    if "memory" in groups:  # ψ of M tokens with the gate open (PFVG §3.1) ÷ memory off
+        row = suite.measure("bf16 + memory on", model, parts.state_on, cond, warm=True, **{**base, "memory": "on"})
+        if row is not None and "segment_s" in row:
+            row["on_over_off"] = round(row["segment_s"] / suite.ref_s, 4)
+    if "compile" in groups:
+        _compiled(suite, model, parts, cond, rec, compile_backend, "bf16", base)
     del model
     _free()
 
@@ -438,7 +450,8 @@ def _compiled(suite: Suite, model, parts: Parts, cond, rec, backend: str, label:
     """Compile the blocks; first segment (compile included), steady state, steady state with the cache."""
     base = {**base, "compile": f"blocks ({backend})"}
     first_row = {"name": f"{label} + compile (first segment)", **base}
-    if suite.over_budget(first_row, suite.estimate(2.2, 30)):
+    if suite.over_budget_all([first_row["name"], f"{label} + compile", f"{label} + compile + cache"], base,
+                             suite.estimate(2.2, 30)):
         return
     try:
         compile_blocks(model, "blocks", backend=backend)
