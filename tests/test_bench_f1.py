@@ -118,3 +118,11 @@ def test_suite_command_line_prints_a_table_and_refuses_bad_input(capsys, tmp_pat
     assert main(["bench", "f1", "--suite", "--device", "cpu", "--config", "tiny", "--groups", "everything"]) == 2
     assert "unknown row groups" in capsys.readouterr().err
     assert main(["bench", "f1", "--suite", "--device", "cpu", "--config", "tiny", "--thresholds", "0.1,x"]) == 2
+
+
+def test_suite_without_the_cache_group_says_why_the_cached_combinations_are_missing():
+    r = bench_f1_suite("tiny", width=32, height=32, steps=1, device="cpu", groups=("compile",))
+    by = {row["name"]: row for row in r["rows"]}
+    assert set(by) == {"bf16", "bf16 + compile (first segment)", "bf16 + compile", "bf16 + compile + cache"}
+    assert "no recommended step cache threshold" in by["bf16 + compile + cache"]["skipped"]
+    assert by["bf16 + compile"]["err_to_bf16"] == 0.0 and "recommended_step_cache" not in r

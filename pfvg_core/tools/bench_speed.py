@@ -58,6 +58,7 @@ THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.0)  # 0 last: it equals no cache (tes
 TEACACHE_REFERENCE = 0.15  # FramePack's TeaCache rel. L1 threshold (its default)
 ERROR_BOUND = 0.05  # default bound on err_to_bf16 for the recommended threshold
 RESULT_FILE = "bench_f1_suite.json"
+NO_THRESHOLD = "no recommended step cache threshold (the cache group did not run, or no threshold kept the error within the bound)"
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -419,8 +420,12 @@ def _fp8_rows(suite: Suite, cfg, dev, dtype, parts: Parts, cond, rec, attention:
         row.update(fp8_layers=n, quantize_s=round(quantize_s, 2))
     if rec is not None:
         set_step_cache(model, rec)
-        suite.measure("fp8 + cache", model, parts.state_off, cond, need=0.8, **{**base, "step_cache": rec})
-        set_step_cache(model, None)
+        try:
+            suite.measure("fp8 + cache", model, parts.state_off, cond, need=0.8, **{**base, "step_cache": rec})
+        finally:
+            set_step_cache(model, None)
+    else:
+        suite.add({"name": "fp8 + cache", **base, "skipped": NO_THRESHOLD})
     if attention != "native":
         set_attention_backend(model.dit, attention)
         suite.measure(f"fp8 + {attention}", model, parts.state_off, cond, warm=True, **{**base, "attention": attention})
@@ -470,6 +475,8 @@ def _compiled(suite: Suite, model, parts: Parts, cond, rec, backend: str, label:
                           **{**base, "step_cache": rec})
         finally:
             set_step_cache(model, None)
+    else:
+        suite.add({"name": f"{label} + compile + cache", **base, "skipped": NO_THRESHOLD})
 
 
 def _versions() -> dict:
