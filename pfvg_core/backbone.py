@@ -177,7 +177,8 @@ def set_attention_backend(model: DiT, backend: str = "native") -> None:
     """Choose the attention kernels through diffusers' attention dispatcher: ``native`` (torch SDPA,
     which picks its own kernel), ``cudnn`` (torch SDPA forced to cuDNN's fused attention), ``flash``
     (flash-attn) or ``sage`` (sageattention, 8-bit QK), when installed; ψ's gate never needs a mask
-    at batch 1, so every backend applies (``semanticpack._GatedMemoryAttnProcessor``)."""
+    at batch 1, so every backend applies (``semanticpack._GatedMemoryAttnProcessor``). diffusers also makes
+    the backend its process-wide default (for processors with none set): choose ``native`` to go back."""
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
     try:

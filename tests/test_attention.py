@@ -124,5 +124,7 @@ def test_cudnn_backend_maps_to_diffusers_native_cudnn():
         set_attention_backend(model.dit, "cudnn")
         procs = [b.attn.processor for b in model.dit.transformer_blocks]
         assert all(p._attention_backend == ad.AttentionBackendName._NATIVE_CUDNN for p in procs)
-    finally:
+    finally:  # diffusers also makes the backend its process-wide default: set native back (reset does not)
+        set_attention_backend(model.dit, "native")
         model.dit.reset_attention_backend()
+    assert ad._AttentionBackendRegistry.get_active_backend()[0] == ad.AttentionBackendName.NATIVE

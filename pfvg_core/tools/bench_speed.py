@@ -426,10 +426,13 @@ def _fp8_rows(suite: Suite, cfg, dev, dtype, parts: Parts, cond, rec, attention:
             set_step_cache(model, None)
     else:
         suite.add({"name": "fp8 + cache", **base, "skipped": NO_THRESHOLD})
-    if attention != "native":
-        set_attention_backend(model.dit, attention)
-        suite.measure(f"fp8 + {attention}", model, parts.state_off, cond, warm=True, **{**base, "attention": attention})
-    _compiled(suite, model, parts, cond, rec, compile_backend, "fp8", {**base, "attention": attention})
+    try:
+        if attention != "native":
+            set_attention_backend(model.dit, attention)
+            suite.measure(f"fp8 + {attention}", model, parts.state_off, cond, warm=True, **{**base, "attention": attention})
+        _compiled(suite, model, parts, cond, rec, compile_backend, "fp8", {**base, "attention": attention})
+    finally:  # diffusers keeps the last backend as its process-wide default: native for the rows after these
+        set_attention_backend(model.dit, "native")
     del model
     _free()
 
