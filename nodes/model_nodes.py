@@ -1,5 +1,5 @@
 from pfvg_core.lora import load_lora, with_loras
-from pfvg_core.speed import COMPILE_MODES, compile_blocks, set_step_cache
+from pfvg_core.speed import COMPILE_MODES, COMPUTE_MODES, compile_blocks, set_compute, set_step_cache
 from pfvg_core.backbone import ATTENTION_BACKENDS, OFFLOAD, STORAGE
 
 from . import comfy_io as io
@@ -34,17 +34,22 @@ class LoadPackedDiT:
             "offload": (list(OFFLOAD), {"default": "none", "tooltip": "group: the DiT's blocks rest in RAM and move to the GPU one "
                                         "at a time (24 GB cards; slower; needs accelerate)."}),
             "attention": (list(ATTENTION_BACKENDS), {"default": "native", "tooltip": "Attention kernels (diffusers): native SDPA, "
-                                                     "flash-attn or sageattention when installed."}),
+                                                     "flash-attn or sageattention when installed, cudnn (torch's cuDNN attention)."}),
             "step_cache": c.number("step_cache", 0.0, "First Block Cache threshold: skip the DiT's later blocks while the first "
                                    "block's output changes by less than this between steps. 0 = off; 0.05–0.2 typical (faster, "
                                    "small error).", c.Limit(0.0, 1.0), step=0.01),
             "compile": (list(COMPILE_MODES), {"default": "off",
                                               "tooltip": "torch.compile the transformer blocks: faster sampling after a slow first segment."}),
+            # issue 23: fp8 matmuls (pfvg_core.speed.set_compute)
+            "compute": (list(COMPUTE_MODES), {"default": "dtype", "tooltip": "DiT matmuls: dtype = in the compute dtype; fp8 = on "
+                                              "fp8 tensor cores (RTX 40xx, H100/H200, Blackwell; needs torchao). With storage "
+                                              "fp8_e4m3fn it also keeps the weights in fp8."}),
         }}
 
     def load(self, model_name, dtype, semanticpack, storage="auto", offload="none", attention="native", step_cache=0.0,
-             compile="off"):
+             compile="off", compute="dtype"):
         model = io.load_model(model_name, dtype, None if semanticpack == "(none)" else semanticpack, storage, offload, attention)
+        set_compute(model, compute)  # before compile: the compiled blocks see the fp8 layers
         set_step_cache(model, step_cache if step_cache > 0 else None)
         compile_blocks(model, compile)
         return (io.managed(model, offload),)  # held by ComfyUI's memory manager (a ModelPatcher) in ComfyUI

@@ -147,17 +147,42 @@ def resolve_storage(storage: str | torch.dtype | None, file_dtype: torch.dtype |
     return FP8[storage]
 
 
-ATTENTION_BACKENDS = ("native", "flash", "sage")  # diffusers' attention backends offered to users
+ATTENTION_BACKENDS = ("native", "flash", "sage", "cudnn")  # diffusers' attention backends offered to users
+# our name → diffusers' backend name; the packages each needs (diffusers' own minimum versions)
+_DIFFUSERS_ATTENTION = {"native": "native", "flash": "flash", "sage": "sage", "cudnn": "_native_cudnn"}
+ATTENTION_PACKAGES = {"flash": ("flash-attn", "2.6.3"), "sage": ("sageattention", "2.1.1")}
+
+
+def attention_backend_unavailable(backend: str, device: torch.device | str) -> str | None:
+    """Why ``backend`` cannot run on ``device`` (naming the package and version it needs), or None."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    if backend == "native":
+        return None
+    if torch.device(device).type != "cuda":
+        return f"attention backend {backend!r} needs a CUDA GPU (the model is on {torch.device(device).type})"
+    if backend in ATTENTION_PACKAGES:
+        from diffusers.utils import (is_flash_attn_available, is_flash_attn_version, is_sageattention_available,
+                                     is_sageattention_version)
+
+        package, version = ATTENTION_PACKAGES[backend]
+        available, at_least = ((is_flash_attn_available, is_flash_attn_version) if backend == "flash"
+                               else (is_sageattention_available, is_sageattention_version))
+        if not available() or not at_least(">=", version):
+            return f"attention backend {backend!r} needs the {package} package, version ≥ {version} (diffusers' minimum)"
+    return None
 
 
 def set_attention_backend(model: DiT, backend: str = "native") -> None:
-    """Choose the attention kernels through diffusers' attention dispatcher: ``native`` (torch SDPA),
-    ``flash`` (flash-attn) or ``sage`` (sageattention), when installed; ψ's gate never needs a mask
-    at batch 1, so every backend applies (``semanticpack._GatedMemoryAttnProcessor``)."""
+    """Choose the attention kernels through diffusers' attention dispatcher: ``native`` (torch SDPA,
+    which picks its own kernel), ``cudnn`` (torch SDPA forced to cuDNN's fused attention), ``flash``
+    (flash-attn) or ``sage`` (sageattention, 8-bit QK), when installed; ψ's gate never needs a mask
+    at batch 1, so every backend applies (``semanticpack._GatedMemoryAttnProcessor``). diffusers also makes
+    the backend its process-wide default (for processors with none set): choose ``native`` to go back."""
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
     try:
-        model.set_attention_backend(backend)
+        model.set_attention_backend(_DIFFUSERS_ATTENTION[backend])
     except (RuntimeError, ImportError) as e:
         raise ValueError(f"attention backend {backend!r} is not usable here: {e}".splitlines()[0]) from e
 

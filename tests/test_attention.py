@@ -97,3 +97,34 @@ def test_attention_backend_choice_goes_through_diffusers(monkeypatch):
                 set_attention_backend(model.dit, "flash")
     finally:
         model.dit.reset_attention_backend()
+
+
+def test_attention_backend_availability_names_what_is_missing(monkeypatch):
+    from pfvg_core.backbone import ATTENTION_BACKENDS, attention_backend_unavailable
+
+    assert attention_backend_unavailable("native", "cpu") is None
+    for name in ("flash", "sage", "cudnn"):
+        assert "needs a CUDA GPU" in attention_backend_unavailable(name, "cpu")
+    import diffusers.utils as du
+
+    monkeypatch.setattr(du, "is_flash_attn_available", lambda: False)
+    monkeypatch.setattr(du, "is_sageattention_available", lambda: True)
+    monkeypatch.setattr(du, "is_sageattention_version", lambda op, v: False)  # PyPI's sageattention 1.0.6: too old
+    assert "flash-attn package, version ≥ 2.6.3" in attention_backend_unavailable("flash", "cuda")
+    assert "sageattention package, version ≥ 2.1.1" in attention_backend_unavailable("sage", "cuda")
+    assert attention_backend_unavailable("cudnn", "cuda") is None  # torch's own kernel: no package
+    with pytest.raises(ValueError, match="must be one of"):
+        attention_backend_unavailable("xformers", "cpu")
+    assert ATTENTION_BACKENDS[0] == "native"
+
+
+def test_cudnn_backend_maps_to_diffusers_native_cudnn():
+    model, *_ = _setup(-0.5)
+    try:
+        set_attention_backend(model.dit, "cudnn")
+        procs = [b.attn.processor for b in model.dit.transformer_blocks]
+        assert all(p._attention_backend == ad.AttentionBackendName._NATIVE_CUDNN for p in procs)
+    finally:  # diffusers also makes the backend its process-wide default: set native back (reset does not)
+        set_attention_backend(model.dit, "native")
+        model.dit.reset_attention_backend()
+    assert ad._AttentionBackendRegistry.get_active_backend()[0] == ad.AttentionBackendName.NATIVE

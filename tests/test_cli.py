@@ -76,3 +76,11 @@ def test_generate_with_device_dtype_and_fp8_storage_options(tmp_path, image):
     # an unknown device is one clear line
     rc = main(["generate", "--image", str(image), "--prompt", "x", "--seconds", "1", "--out", str(out), "--device", "tpu"])
     assert rc == 2
+
+
+def test_generate_compute_fp8_on_a_cpu_is_one_clear_line(tmp_path, image, capsys):
+    out = tmp_path / "v.webp"
+    rc = main(["generate", "--image", str(image), "--prompt", "x", "--seconds", "1", "--fps", "4", "--steps", "1",
+               "--out", str(out), "--device", "cpu", "--compute", "fp8"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "fp8 compute needs a CUDA GPU" in err and "8.9" in err and not out.exists()

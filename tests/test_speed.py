@@ -93,3 +93,109 @@ def test_cache_and_steps_benchmarks_report_their_figures():
     s = bench_steps(segments=1, seeds=(0,), unipc=(4, 12))
     assert set(s["table"]) == {"euler-12", "unipc-4", "unipc-12"}
     assert s["table"]["unipc-12"]["pixel_mae"] < s["table"]["unipc-4"]["pixel_mae"]  # more steps, closer to the reference
+
+
+# --- fp8 compute (torchao) and the step cache recommendation ----------------------------------------
+from pfvg_core.speed import (COMPUTE_MODES, compute_mode, fp8_compute_unavailable, fp8_linear_names,  # noqa: E402
+                             recommend_threshold, set_compute)
+
+
+def test_fp8_compute_is_refused_with_a_reason_where_it_cannot_run():
+    m = PFVGModel.build("tiny", seed=0)
+    why = fp8_compute_unavailable("cpu")
+    assert "compute capability ≥ 8.9" in why and "cpu" in why
+    with pytest.raises(ValueError, match="fp8 tensor cores"):
+        set_compute(m, "fp8")
+    with pytest.raises(ValueError, match="compute must be one of"):
+        set_compute(m, "int4")
+    assert set_compute(m, "dtype") == 0 and compute_mode(m) == "dtype" and COMPUTE_MODES == ("dtype", "fp8")
+
+
+def test_fp8_compute_reports_a_missing_torchao(monkeypatch):
+    import importlib.util
+
+    import pfvg_core.speed as speed
+
+    monkeypatch.setattr(speed.torch.cuda, "get_device_capability", lambda dev=None: (9, 0))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(speed.importlib.util, "find_spec", lambda n, *a: None if n == "torchao" else real(n, *a))
+    assert "torchao package" in fp8_compute_unavailable("cuda")
+    monkeypatch.setattr(speed.torch.cuda, "get_device_capability", lambda dev=None: (8, 6))
+    monkeypatch.setattr(speed.torch.cuda, "get_device_name", lambda dev=None: "RTX 3090")
+    assert "RTX 3090 has 8.6" in fp8_compute_unavailable("cuda")
+
+
+def test_fp8_layers_are_the_block_matmuls_only():
+    m = PFVGModel.build("small", seed=0)
+    names = fp8_linear_names(m.dit)
+    assert names and all(n.split(".")[0] in ("transformer_blocks", "single_transformer_blocks") for n in names)
+    assert not any(".norm" in n for n in names)  # AdaLN modulation stays in the compute dtype
+    assert {"transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.add_k_proj", "transformer_blocks.0.ff.net.2",
+            "single_transformer_blocks.0.proj_mlp", "single_transformer_blocks.0.proj_out"} <= set(names)
+
+
+def _emulate_fp8_on_cpu(monkeypatch):
+    """torchao refuses fp8 quantization without fp8 tensor cores; on the CPU its matmul falls back to an
+    emulation, so the wiring (which layers, ψ path, error vs bf16) is testable here."""
+    pytest.importorskip("torchao")
+    import torchao.float8.inference as inference
+    import torchao.quantization.quant_api as quant_api
+
+    import pfvg_core.speed as speed
+
+    for mod in (inference, quant_api):
+        if not hasattr(mod, "_check_hardware_support"):
+            pytest.skip("this torchao has no _check_hardware_support to bypass on a CPU")
+        monkeypatch.setattr(mod, "_check_hardware_support", lambda *a, **k: None)
+    monkeypatch.setattr(speed, "fp8_compute_unavailable", lambda dev: None)
+
+
+@pytest.mark.parametrize("storage", [None, torch.float8_e4m3fn])
+def test_fp8_compute_quantizes_the_blocks_and_keeps_the_psi_path(monkeypatch, storage):
+    _emulate_fp8_on_cpu(monkeypatch)
+    from pfvg_core.backbone import place_dit
+
+    m = PFVGModel.build("small", seed=0, dtype=torch.bfloat16)
+    place_dit(m.dit, "cpu", torch.bfloat16, storage)
+    m.semanticpack.to(torch.bfloat16).open_gate(-1.0)  # g ≠ 1: the gated ψ attention (extra head channels)
+    ref_on, ref_off = _f8_video(m, "on"), _f8_video(m, "off")
+    n = set_compute(m, "fp8")
+    assert n == len(fp8_linear_names(m.dit)) and compute_mode(m) == "fp8"
+    mods = dict(m.dit.named_modules())
+    assert all(type(mods[k].weight).__name__ == "Float8Tensor" for k in fp8_linear_names(m.dit))
+    assert type(m.dit.transformer_blocks[0].norm1.linear.weight).__name__ != "Float8Tensor"
+    assert set_compute(m, "fp8") == 0  # once only
+    on, off = _f8_video(m, "on"), _f8_video(m, "off")
+    for got, ref in ((on, ref_on), (off, ref_off)):
+        rel = float((got - ref).norm() / ref.norm())
+        assert torch.isfinite(got).all() and 0 < rel < 0.25, rel
+    assert float((on - off).norm() / off.norm()) > 1e-3  # ψ still changes the video
+
+
+def _f8_video(m, mode):
+    from pfvg_core.state import MemoryConfig
+
+    torch.manual_seed(0)
+    start = torch.randn(1, 8, 1, 8, 8)
+    segs = list(generate_long_video(m, start, "a red ball", 2, seed=1, config=MemoryConfig(window=3, memory_mode=mode),
+                                    options=SamplerOptions(steps=3)))
+    return torch.cat([s.latents for s in segs], 2).float()
+
+
+def test_recommend_threshold_picks_the_fastest_within_the_bound():
+    curve = [{"threshold": 0.0, "s_per_frame": 0.60, "error": 0.0},
+             {"threshold": 0.05, "s_per_frame": 0.50, "error": 0.01},
+             {"threshold": 0.1, "s_per_frame": 0.40, "error": 0.03},
+             {"threshold": 0.15, "s_per_frame": 0.35, "error": 0.06},
+             {"threshold": 0.2, "skipped": "time budget spent"},
+             {"threshold": 0.3, "s_per_frame": 0.30, "error": float("nan")}]
+    assert recommend_threshold(curve, 0.05)["threshold"] == 0.1
+    assert recommend_threshold(curve, 0.06)["threshold"] == 0.15
+    assert recommend_threshold(curve, 0.0)["threshold"] == 0.0
+    # a non-monotone curve: a larger threshold that is slower (noise) is not preferred
+    bumpy = [{"threshold": 0.1, "s_per_frame": 0.40, "error": 0.02}, {"threshold": 0.2, "s_per_frame": 0.41, "error": 0.03}]
+    assert recommend_threshold(bumpy, 1.0)["threshold"] == 0.1
+    with pytest.raises(ValueError, match="leave the step cache off"):
+        recommend_threshold(curve[1:], 0.001)
+    with pytest.raises(ValueError, match="error_bound"):
+        recommend_threshold(curve, -1)

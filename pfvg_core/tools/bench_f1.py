@@ -47,6 +47,19 @@ def add_f1_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--variants", default=None, help="comma-separated: bf16,fp8,fp8_offload (CPU default: bf16,fp8)")
     g.add_argument("--no-diffusers", action="store_true", help="skip diffusers' pipeline loop")
     g.add_argument("--log", default=None, help="append each result as a JSON line to this file as it comes")
+    g.add_argument("--suite", action="store_true",
+                   help="every speed option in one call (tools/bench_speed.py): diffusers, First Block Cache sweep, attention "
+                        "backends with the ψ check, memory on, fp8 compute, torch.compile, fp8 storage; errors to the bf16 video")
+    g.add_argument("--groups", default=None, help="with --suite: comma-separated row groups (default: all of "
+                                                   "diffusers,cache,attention,memory,fp8,compile,storage)")
+    g.add_argument("--budget-s", type=float, default=None,
+                   help="with --suite: stop starting rows after this many seconds (default 330 on a GPU); what ran is kept")
+    g.add_argument("--out", default=None, help="with --suite: folder for bench_f1_suite.json (rewritten after each row)")
+    g.add_argument("--thresholds", default=None, help="with --suite: step cache thresholds (default 0.05,0.1,0.15,0.2,0.3,0)")
+    g.add_argument("--error-bound", type=float, default=None,
+                   help="with --suite: largest error to the bf16 video for the recommended step cache (default 0.05)")
+    g.add_argument("--compile-backend", default=None, help="with --suite: torch.compile backend (default: inductor on a GPU, "
+                                                            "eager on a CPU)")
 
 
 def _sync(dev: torch.device) -> None:
@@ -102,6 +115,32 @@ def _tiny_reference_parts(latent_channels: int, image_dim: int, device: torch.de
     return vae, siglip, SiglipImageProcessor(size={"height": 384, "width": 384})
 
 
+def diffusers_runner(dit, vae, siglip, processor, prompt, pooled, dev: torch.device, dtype: torch.dtype, width: int,
+                     height: int, window: int):
+    """diffusers' ``HunyuanVideoFramepackPipeline`` on ``dit`` (F1 vanilla sampling, latent output, one
+    segment of ``window`` latent frames) and ``run(n_steps)`` calling it."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoFramepackPipeline
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import FramepackSamplingType
+    from PIL import Image
+
+    pipe = HunyuanVideoFramepackPipeline(
+        text_encoder=None, tokenizer=None, transformer=dit, vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential"),
+        text_encoder_2=None, tokenizer_2=None, image_encoder=siglip, feature_extractor=processor)
+    pipe.set_progress_bar_config(disable=True)
+    image = Image.fromarray((np.random.default_rng(0).random((height, width, 3)) * 255).astype(np.uint8))
+
+    def run(n_steps):
+        return pipe(image=image, prompt_embeds=prompt.to(dev, dtype), pooled_prompt_embeds=pooled.to(dev, dtype),
+                    prompt_attention_mask=torch.ones(1, prompt.shape[1], device=dev), height=height, width=width,
+                    num_frames=(window - 1) * TEMPORAL_FACTOR + 1, latent_window_size=window, num_inference_steps=n_steps,
+                    sigmas=np.linspace(1.0, 0.0, n_steps + 1)[:-1], guidance_scale=10.0,
+                    generator=torch.Generator().manual_seed(0), output_type="latent",
+                    sampling_type=FramepackSamplingType.VANILLA)
+
+    return pipe, run
+
+
 def _time(fn, dev) -> float:
     _sync(dev)
     t0 = time.perf_counter()
@@ -130,24 +169,7 @@ def bench_variant(name: str, cfg: dict, dev: torch.device, dtype: torch.dtype, w
     vae, siglip, processor = _tiny_reference_parts(c, cfg["image_proj_dim"], dev, dtype)
 
     if diffusers_loop:
-        from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoFramepackPipeline
-        from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import FramepackSamplingType
-        from PIL import Image
-
-        pipe = HunyuanVideoFramepackPipeline(
-            text_encoder=None, tokenizer=None, transformer=dit, vae=vae,
-            scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential"),
-            text_encoder_2=None, tokenizer_2=None, image_encoder=siglip, feature_extractor=processor)
-        pipe.set_progress_bar_config(disable=True)
-        image = Image.fromarray((np.random.default_rng(0).random((height, width, 3)) * 255).astype(np.uint8))
-
-        def run_pipe(n_steps):
-            pipe(image=image, prompt_embeds=prompt.to(dev, dtype), pooled_prompt_embeds=pooled.to(dev, dtype),
-                 prompt_attention_mask=torch.ones(1, prompt.shape[1], device=dev), height=height, width=width,
-                 num_frames=(window - 1) * TEMPORAL_FACTOR + 1, latent_window_size=window, num_inference_steps=n_steps,
-                 sigmas=np.linspace(1.0, 0.0, n_steps + 1)[:-1], guidance_scale=10.0,
-                 generator=torch.Generator().manual_seed(0), output_type="latent",
-                 sampling_type=FramepackSamplingType.VANILLA)
+        pipe, run_pipe = diffusers_runner(dit, vae, siglip, processor, prompt, pooled, dev, dtype, width, height, window)
 
         run_pipe(1)  # warm-up
         resident = _reset_peak(dev)
@@ -260,6 +282,8 @@ def run_f1(a) -> dict:
     dev = resolve_device(a.device)
     cpu = dev.type != "cuda"
     layers = tuple(a.layers) if a.layers else ((1, 1) if cpu else None)
+    if a.suite:
+        return _run_suite(a, dev, layers)
     variants = tuple((a.variants or ("bf16,fp8" if cpu else "bf16,fp8,fp8_offload")).split(","))
 
     def log(rec):
@@ -269,3 +293,29 @@ def run_f1(a) -> dict:
 
     return bench_f1(a.config or "hunyuan-f1", layers, a.width or (128 if cpu else 640), a.height or (96 if cpu else 480),
                     a.steps or (2 if cpu else 25), variants, dev, diffusers_loop=not a.no_diffusers, log=log)
+
+
+def _numbers(name: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as e:
+        raise ValueError(f"{name}: expected comma-separated numbers, got {text!r}") from e
+
+
+def _run_suite(a, dev: torch.device, layers) -> dict:
+    from .bench_speed import ERROR_BOUND, GROUPS, THRESHOLDS, bench_f1_suite
+
+    cpu = dev.type != "cuda"
+
+    def log(rec):
+        if a.log:
+            with open(a.log, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    groups = tuple(x.strip() for x in a.groups.split(",")) if a.groups else GROUPS
+    thresholds = _numbers("--thresholds", a.thresholds) if a.thresholds else THRESHOLDS
+    return bench_f1_suite(a.config or "hunyuan-f1", layers, a.width or (128 if cpu else 640), a.height or (96 if cpu else 480),
+                          a.steps or (2 if cpu else 25), dev, groups=groups, thresholds=thresholds,
+                          error_bound=ERROR_BOUND if a.error_bound is None else a.error_bound,
+                          budget_s=a.budget_s if a.budget_s is not None else (1e9 if cpu else 330.0),
+                          compile_backend=a.compile_backend, out_dir=a.out, log=log)

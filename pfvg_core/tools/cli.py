@@ -190,18 +190,22 @@ def _schedule(name: str, text: str):
 
 
 def _load_model(a):
-    """The model of ``--model`` on ``--device`` in ``--dtype`` (``--storage``, ``--offload``, ``--attention``)."""
+    """The model of ``--model`` on ``--device`` in ``--dtype`` (``--storage``, ``--offload``, ``--attention``, ``--compute``)."""
     from ..backbone import set_attention_backend
+
+    from ..speed import set_compute
 
     model = resolve_model(a.model, dtype=a.dtype, device=a.device, storage=a.storage, offload=a.offload)
     if a.attention != "native":
         set_attention_backend(model.dit, a.attention)
+    set_compute(model, getattr(a, "compute", "dtype"))
     return model
 
 
 def add_device_options(p: argparse.ArgumentParser) -> None:
-    """--device / --dtype / --storage / --offload / --attention (backbone.load_dit, place_dit)."""
+    """--device / --dtype / --storage / --offload / --attention / --compute (backbone.load_dit, place_dit, speed.set_compute)."""
     from ..backbone import ATTENTION_BACKENDS, DTYPES, OFFLOAD, STORAGE
+    from ..speed import COMPUTE_MODES
 
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype (bf16 on a GPU)")
@@ -209,6 +213,9 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
                    help="DiT weight storage: auto (an fp8 file stays fp8), compute, fp8_e4m3fn, fp8_e5m2 (layerwise casting)")
     p.add_argument("--offload", default="none", choices=OFFLOAD, help="group: DiT blocks rest on the CPU (24 GB cards)")
     p.add_argument("--attention", default="native", choices=ATTENTION_BACKENDS, help="attention backend (diffusers)")
+    p.add_argument("--compute", default="dtype", choices=COMPUTE_MODES,
+                   help="DiT matmuls: dtype (in --dtype), or fp8 (fp8 tensor cores via torchao: compute capability ≥ 8.9; "
+                        "combine with --storage fp8_e4m3fn for the lowest memory)")
 
 
 def cmd_train(a) -> int:
@@ -378,6 +385,11 @@ def cmd_bench(a) -> int:
         from .bench_f1 import run_f1
 
         result = run_f1(a)
+        if "rows" in result and not a.json:  # --suite: a table (the JSON has every field)
+            from .bench_speed import format_table
+
+            print(format_table(result))
+            return 0
     elif a.what == "train-f1":
         from .bench_train_f1 import run_train_f1
 
