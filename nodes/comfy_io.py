@@ -274,9 +274,10 @@ def load_for_run(model):
         return engine
     import comfy.model_management as mm  # type: ignore  (a ModelPatcher means ComfyUI is there)
 
-    mm.load_models_gpu([model])
-    if getattr(model.model, "model_lowvram", False):
-        mm.load_models_gpu([model], force_full_load=True)
+    with torch.inference_mode(False):  # moved weights stay ordinary tensors (training shares them: no inference tensors)
+        mm.load_models_gpu([model])
+        if getattr(model.model, "model_lowvram", False):
+            mm.load_models_gpu([model], force_full_load=True)
     return engine
 
 
@@ -690,7 +691,8 @@ def _unload_other_models() -> None:
         import comfy.model_management as mm  # type: ignore
     except ImportError:
         return
-    mm.unload_all_models()
+    with torch.inference_mode(False):
+        mm.unload_all_models()
     mm.soft_empty_cache()
 
 
@@ -713,4 +715,6 @@ def train(model, dataset: str, output_name: str, options: ops.TrainOptions, node
         _unload_other_models()  # (ComfyUI then loads this model alone, in use())
     with use(model) as engine, torch.inference_mode(False), torch.enable_grad(), interruptible():
         trained = ops.train_model(engine, src, out, options, on_start=start, on_step=step, cancel=interrupted)
+    if ops.shares_weights(trained, engine):  # a training view of F1: one ComfyUI model for both (as LoRA views)
+        return with_view(model, trained), out
     return managed(trained), out

@@ -160,26 +160,24 @@ def step_order(dataset: LatentDataset, window: int, videos_per_step: int, max_cl
 
 # --- building a dataset ------------------------------------------------------------------------
 def read_frames(path: str, size: tuple[int, int] | None = None, fps: float | None = None) -> np.ndarray:
-    """Frames [T, H, W, 3] uint8 from a frame folder, an animated image or a video file (PyAV); a video is
-    resampled to ``fps`` when given (a frame folder has no rate of its own: its frames are taken as they are)."""
+    """Frames [T, H, W, 3] uint8 from a frame folder, an animated image or a video file (PyAV), brought to
+    ``size`` (W, H) by the rule generation uses (``sizing.fit_frame``, crop); a video is resampled to ``fps`` when
+    given (a frame folder has no rate of its own: its frames are taken as they are)."""
+    from .sizing import fit_frame
+
     if os.path.isdir(path):
         files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXT))
         if not files:
             raise ValueError("no image frames in folder")
-        imgs = [Image.open(os.path.join(path, f)).convert("RGB") for f in files]
+        frames = [np.asarray(Image.open(os.path.join(path, f)).convert("RGB")) for f in files]
     elif path.lower().endswith(ANIMATED_EXT + AV_EXT):
-        reader = open_video(path, resize=size)  # PyAV / Pillow (video_io)
-        if fps is None:
-            return reader.read_all()
-        frames = list(resample(iter(reader), reader.fps, fps))
+        reader = open_video(path)  # PyAV / Pillow (video_io), streamed
+        frames = list(reader if fps is None else resample(iter(reader), reader.fps, fps))
         if not frames:
             raise ValueError("no frames")
-        return np.stack(frames)
     else:
         raise ValueError("not a video, animated image or frame folder")
-    if size is not None:
-        imgs = [im.resize(size, Image.BICUBIC) for im in imgs]
-    return np.stack([np.asarray(im) for im in imgs])
+    return np.stack([fit_frame(f, size, "crop") if size is not None else f for f in frames])
 
 
 def _prompt_for(path: str) -> str:

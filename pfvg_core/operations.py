@@ -336,6 +336,11 @@ def trainable_view(model: PFVGModel) -> PFVGModel:
     return view
 
 
+def shares_weights(a: PFVGModel, b: PFVGModel) -> bool:
+    """True when ``a`` is a training view of ``b`` (``trainable_view``: the same frozen DiT blocks)."""
+    return a is not b and a.dit is not b.dit and a.dit._modules.get("transformer_blocks") is b.dit._modules.get("transformer_blocks")
+
+
 def _stage2_only(stages) -> bool:
     return all({g.strip() for g in s.params.split("+")} <= {"last-layers", "semanticpack"} for s in stages)
 
@@ -352,7 +357,7 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
 
     from .data import build_dataset
     from .model import BUNDLE_FILE
-    from .train import Trainer, TrainConfig
+    from .train import FULL_SIZE_PARAMS, Trainer, TrainConfig, _skip_whole_net_stages
 
     if not os.path.isdir(dataset):
         raise ValueError(f"dataset folder not found: {dataset} (put videos, frame folders or latents under ComfyUI's input folder)")
@@ -381,7 +386,11 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
                       window=options.window, seed=options.seed, save_every=max(1, total // 10),
                       gradient_checkpointing=options.gradient_checkpointing, device=str(model.device))
     big = isinstance(model.meta.get("base"), dict)  # FramePack-F1 weights: share the frozen base, copy what trains
-    trainer = Trainer(cfg, model=trainable_view(model) if big and _stage2_only(stages) else trainable_copy(model))
+    full = sum(p.numel() for p in model.dit.parameters()) >= FULL_SIZE_PARAMS
+    cfg = _skip_whole_net_stages(cfg, full, 1)  # (stage 1 of a full-size DiT does not fit one GPU: decided before copying)
+    inference = any(p.is_inference() for p in model.dit.parameters())
+    view = big and _stage2_only(cfg.stages) and not inference
+    trainer = Trainer(cfg, model=trainable_view(model) if view else trainable_copy(model))
     if options.existing == "resume" and not trainer.resume() and (has_model or trainer.existing_run()):
         raise ValueError(f"{out} holds a model but no training checkpoint to resume: set existing to 'overwrite' to "
                          "replace it, or choose another output name")

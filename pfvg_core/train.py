@@ -323,6 +323,14 @@ class Trainer:
                 model = model.to(self.device)
             self.model = model
         model = self.model
+        if self.dist is not None and (config.plan != "none" or config.offload != "none" or config.base_storage != "compute"):
+            raise ValueError("plan, offload and base_storage are single-GPU memory plans: under torchrun FSDP shards the "
+                             "model instead (cpu_offload moves its shards to the host); remove them from the config")
+        if any(getattr(m, "_diffusers_hook", None) is not None and m._diffusers_hook.get_hook("group_offloading") is not None
+               for m in model.dit.modules()):
+            raise ValueError("this model uses diffusers' group offload (Load Packed DiT offload = group), which moves a block "
+                             "out right after its forward; training recomputes blocks in the backward pass: load it with "
+                             "offload none, or use the training config's offload = 'group' (a block offload made for training)")
         self.full_size = sum(p.numel() for p in model.dit.parameters()) >= FULL_SIZE_PARAMS
         config = self.cfg = _skip_whole_net_stages(config, self.full_size, self.world)
         on = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and self.full_size)
@@ -675,6 +683,11 @@ class Trainer:
         if self.dist is not None:
             return self._resume_sharded(folder, meta)
         self.model.load_weights(os.path.join(folder, "model"))  # in place: a frozen base is not read again
+        with open(os.path.join(folder, "model", "pfvg.json")) as f:  # what earlier stages trained stays recorded
+            saved = ((json.load(f).get("meta") or {}).get("base") or {}).get("trained_dit")
+        base = self.model.meta.get("base")
+        if saved and isinstance(base, dict):
+            base["trained_dit"] = sorted(set(saved) | set(base.get("trained_dit") or ()))
         self.pos = Position(**meta["position"])
         self._saved_step = self.pos.global_step
         if self.pos.stage >= len(self.cfg.stages):
@@ -740,7 +753,9 @@ def load_training_model(cfg: TrainConfig, device: torch.device) -> PFVGModel:
     if os.path.isfile(os.path.join(spec, BUNDLE_FILE)) and not os.path.isfile(os.path.join(spec, "dit.safetensors")):
         with open(os.path.join(spec, BUNDLE_FILE)) as f:
             base = (json.load(f).get("meta") or {}).get("base") or {}
-        files = [base.get("path", "")] if os.path.isfile(base.get("path", "")) else files
+        from .checkpoint import _weight_files
+
+        files = _weight_files(base["path"]) if os.path.exists(base.get("path", "")) else files
     n = 0
     for f in files:
         if f.endswith(".safetensors") and os.path.isfile(f) and not f.endswith(("semanticpack.safetensors", "codec.safetensors")):
@@ -815,9 +830,10 @@ def _check_dataset_fits(model: PFVGModel, data: LatentDataset) -> None:
             continue
         if have is None:
             model.meta[key] = want
-            model.meta.setdefault("fps", meta.get("fps"))
         elif abs(float(have) - float(want)) > 1e-6:
             raise ValueError(f"dataset {data.folder}: {key} {want} differs from the model's {have} (encoded with another VAE?)")
+    if meta.get("fps"):  # generation then runs at the rate the model was trained at
+        model.meta.setdefault("fps", float(meta["fps"]))
 
 
 def cached_conditioning(videos, latent_offset: int) -> Conditioning:

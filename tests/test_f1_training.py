@@ -202,3 +202,18 @@ def test_dataset_sizes_come_from_framepack_buckets(f1, tmp_path):
                  "--fps", str(FPS), "--window", str(WINDOW), "--device", "cpu"]) == 0
     h, w = nearest_bucket(72, 100, 256)
     assert LatentDataset(str(out)).meta(0)["size"] == [w, h] and w % 16 == 0 and h % 16 == 0
+
+
+def test_a_wrapped_f1_model_records_the_datasets_fps(f1):
+    """A 16-channel F1 DiT gets latent_scale from wrap_dit; the trained bundle must still record the dataset's fps
+    (generation would otherwise run at 8 fps)."""
+    from pfvg_core.operations import load_model_path
+    from pfvg_core.train import _check_dataset_fits
+
+    model = load_model_path(f1["dit"], "f1")
+    model.meta.update(latent_scale=0.476986, temporal_factor=4)  # as wrap_dit records for HunyuanVideo's 16 channels
+    _check_dataset_fits(model, LatentDataset(f1["data"]))
+    assert model.meta["fps"] == FPS
+    model.meta["latent_scale"] = 1.0
+    with pytest.raises(ValueError, match="latent_scale"):
+        _check_dataset_fits(model, LatentDataset(f1["data"]))

@@ -22,6 +22,8 @@ import time
 
 import torch
 
+from ..model import HUNYUAN_VIDEO_SCALE
+
 PLANS = {
     "bf16": dict(base_storage="compute", offload="none", gradient_checkpointing="off"),
     "bf16_ckpt": dict(base_storage="compute", offload="none", gradient_checkpointing="on"),
@@ -44,7 +46,7 @@ def _dataset(folder: str, cfg: dict, width: int, height: int, window: int, clips
          "image_embeds": torch.randn(729, cfg["image_proj_dim"], generator=g)}
     os.makedirs(folder, exist_ok=True)
     write_json(os.path.join(folder, "v.json"), {"prompt": "bench", "prompts": [[0.0, "bench"]], "fps": 30.0,
-                                                "frames": t["latents"].shape[1], "latent_scale": 0.476986, "temporal_factor": 4})
+                                                "frames": t["latents"].shape[1], "latent_scale": HUNYUAN_VIDEO_SCALE, "temporal_factor": 4})
     save_safetensors_atomic(t, os.path.join(folder, "v.safetensors"))
     return folder
 
@@ -66,7 +68,7 @@ def _model(cfg: dict, device: torch.device, storage: str, offload: str):
         dit.to("cpu")
     place_dit(dit, "cpu" if offload == "group" else device, torch.bfloat16, FP8.get(storage), "none")
     sp = SemanticPack(SemanticPackConfig.for_dit(cfg))
-    model = PFVGModel(dit, sp, meta={"latent_scale": 0.476986, "temporal_factor": 4})
+    model = PFVGModel(dit, sp, meta={"latent_scale": HUNYUAN_VIDEO_SCALE, "temporal_factor": 4})
     if offload == "group":  # the training block offload (offload.py), not inference's group offload
         from ..train import with_block_offload
 

@@ -72,7 +72,7 @@ def cmd_generate(a) -> int:
         from PIL import Image
 
         with Image.open(a.image) as im:
-            size = model_size(meta, None, im.size[1], im.size[0], a.resolution)
+            size = model_size(meta, None, im.size[1], im.size[0], number("--resolution", a.resolution, SAMPLING["resolution"]))
     size = size or model_size(meta, codec.factor, 1, 1)  # sizing.py: the rule the nodes use too
     config = MemoryConfig(window=window if window is not None else meta.get("window", 9), schedule=schedule, rope=a.rope,
                           memory_mode=a.memory_mode)
@@ -277,7 +277,7 @@ def cmd_dataset(a) -> int:
         fps = number("--fps", a.fps if a.fps is not None else 30.0, SAMPLING["fps"])
         if size is not None and (size[0] % 16 or size[1] % 16):
             raise ValueError(f"--size {size[0]}x{size[1]}: FramePack sizes are multiples of 16")
-        report = build_f1_dataset(a.src, a.out, encoders, size=size, resolution=number("--resolution", a.resolution, SAMPLING["width"]),
+        report = build_f1_dataset(a.src, a.out, encoders, size=size, resolution=number("--resolution", a.resolution, SAMPLING["resolution"]),
                                   fps=fps, window=window, log=log)
     else:
         if not a.model:

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.empty_cache()
         dist.barrier()
         tc = TrainConfig(model=bundle, data=data, out=out, window=a.window, videos_per_step=ctx.world, save_every=1,
-                         amp="auto", cpu_offload=a.cpu_offload, device=a.device,
+                         amp="auto", cpu_offload=a.cpu_offload, device=a.device, gradient_checkpointing="on",
                          stages=[StageConfig("teacher", "teacher", "all", 1), StageConfig("direct", "direct", "last-layers+semanticpack", 1)])
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
