@@ -19,7 +19,8 @@ from torch import nn
 from . import flow
 from .atomic import write_json
 from .backbone import OFFLOAD, build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
-from .checkpoint import CheckpointError, check_keys, check_weights_reference, load_module, read_safetensors, save_safetensors_atomic
+from .checkpoint import (CheckpointError, check_keys, check_weights_reference, load_module, read_safetensors, save_safetensors_atomic,
+                         weights_reference)
 from .codec import ConvCodec, PatchCodec
 from .encoders import ByteTextEncoder, LatentImageEncoder
 from .framepack import PackedContext
@@ -424,3 +425,40 @@ def resolve_model(spec: str, dtype=torch.float32, device="cpu", storage: str | t
                 m.to(dev)
         return model
     return PFVGModel.load(spec, dtype=dtype, device=device, storage=storage, offload=offload)
+
+
+def wrap_dit(path: str, source: str, dtype: torch.dtype = torch.float32, device="cpu", storage="auto",
+             offload: str = "none", offload_device="cpu") -> PFVGModel:
+    """A FramePack-F1 DiT (diffusers folder or single file) with a fresh SemanticPack (gate closed:
+    exactly FramePack-F1 until SemanticPack weights are loaded or trained). The bundle records what plain
+    F1 weights expect: HunyuanVideo's latent scale and temporal factor, F1's per-segment RoPE layout."""
+
+    dit = load_dit(path, dtype=dtype, device=device, storage=storage, offload=offload, offload_device=offload_device)
+    sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(dit._pfvg_device, dtype)
+    meta = {"source": source, "rope": "local", "base": weights_reference(path)}
+    if dit.config.in_channels == 16:  # HunyuanVideo's VAE latents
+        meta.update(latent_scale=HUNYUAN_VIDEO_SCALE, temporal_factor=HUNYUAN_VIDEO_TEMPORAL, latent_format="hunyuan_video")
+    return PFVGModel(dit, sp, meta=meta)
+
+
+def load_model_path(path: str, source: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None,
+                    device="cpu", storage="auto", offload: str = "none", offload_device="cpu") -> PFVGModel:
+    """A PFVG bundle folder, or a FramePack-F1 DiT (diffusers folder or .safetensors file, wrapped with a
+    fresh SemanticPack); ``semanticpack``: a .safetensors file of SemanticPack weights loaded over it.
+    ``device``, ``storage`` (fp8), ``offload`` (group) to ``offload_device``: ``backbone.load_dit``."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, BUNDLE_FILE)):
+        model = PFVGModel.load(path, dtype=dtype, device=device, storage=storage, offload=offload, offload_device=offload_device)
+    else:
+        model = wrap_dit(path, source, dtype, device, storage, offload, offload_device)
+    return with_semanticpack(model, semanticpack, source) if semanticpack else model.eval()
+
+
+def with_semanticpack(model: PFVGModel, path: str, source: str) -> PFVGModel:
+    """``model`` with the SemanticPack weights of ``path`` loaded (in place)."""
+    from .checkpoint import load_module
+
+    if model.semanticpack is None:
+        raise ValueError(f"model {source} has no SemanticPack to load {os.path.basename(path)} into")
+    load_module(path, model.semanticpack, "SemanticPack")
+    model.refresh_id()
+    return model.eval()

@@ -14,57 +14,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .model import Conditioning, PFVGModel
+# wrap_dit, load_model_path and with_semanticpack live in model.py (the trainer loads FramePack-F1 weights the same
+# way); the front ends reach them here
+from .model import Conditioning, PFVGModel, load_model_path, with_semanticpack, wrap_dit  # noqa: F401
 from .options import check_limits, option
 from .state import MemoryConfig, MemoryState, init_state
 from .validate import SAMPLING, STAGE, TRAINING, Limit
 
 
 # --- models ------------------------------------------------------------------------------------
-def wrap_dit(path: str, source: str, dtype: torch.dtype = torch.float32, device="cpu", storage="auto",
-             offload: str = "none", offload_device="cpu") -> PFVGModel:
-    """A FramePack-F1 DiT (diffusers folder or single file) with a fresh SemanticPack (gate closed:
-    exactly FramePack-F1 until SemanticPack weights are loaded or trained). The bundle records what plain
-    F1 weights expect: HunyuanVideo's latent scale and temporal factor, F1's per-segment RoPE layout."""
-    from .backbone import load_dit
-    from .model import HUNYUAN_VIDEO_SCALE, HUNYUAN_VIDEO_TEMPORAL
-    from .semanticpack import SemanticPack, SemanticPackConfig
-
-    dit = load_dit(path, dtype=dtype, device=device, storage=storage, offload=offload, offload_device=offload_device)
-    sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(dit._pfvg_device, dtype)
-    from .checkpoint import weights_reference
-
-    meta = {"source": source, "rope": "local", "base": weights_reference(path)}
-    if dit.config.in_channels == 16:  # HunyuanVideo's VAE latents
-        meta.update(latent_scale=HUNYUAN_VIDEO_SCALE, temporal_factor=HUNYUAN_VIDEO_TEMPORAL, latent_format="hunyuan_video")
-    return PFVGModel(dit, sp, meta=meta)
-
-
-def load_model_path(path: str, source: str, dtype: torch.dtype = torch.float32, semanticpack: str | None = None,
-                    device="cpu", storage="auto", offload: str = "none", offload_device="cpu") -> PFVGModel:
-    """A PFVG bundle folder, or a FramePack-F1 DiT (diffusers folder or .safetensors file, wrapped with a
-    fresh SemanticPack); ``semanticpack``: a .safetensors file of SemanticPack weights loaded over it.
-    ``device``, ``storage`` (fp8), ``offload`` (group) to ``offload_device``: ``backbone.load_dit``."""
-    from .model import BUNDLE_FILE
-
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, BUNDLE_FILE)):
-        model = PFVGModel.load(path, dtype=dtype, device=device, storage=storage, offload=offload, offload_device=offload_device)
-    else:
-        model = wrap_dit(path, source, dtype, device, storage, offload, offload_device)
-    return with_semanticpack(model, semanticpack, source) if semanticpack else model.eval()
-
-
-def with_semanticpack(model: PFVGModel, path: str, source: str) -> PFVGModel:
-    """``model`` with the SemanticPack weights of ``path`` loaded (in place)."""
-    from .checkpoint import load_module
-
-    if model.semanticpack is None:
-        raise ValueError(f"model {source} has no SemanticPack to load {os.path.basename(path)} into")
-    load_module(path, model.semanticpack, "SemanticPack")
-    model.refresh_id()
-    return model.eval()
-
-
 # --- starting a video --------------------------------------------------------------------------
 def encode_start(model: PFVGModel, pixels: torch.Tensor | None = None, latent: torch.Tensor | None = None) -> torch.Tensor:
     """The start latent [B, C, 1, H, W] from pixels [B, 3, 1, H, W] in [−1, 1] (with the model's codec)

@@ -741,7 +741,7 @@ def load_training_model(cfg: TrainConfig, device: torch.device) -> PFVGModel:
     from .backbone import resolve_storage
     from .checkpoint import safetensors_dtypes
     from .model import BUNDLE_FILE
-    from .operations import load_model_path
+    from .model import load_model_path
 
     spec = cfg.model
     if spec == "default" or spec.startswith("random:"):

@@ -283,7 +283,7 @@ def run_f1(a) -> dict:
     cpu = dev.type != "cuda"
     layers = tuple(a.layers) if a.layers else ((1, 1) if cpu else None)
     if a.suite:
-        return _run_suite(a, dev, layers)
+        raise ValueError("--suite runs through tools/bench_speed.run_suite (the CLI dispatches it)")
     variants = tuple((a.variants or ("bf16,fp8" if cpu else "bf16,fp8,fp8_offload")).split(","))
 
     def log(rec):
@@ -293,29 +293,3 @@ def run_f1(a) -> dict:
 
     return bench_f1(a.config or "hunyuan-f1", layers, a.width or (128 if cpu else 640), a.height or (96 if cpu else 480),
                     a.steps or (2 if cpu else 25), variants, dev, diffusers_loop=not a.no_diffusers, log=log)
-
-
-def _numbers(name: str, text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError as e:
-        raise ValueError(f"{name}: expected comma-separated numbers, got {text!r}") from e
-
-
-def _run_suite(a, dev: torch.device, layers) -> dict:
-    from .bench_speed import ERROR_BOUND, GROUPS, THRESHOLDS, bench_f1_suite
-
-    cpu = dev.type != "cuda"
-
-    def log(rec):
-        if a.log:
-            with open(a.log, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-
-    groups = tuple(x.strip() for x in a.groups.split(",")) if a.groups else GROUPS
-    thresholds = _numbers("--thresholds", a.thresholds) if a.thresholds else THRESHOLDS
-    return bench_f1_suite(a.config or "hunyuan-f1", layers, a.width or (128 if cpu else 640), a.height or (96 if cpu else 480),
-                          a.steps or (2 if cpu else 25), dev, groups=groups, thresholds=thresholds,
-                          error_bound=ERROR_BOUND if a.error_bound is None else a.error_bound,
-                          budget_s=a.budget_s if a.budget_s is not None else (1e9 if cpu else 330.0),
-                          compile_backend=a.compile_backend, out_dir=a.out, log=log)

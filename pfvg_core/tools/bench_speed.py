@@ -36,6 +36,7 @@ On a CPU the same code runs at a tiny size (CI: ``tests/test_bench_f1.py``); its
 from __future__ import annotations
 
 import dataclasses
+import json
 import gc
 import math
 import os
@@ -514,3 +515,30 @@ def format_table(result: dict) -> str:
     if rec:
         lines.append(f"recommended step cache (err ≤ {rec['error_bound']}): {rec.get('threshold')} {rec.get('reason', '')}")
     return "\n".join(lines)
+
+
+def _numbers(name: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as e:
+        raise ValueError(f"{name}: expected comma-separated numbers, got {text!r}") from e
+
+
+def run_suite(a) -> dict:
+    """The CLI's ``bench f1 --suite`` (options of ``bench_f1.add_f1_options``)."""
+    dev = resolve_device(a.device)
+    cpu = dev.type != "cuda"
+    layers = tuple(a.layers) if a.layers else ((1, 1) if cpu else None)
+
+    def log(rec):
+        if a.log:
+            with open(a.log, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    groups = tuple(x.strip() for x in a.groups.split(",")) if a.groups else GROUPS
+    thresholds = _numbers("--thresholds", a.thresholds) if a.thresholds else THRESHOLDS
+    return bench_f1_suite(a.config or "hunyuan-f1", layers, a.width or (128 if cpu else 640), a.height or (96 if cpu else 480),
+                          a.steps or (2 if cpu else 25), dev, groups=groups, thresholds=thresholds,
+                          error_bound=ERROR_BOUND if a.error_bound is None else a.error_bound,
+                          budget_s=a.budget_s if a.budget_s is not None else (1e9 if cpu else 330.0),
+                          compile_backend=a.compile_backend, out_dir=a.out, log=log)

@@ -381,15 +381,19 @@ def cmd_eval(a) -> int:
 def cmd_bench(a) -> int:
     from . import bench
 
-    if a.what == "f1":
-        from .bench_f1 import run_f1
+    if a.what == "f1" and a.suite:
+        from .bench_speed import run_suite
 
-        result = run_f1(a)
-        if "rows" in result and not a.json:  # --suite: a table (the JSON has every field)
+        result = run_suite(a)
+        if not a.json:  # a table (the JSON has every field)
             from .bench_speed import format_table
 
             print(format_table(result))
             return 0
+    elif a.what == "f1":
+        from .bench_f1 import run_f1
+
+        result = run_f1(a)
     elif a.what == "train-f1":
         from .bench_train_f1 import run_train_f1
 
