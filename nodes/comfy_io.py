@@ -278,7 +278,39 @@ def load_for_run(model):
         mm.load_models_gpu([model])
         if getattr(model.model, "model_lowvram", False):
             mm.load_models_gpu([model], force_full_load=True)
+    _apply_deferred(engine)
     return engine
+
+
+def placed_by_comfy(offload: str) -> bool:
+    """True when ComfyUI's memory manager keeps the model on its offload device until a node runs it."""
+    return _model_patcher_class() is not None and offload == "none"
+
+
+def defer_until_loaded(model, compute: str, compile_mode: str) -> None:
+    """fp8 compute (and the compile after it) need the model where it computes: in ComfyUI that is after its first
+    ``load_models_gpu``, so they are applied there (``load_for_run``); the card is checked now, so a card without
+    fp8 tensor cores still fails at the loader, naming the input."""
+    from pfvg_core.speed import fp8_compute_unavailable
+
+    device, _ = devices()
+    why = fp8_compute_unavailable(device)
+    if why is not None:
+        raise ValueError(f"compute {compute}: {why}")
+    model._pfvg_deferred = (compute, compile_mode)
+
+
+def _apply_deferred(engine) -> None:
+    deferred = getattr(engine, "_pfvg_deferred", None)
+    if deferred is None:
+        return
+    from pfvg_core.speed import compile_blocks, set_compute
+
+    compute, compile_mode = deferred
+    with torch.inference_mode(False):
+        set_compute(engine, compute)
+    compile_blocks(engine, compile_mode)
+    engine._pfvg_deferred = None
 
 
 # The CLI's default --threads (pfvg_core/tools/cli.py): on a shared or busy CPU, one intra-op thread was many

@@ -49,9 +49,12 @@ class LoadPackedDiT:
     def load(self, model_name, dtype, semanticpack, storage="auto", offload="none", attention="native", step_cache=0.0,
              compile="off", compute="dtype"):
         model = io.load_model(model_name, dtype, None if semanticpack == "(none)" else semanticpack, storage, offload, attention)
-        set_compute(model, compute)  # before compile: the compiled blocks see the fp8 layers
         set_step_cache(model, step_cache if step_cache > 0 else None)
-        compile_blocks(model, compile)
+        if compute != "dtype" and io.placed_by_comfy(offload):  # fp8 layers are made where the model computes
+            io.defer_until_loaded(model, compute, compile)
+        else:
+            set_compute(model, compute)  # before compile: the compiled blocks see the fp8 layers
+            compile_blocks(model, compile)
         return (io.managed(model, offload),)  # held by ComfyUI's memory manager (a ModelPatcher) in ComfyUI
 
 

@@ -323,3 +323,23 @@ def test_the_demo_image_ships_with_the_pack():
         includes = tomllib.load(f)["tool"]["comfy"]["includes"]
     for src in comfy_io.DEMO_INPUTS.values():
         assert os.path.isfile(src) and os.path.relpath(src, ROOT).split(os.sep)[0] in includes
+
+
+def test_fp8_compute_waits_until_comfyui_has_placed_the_model(comfy_mm, monkeypatch):
+    """Load Packed DiT's compute fp8 needs the model on its GPU; ComfyUI keeps it on the offload device until a node
+    runs, so the loader checks the card and load_for_run applies fp8 (then compile) after load_models_gpu."""
+    import pfvg_core.speed as speed
+
+    applied = []
+    monkeypatch.setattr(speed, "fp8_compute_unavailable", lambda device: None)  # as on an fp8 card
+    monkeypatch.setattr(speed, "set_compute", lambda model, compute: applied.append(("compute", compute, len(comfy_mm.calls))))
+    monkeypatch.setattr(speed, "compile_blocks", lambda model, mode: applied.append(("compile", mode, len(comfy_mm.calls))))
+    patcher = N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)", compute="fp8", compile="blocks")[0]
+    assert applied == []  # nothing at load time: the model is not where it computes yet
+    comfy_io.load_for_run(patcher)
+    assert applied == [("compute", "fp8", 1), ("compile", "blocks", 1)]  # after the first load, in that order
+    comfy_io.load_for_run(patcher)
+    assert len(applied) == 2  # once
+    monkeypatch.setattr(speed, "fp8_compute_unavailable", lambda device: "no fp8 tensor cores on this card")
+    with pytest.raises(ValueError, match="compute fp8: no fp8 tensor cores"):
+        N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)", compute="fp8")
