@@ -673,9 +673,9 @@ class ComfyEncoders:
             if pooled is None:
                 raise ValueError("clip: its conditioning has no pooled_output (use HunyuanVideo's text encoders)")
             rows.append((tokens[0].float(), pooled[0].float()))
-        n = max(t.shape[0] for t, _ in rows)
-        emb = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, n - t.shape[0])) for t, _ in rows])
-        mask = torch.stack([torch.arange(n) < t.shape[0] for t, _ in rows])
+        from pfvg_core.model import stack_prompts
+
+        emb, mask = stack_prompts([t for t, _ in rows])
         return emb, mask, torch.stack([p for _, p in rows])
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,16 @@ class Conditioning:
     image_embeds: torch.Tensor
 
 
+def stack_prompts(embeds: list[torch.Tensor], masks: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt features of different lengths [L_i, D] (with their masks [L_i], all True when None) → one batch
+    [B, L, D] and mask [B, L] (bool), padded to the longest with masked-out zeros."""
+    n = max(e.shape[0] for e in embeds)
+    masks = masks or [torch.ones(e.shape[0], dtype=torch.bool) for e in embeds]
+    emb = torch.stack([nn.functional.pad(e, (0, 0, 0, n - e.shape[0])) for e in embeds])
+    mask = torch.stack([nn.functional.pad(m.bool(), (0, n - m.shape[0])) for m in masks])
+    return emb, mask
+
+
 class PFVGModel(nn.Module):
     def __init__(self, dit, semanticpack: SemanticPack | None = None, text_encoder: ByteTextEncoder | None = None,
                  image_encoder: LatentImageEncoder | None = None, codec: PatchCodec | None = None, meta: dict | None = None):

@@ -36,7 +36,7 @@ from .data import LatentDataset, step_order
 from .forcing import make_strategy, sample_t
 from .framepack import Schedule
 from .loop import Cancelled, segment_context, velocity
-from .model import Conditioning, PFVGModel, resolve_model
+from .model import Conditioning, PFVGModel, resolve_model, stack_prompts
 from .state import MemoryConfig, init_state, step
 from .validate import STAGE, TRAINING, check_fields, number
 
@@ -844,10 +844,8 @@ def cached_conditioning(videos, latent_offset: int) -> Conditioning:
         k = v.prompt_line(latent_offset * v.temporal_factor / v.fps)
         f = v.features
         rows.append((f[f"prompt_embeds.{k}"], f[f"prompt_mask.{k}"].bool(), f[f"pooled.{k}"], f["image_embeds"]))
-    n = max(r[0].shape[0] for r in rows)  # prompts of other lengths (ComfyUI's unpadded features): pad, masked out
-    rows = [(torch.nn.functional.pad(e, (0, 0, 0, n - e.shape[0])), torch.nn.functional.pad(m, (0, n - m.shape[0])), p, i)
-            for e, m, p, i in rows]
-    emb, mask, pooled, image = (torch.stack(x) for x in zip(*rows))
+    emb, mask = stack_prompts([r[0] for r in rows], [r[1] for r in rows])  # other lengths: padded, masked out
+    pooled, image = torch.stack([r[2] for r in rows]), torch.stack([r[3] for r in rows])
     return Conditioning(emb, mask, pooled, image)
 
 
