@@ -182,7 +182,11 @@ class TrainConfig:
             raise ValueError(f"psi_bptt must be ≥ 1, got {self.psi_bptt}")
         if self.plan not in PLANS:
             raise ValueError(f"plan must be one of {sorted(PLANS)}, got {self.plan!r}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for k, v in PLANS[self.plan].items():
+            if getattr(self, k) not in (v, defaults[k]):
+                raise ValueError(f"plan {self.plan!r} sets {k} = {v!r}, but the config gives {getattr(self, k)!r}: "
+                                 "drop one of them (README: memory plans)")
             setattr(self, k, v)
         for k, allowed in (("base_dtype", ("auto", "float32", "bfloat16")), ("base_storage", ("compute", "fp8_e4m3fn", "fp8_e5m2")),
                            ("offload", ("none", "group")), ("gradient_checkpointing", ("auto", "on", "off")),

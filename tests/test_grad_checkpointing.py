@@ -149,6 +149,8 @@ def test_memory_plans_set_the_options():
         TrainConfig(plan="12gb")
     with pytest.raises(ValueError, match="base_storage must be one of"):
         TrainConfig(base_storage="int4")
+    with pytest.raises(ValueError, match="plan '24gb' sets gradient_checkpointing"):
+        TrainConfig(plan="24gb", gradient_checkpointing="off")
 
 
 def test_block_offload_keeps_a_block_until_its_backward_and_gradients_are_unchanged():
