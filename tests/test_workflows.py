@@ -148,7 +148,7 @@ def test_long_video_workflow_makes_60_seconds_and_unrolled_equals_loop(env):
     (unrolled,) = run_api(_load("pfvg_unrolled_segments"), env)
     wf = _load("pfvg_long_video_embedded")
     loop_id = next(k for k, v in wf.items() if v["class_type"] == "PFVGLongVideoLoop")
-    wf[loop_id]["inputs"].update(segments=3, prompt_schedule=mw.PROMPT)
+    wf[loop_id]["inputs"].update(segments=3, prompt_schedule=mw.WORLD)
     (three,) = run_api(wf, env)
     # Sampler → Step chained = the loop (latents are bit-identical, see test_nodes; decoding per segment vs
     # all at once may differ in the last bits of the convolution)

@@ -163,10 +163,13 @@ class Graph:
 
 # the embedded default's settings: its benchmarked sampler and steps (pfvg_core.model.EMBEDDED_SAMPLING)
 SAMPLER = dict(steps=EMBEDDED_SAMPLING["steps"], sampler=EMBEDDED_SAMPLING["sampler"], cfg=1.0, distilled_guidance=10.0, shift=2.0)
-PROMPT = "a red ball rolls right across a green striped field past a yellow triangle"
+PROMPT = "a red ball rolls right across a green striped field past a yellow triangle"  # FramePack-F1's template
+# the embedded default's templates: the demo's held-out world frame (input/pfvg_start.png) and its prompt, in the
+# words the world's prompts use (the embedded model was trained on them)
+WORLD = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "demo", "prompt.txt")).read().strip()
 
 
-def start(g, prompt=PROMPT, model=None, window=4):
+def start(g, prompt=WORLD, model=None, window=4):
     model = model or g.add("PFVGLoadPackedDiT")
     img = g.add("LoadImage")
     mem = g.add("PFVGEncodePsi0", model=(model, 0), image=(img, 0), prompt=prompt, window=window)
@@ -189,7 +192,7 @@ def long_video():
     g = Graph()
     model, _, mem = start(g)
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), seed=1, seconds=60.0, segments=0,
-                 prompt_schedule=f"0: {PROMPT}", **SAMPLER)
+                 prompt_schedule=f"0: {WORLD}", **SAMPLER)
     save(g, (loop, 1), "pfvg_long", fps=(loop, 3))
     return g
 
@@ -199,7 +202,7 @@ def unrolled():
     model, _, mem = start(g)
     images = None
     for k in range(3):
-        seg = g.add("PFVGSegmentSampler", model=(model, 0), memory=(mem, 0), seed=1, prompt=PROMPT, **SAMPLER)
+        seg = g.add("PFVGSegmentSampler", model=(model, 0), memory=(mem, 0), seed=1, prompt=WORLD, **SAMPLER)
         dec = g.add("PFVGDecodeLatents", model=(model, 0), latent=(seg, 0), **({"memory": (mem, 0)} if k == 0 else {}))
         images = dec if images is None else g.add("ImageBatch", image1=(images, 0), image2=(dec, 0))
         if k < 2:
@@ -211,9 +214,10 @@ def unrolled():
 def story():
     g = Graph()
     model, _, mem = start(g)
-    schedule = ("0: a red ball rolls right across a green striped field\n"
-                "[10s] the camera pans right past a hut and a tree\n"
-                "[20s] the camera comes back and the red ball is still there")
+    schedule = (f"0: {WORLD}\n"
+                "[10s] camera pans left 96 px and back every 10 s; orange circle standing still; sandy desert with hut, tree; "
+                "2 dark pillars in front\n"
+                "[20s] static camera; orange circle moving right 10 px/s; sandy desert with hut, tree; 2 dark pillars in front")
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), seed=2, seconds=30.0, segments=0,
                  prompt_schedule=schedule, **SAMPLER)
     save(g, (loop, 1), "pfvg_story", fps=(loop, 3))
@@ -228,7 +232,7 @@ def training():
                   stage1_steps=4, stage2_steps=4, learning_rate=1e-4, window=4)
     _, _, mem = start(g, model=train)
     loop = g.add("PFVGLongVideoLoop", model=(train, 0), memory=(mem, 0), seed=1, seconds=5.0, segments=0,
-                 prompt_schedule=f"0: {PROMPT}", **SAMPLER)
+                 prompt_schedule=f"0: {WORLD}", **SAMPLER)
     save(g, (loop, 1), "pfvg_after_training", fps=(loop, 3))
     return g
 
@@ -237,7 +241,7 @@ def evaluate():
     g = Graph()
     model, _, mem = start(g)
     loop = g.add("PFVGLongVideoLoop", model=(model, 0), memory=(mem, 0), seed=1, seconds=30.0, segments=0,
-                 prompt_schedule=f"0: {PROMPT}", **SAMPLER)
+                 prompt_schedule=f"0: {WORLD}", **SAMPLER)
     ev = g.add("PFVGEvaluateDrift", images=(loop, 1), fps=(loop, 3))
     g.add("PreviewImage", images=(ev, 1))
     save(g, (loop, 1), "pfvg_evaluated", fps=(loop, 3))
