@@ -243,9 +243,8 @@ def check_loading(dev: torch.device, dtype: torch.dtype) -> dict:
     return out
 
 
-def bench_f1(config: str = "hunyuan-f1", layers: tuple[int, int] | None = None, width: int = 640, height: int = 480,
-             steps: int = 25, variants=("bf16", "fp8", "fp8_offload"), device="auto", dtype=None, diffusers_loop: bool = True,
-             log=None) -> dict:
+def bench_setup(config: str, layers, width: int, height: int, device, dtype):
+    """(device, compute dtype, DiT config at ``layers`` depth) of an F1 benchmark, its frame size checked."""
     dev = resolve_device(device)
     dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
     cfg = dit_config(config)
@@ -253,6 +252,13 @@ def bench_f1(config: str = "hunyuan-f1", layers: tuple[int, int] | None = None, 
         cfg["num_layers"], cfg["num_single_layers"] = int(layers[0]), int(layers[1])
     if width % 16 or height % 16:
         raise ValueError(f"width and height must be multiples of 16 (8× VAE, 2× patches), got {width}×{height}")
+    return dev, dtype, cfg
+
+
+def bench_f1(config: str = "hunyuan-f1", layers: tuple[int, int] | None = None, width: int = 640, height: int = 480,
+             steps: int = 25, variants=("bf16", "fp8", "fp8_offload"), device="auto", dtype=None, diffusers_loop: bool = True,
+             log=None) -> dict:
+    dev, dtype, cfg = bench_setup(config, layers, width, height, device, dtype)
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"unknown variant {v!r}; expected some of {list(VARIANTS)}")

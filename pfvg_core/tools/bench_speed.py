@@ -51,7 +51,7 @@ from ..model import Conditioning, PFVGModel
 from ..semanticpack import SemanticPack, SemanticPackConfig
 from ..speed import compile_blocks, fp8_compute_unavailable, recommend_threshold, set_compute, set_step_cache
 from ..state import MemoryConfig, init_state, step
-from .bench_f1 import TEMPORAL_FACTOR, _peak_gb, _reset_peak, _sync, _time, _tiny_reference_parts, diffusers_runner, \
+from .bench_f1 import TEMPORAL_FACTOR, bench_setup, _peak_gb, _reset_peak, _sync, _time, _tiny_reference_parts, diffusers_runner, \
     random_dit
 
 GROUPS = ("diffusers", "cache", "attention", "fp8", "memory", "compile", "storage")  # in the order they run
@@ -202,13 +202,7 @@ def bench_f1_suite(config: str = "hunyuan-f1", layers: tuple[int, int] | None = 
                    error_bound: float = ERROR_BOUND, budget_s: float = 330.0, compile_backend: str | None = None,
                    out_dir: str | None = None, window: int = 9, log=None) -> dict:
     """Run the rows of ``groups`` (module docstring) and return the result (also written to ``out_dir``)."""
-    dev = resolve_device(device)
-    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
-    cfg = dit_config(config)
-    if layers is not None:
-        cfg["num_layers"], cfg["num_single_layers"] = int(layers[0]), int(layers[1])
-    if width % 16 or height % 16:
-        raise ValueError(f"width and height must be multiples of 16 (8× VAE, 2× patches), got {width}×{height}")
+    dev, dtype, cfg = bench_setup(config, layers, width, height, device, dtype)
     bad = [g for g in groups if g not in GROUPS]
     if bad:
         raise ValueError(f"unknown row groups {bad}; expected some of {list(GROUPS)}")
