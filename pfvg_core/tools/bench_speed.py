@@ -44,7 +44,7 @@ import time
 
 import torch
 
-from ..backbone import ATTENTION_BACKENDS, attention_backend_unavailable, dit_config, place_dit, resolve_device, \
+from ..backbone import ATTENTION_BACKENDS, attention_backend_unavailable, place_dit, resolve_device, \
     set_attention_backend
 from ..loop import SamplerOptions, sample_segment
 from ..model import Conditioning, PFVGModel
