@@ -37,6 +37,7 @@ from .forcing import make_strategy, sample_t
 from .framepack import Schedule
 from .loop import Cancelled, segment_context, velocity
 from .model import Conditioning, PFVGModel, resolve_model, stack_prompts
+from .speed import COMPILE_MODES, compile_blocks
 from .state import MemoryConfig, init_state, step
 from .validate import STAGE, TRAINING, check_fields, number
 
@@ -141,6 +142,7 @@ class TrainConfig:
     log: str = "train_log.jsonl"
     device: str = "auto"  # auto (CUDA when there is one) | cpu | cuda | cuda:N
     amp: str = "off"  # off | bf16 (autocast on the forward passes) | auto (bf16 on CUDA, off on CPU)
+    compile: str = "off"  # off | blocks: torch.compile of the DiT's repeated blocks (``speed.compile_blocks``)
     psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
     # memory plan for big models (FramePack-F1; README "Training FramePack-F1"):
     plan: str = "none"  # none | 80gb | 24gb: presets of the four options below (PLANS)
@@ -178,6 +180,8 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.amp not in ("off", "bf16", "auto"):
             raise ValueError(f"amp must be 'off', 'bf16' or 'auto', got {self.amp!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
         if self.psi_bptt < 1:
             raise ValueError(f"psi_bptt must be ≥ 1, got {self.psi_bptt}")
         if self.plan not in PLANS:
@@ -343,6 +347,8 @@ class Trainer:
                              "recomputation, which brings its weights back): set gradient_checkpointing = 'on'")
         model.set_gradient_checkpointing(on)
         self.checkpointing = on
+        if config.compile != "off":  # launch-bound small models: fused kernels, fewer launches (issue 22 item 2)
+            compile_blocks(model, config.compile)
         self.data = dataset if dataset is not None else LatentDataset(config.data)
         _check_dataset_fits(model, self.data)
         if "latent_scale" in (self.data.meta(0) if len(self.data) else {}):
@@ -423,7 +429,7 @@ class Trainer:
         prompts = [v.prompt for v in videos]
         cond = self._conditioning(prompts, start, videos)
         state = init_state(m, start, cond, seed=0, config=self.memory_config, grad=self.train_psi)
-        losses = []
+        losses = []  # detached loss tensors: the host waits for the device once per video batch, not per clip
         amp = self.amp
         scheduled = videos[0].features is not None and any(len(v.prompts) > 1 for v in videos)
         k = cfg.psi_bptt if self.train_psi and state.psi is not None else 1
@@ -438,7 +444,7 @@ class Trainer:
             # with truncated BPTT, later losses of the block backpropagate through this clip's ψ update again
             chained = k > 1 and (i + 1) % k != 0
             (loss * scale).backward(retain_graph=self._needs_retain(i, n) or (chained and i + 1 < n))
-            losses.append(loss.item())
+            losses.append(loss.detach())
             if step_every and (i + 1) % step_every == 0 and i + 1 < n:
                 self._optimizer_step()
                 # graphs built before the update refer to the old weights: rebuild / cut them
@@ -453,7 +459,7 @@ class Trainer:
                         psi = m.semanticpack.update(state.psi, hist.detach().float().to(m.dtype), state.psi_mask)
                         new = new.replace(psi=psi)
                 state = new
-        return losses
+        return torch.stack(losses).float().tolist()
 
     def _needs_retain(self, i: int, n: int) -> bool:
         # encoder features are shared by every clip of the video: keep their graph until the last clip

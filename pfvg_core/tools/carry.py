@@ -32,6 +32,7 @@ from . import experiments as ex
 PARTS = ("dit", "semanticpack", "text_encoder", "image_encoder", "codec")
 FORMAT = "pfvg-runs-1"
 ROOT_JSON = ("codec.json", "budget.json")
+SCORES = "scores.json"  # beside the packed files: {run: {scores_<memory>.json: text}} (``research_call.write_scores``)
 
 
 def _plan_inits(budget: ex.Budget) -> dict[str, tuple[str | None, bool]]:
@@ -175,7 +176,29 @@ def unpack_runs(src: str, work: str, log=print) -> list[str]:
             write_text(os.path.join(folder, n), text)
         written.append(name)
         log(f"unpacked {name} (max weight error {run['max_abs_error']:.2e})")
+    restore_scores(src, work, log)
     return written
+
+
+def restore_scores(src: str, work: str, log=print) -> int:
+    """The evaluations finished after the runs were packed (``src/scores.json``), written into their run folders
+    of ``work`` where they are missing, so that the evaluation resumes without doing them again. Returns how many."""
+    path = os.path.join(src, SCORES)
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        scores = json.load(f)
+    n = 0
+    for run, files in scores.items():
+        folder = os.path.join(work, run)
+        if os.sep in run or run.startswith(".") or not os.path.isdir(folder):
+            continue
+        for name, text in files.items():
+            if name.startswith("scores_") and name.endswith(".json") and "/" not in name and not os.path.isfile(os.path.join(folder, name)):
+                write_text(os.path.join(folder, name), text)
+                n += 1
+    log(f"restored {n} evaluations from {path}")
+    return n
 
 
 def main(argv=None) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -106,6 +107,10 @@ class Budget:
     # a model bundle to continue from (the shipped default): its codec is kept (no codec training), the shared
     # pretraining starts from its DiT and encoders, stage 1 with memory on from its SemanticPack
     warm_start: str | None = None
+    # speed on a GPU (issue 22 item 2; ``tools/throughput.py`` measures and picks them): bf16 autocast of the
+    # forward passes (``off`` | ``bf16``: trainings and evaluations) and ``torch.compile`` of the DiT's blocks
+    amp: str = "off"
+    compile: str = "off"
 
     @classmethod
     def tiny(cls, **kw) -> "Budget":
@@ -269,7 +274,7 @@ def _train_config(b: Budget, data: str, out: str, stage: StageConfig, memory: st
                        warmup_steps=b.warmup,
                        accumulate=b.accumulate if pre else b.psi_bptt, videos_per_step=b.video_batch, video_batch=b.video_batch,
                        lr=b.lr if pre else b.stage1_lr,
-                       save_every=5, shift=2.0, device=device, psi_bptt=b.psi_bptt)
+                       save_every=5, shift=2.0, device=device, psi_bptt=b.psi_bptt, amp=b.amp, compile=b.compile)
 
 
 def train_job(spec: dict) -> dict:
@@ -409,10 +414,21 @@ def eval_job(spec: dict) -> dict:
     t0 = time.time()
     dev = torch.device(spec["device"])
     model = PFVGModel.load(os.path.join(spec["work"], spec["run"], "model"), device=dev)
-    res = {"run": spec["run"], "memory": spec["memory"], "seconds": 0.0, "videos": score_model(model, b, spec["memory"])}
+    with inference_autocast(model, b):
+        videos = score_model(model, b, spec["memory"])
+    res = {"run": spec["run"], "memory": spec["memory"], "seconds": 0.0, "videos": videos}
     res["seconds"] = round(time.time() - t0, 1)
     write_json(path, res)
     return res
+
+
+def inference_autocast(model: PFVGModel, b: Budget):
+    """The budget's ``amp`` for generating: bf16 autocast on a GPU when the runs trained in bf16 (a context
+    manager). On the CPU the generation stays in float32 (a CPU evaluation's scores unchanged). The blocks are
+    not compiled for the evaluation: each evaluation process would compile them again for one model's videos."""
+    if model.device.type != "cuda" or b.amp != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
 def reference_job(spec: dict) -> dict:
@@ -470,9 +486,12 @@ def compare(rows: dict[str, dict[int, list[dict]]], seeds, metric_names=METRICS)
     for comp, (a, bname) in COMPARISONS.items():
         if a not in rows or bname not in rows:
             continue
+        both = [s for s in seeds if s in rows[a] and s in rows[bname]]  # (seeds an evaluation deadline cut: left out)
+        if not both:
+            continue
         out[comp] = {}
         for m in metric_names:
-            d = np.array([[_num(x.get(m)) - _num(y.get(m)) for x, y in zip(rows[a][s], rows[bname][s])] for s in seeds])
+            d = np.array([[_num(x.get(m)) - _num(y.get(m)) for x, y in zip(rows[a][s], rows[bname][s])] for s in both])
             out[comp][m] = paired_interval(d)
     return out
 
@@ -487,7 +506,10 @@ def markdown(result: dict) -> str:
     rows = {name: [s for per in by_seed.values() for s in per] for name, by_seed in result["rows"].items()}
     rows.update(result["references"])
     cols = [c for c in METRICS]
-    text = metrics.markdown_table(rows, cols)
+    if all(r in rows for r in metrics.REFERENCES):
+        text = metrics.markdown_table(rows, cols)
+    else:  # a run cut before its references were scored: no table that cannot be read
+        text = f"No table: the references {[r for r in metrics.REFERENCES if r not in rows]} were not evaluated.\n"
     lines = ["", "| comparison (A − B) | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for comp, per in result["comparisons"].items():
         cells = []
@@ -502,6 +524,8 @@ def markdown(result: dict) -> str:
     lines.append("")
     lines.append("Interval: 95 %, two-level bootstrap over training seeds and held-out videos; * = excludes zero. "
                  "↓ lower is better, ↑ higher is better.")
+    if result.get("missing"):
+        lines.append(f"Not evaluated (cut by the time limit; a later run on the same folder does them): {', '.join(result['missing'])}.")
     return text + "\n".join(lines) + "\n"
 
 
@@ -533,13 +557,42 @@ BASE_STEPS_UNTIL_TIME = 10**6
 SLOWDOWN = {"stage1": 2.5, "stage2": 6.0}
 
 
+def run_jobs(pool, specs: list, deadline: float | None = None, on_done=None) -> list:
+    """``[(fn, spec), …]`` run in ``pool`` (or here, one after the other, when it is None); results in the order
+    of ``specs``, None for each job the ``deadline`` (a ``time.time()`` value) cut — the pool's workers are then
+    stopped. ``on_done(result)`` is called as each job finishes (e.g. to carry its scores off the machine)."""
+    out: list = [None] * len(specs)
+    if pool is None:
+        for i, (fn, x) in enumerate(specs):
+            if deadline is not None and time.time() >= deadline:
+                break
+            out[i] = fn(x)
+            if on_done is not None:
+                on_done(out[i])
+        return out
+    futures = {pool.submit(fn, x): i for i, (fn, x) in enumerate(specs)}
+    try:
+        for f in cf.as_completed(futures, timeout=None if deadline is None else max(0.0, deadline - time.time())):
+            out[futures[f]] = f.result()
+            if on_done is not None:
+                on_done(out[futures[f]])
+    except cf.TimeoutError:
+        for f in futures:
+            f.cancel()
+        for proc in list(getattr(pool, "_processes", {}).values()):  # jobs already running are stopped, not awaited
+            proc.terminate()
+    return out
+
+
 def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, seconds: dict | None = None,
-        on_trained=None) -> dict:
+        on_trained=None, deadline: float | None = None, on_evaluated=None) -> dict:
     """Train every job of ``training_plan`` (``jobs`` processes at a time), evaluate every model on the held-out
     split, compare; writes ``experiments.json`` and ``experiments.md`` in ``work`` and returns the result.
     ``seconds`` {"base", "stage1", "stage2"}: size the stages by wall clock instead (``calibrate``): the shared
     pretraining trains for ``base`` seconds, and the stages get the steps that fit their seconds.
-    ``on_trained(budget)``: called when every training is done, before the (long) evaluation."""
+    ``on_trained(budget)``: called when every training is done, before the (long) evaluation. ``deadline`` (a
+    ``time.time()`` value): evaluations not finished by then are left out (listed in ``missing``; a later run on
+    the same folder does them), ``on_evaluated(result)`` is called as each evaluation finishes."""
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
@@ -578,25 +631,30 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
             on_trained(b)
         plan = evaluation_plan(b)
         common = {"work": work, "budget": b.to_dict(), "device": dev}
-        specs = [(eval_job, {**common, "run": r, "memory": m}) for _, r, m, _ in plan]
-        specs += [(reference_job, {**common, "reference": name}) for name in metrics.REFERENCES]
-        if pool is None:
-            done = [fn(x) for fn, x in specs]
-        else:
-            done = [f.result() for f in [pool.submit(fn, x) for fn, x in specs]]
+        # the references first (cheap, and a table without them cannot be read), then the models
+        specs = [(reference_job, {**common, "reference": name}) for name in metrics.REFERENCES]
+        specs += [(eval_job, {**common, "run": r, "memory": m}) for _, r, m, _ in plan]
+        done = run_jobs(pool, specs, deadline, on_evaluated)
+        done = done[len(metrics.REFERENCES):] + done[:len(metrics.REFERENCES)]  # (models, then references)
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
     rows: dict[str, dict[int, list[dict]]] = {}
-    for (name, _, _, seed), res in zip(plan, done):
-        rows.setdefault(name, {})[seed] = res["videos"]
-    refs = {res["reference"]: res["videos"] for res in done[len(plan):]}
-    log(f"evaluated {len(plan)} models × {b.heldout} held-out videos and the references ({time.time() - t0:.0f}s)")
+    missing = []
+    for (name, run_name, memory, seed), res in zip(plan, done):
+        if res is None:
+            missing.append(f"{run_name} (memory {memory})")
+        else:
+            rows.setdefault(name, {})[seed] = res["videos"]
+    refs = {res["reference"]: res["videos"] for res in done[len(plan):] if res is not None}
+    missing += [f"reference {name}" for name, res in zip(metrics.REFERENCES, done[len(plan):]) if res is None]
+    log(f"evaluated {len(plan) - sum(r is None for r in done[:len(plan)])} of {len(plan)} models × {b.heldout} held-out "
+        f"videos and {len(refs)} references ({time.time() - t0:.0f}s)" + (f"; cut by the deadline: {missing}" if missing else ""))
     videos = heldout_videos(b)
     with open(os.path.join(work, "codec.json")) as f:
         codec_choice = json.load(f)
     result = {"budget": b.to_dict(), "device": dev, "jobs": jobs, "trained": trained, "rows": rows, "references": refs,
-              "comparisons": compare(rows, b.seeds), "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
+              "comparisons": compare(rows, b.seeds), "missing": missing, "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
               "seconds": round(time.time() - t0, 1)}
     write_json(os.path.join(work, "experiments.json"), result, indent=1)
     write_text(os.path.join(work, "experiments.md"), markdown(result))

@@ -1,0 +1,130 @@
+"""Issue 22 item 2: one device call does the whole protocol — a dry run of the exact command at tiny size on the
+CPU, the deadline that keeps the evaluation inside the call, the throughput probe's choice, compiled training."""
+import concurrent.futures as cf
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from pfvg_core.tools import carry, throughput
+from pfvg_core.tools import experiments as ex
+
+
+def test_the_call_runs_end_to_end_and_its_output_resumes_anywhere(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.research_call", "--quick", "--device", "cpu", "--jobs", "1",
+                        "--out", str(out), "--work", str(work), "--seconds", "60", "--no-compile"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    phases = [json.loads(line) for line in open(out / "phases.jsonl")]
+    assert [p["phase"] for p in phases] == ["data", "probe", "train", "eval", "total"]
+    train = phases[2]
+    assert all(train["throughput"][k]["clip_samples_per_s"] > 0 for k in ("base", "stage1", "stage2"))
+    assert train["steps"]["stage2"] >= 1 and phases[3]["missing"] == []
+    probe = json.load(open(out / "throughput.json"))
+    assert [row["video_batch"] for row in probe["rows"]] == [1, 2, 2] and probe["rows"][2]["amp"] == "bf16"
+    assert probe["chosen"] in probe["rows"] and probe["ratio_to_reference"] > 0
+    assert train["video_batch"] == probe["chosen"]["video_batch"] and train["amp"] == probe["chosen"]["amp"]
+    # the table: every variant and seed, the references, the comparisons (a)-(c)
+    res = json.load(open(out / "experiments.json"))
+    assert set(res["rows"]) == set(ex.VARIANTS) | {ex.INFERENCE_OFF} and all(set(v) == {"0", "1"} for v in res["rows"].values())
+    assert set(res["references"]) == set(ex.metrics.REFERENCES) and len(res["comparisons"]) == 4
+    # back on another machine: the runs rebuilt, the scores restored, nothing trained or evaluated again
+    files = sorted(os.listdir(out))
+    assert "runs-000.safetensors" in files and len([f for f in files if f.startswith("runs-")]) <= 8
+    elsewhere = tmp_path / "elsewhere"
+    written = carry.unpack_runs(str(out), str(elsewhere), log=lambda m: None)
+    assert len(written) == 1 + 4 + 8
+    scores = json.load(open(out / "scores.json"))
+    assert sum(len(v) for v in scores.values()) == len(ex.evaluation_plan(ex.Budget(**res["budget"])))
+    for run, per in scores.items():
+        for name, text in per.items():
+            assert (elsewhere / run / name).read_text() == text
+    again = ex.run(str(elsewhere), ex.Budget.tiny(), "cpu", 1, log=lambda m: None)
+    assert again["rows"] == {k: {int(s): v for s, v in per.items()} for k, per in res["rows"].items()}
+
+
+def test_a_deadline_cuts_the_jobs_it_reaches_and_keeps_the_finished_ones():
+    pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    try:
+        done = []
+        t0 = time.time()
+        out = ex.run_jobs(pool, [(abs, -3), (time.sleep, 30), (abs, -4)], deadline=time.time() + 8, on_done=done.append)
+        assert out[0] == 3 and out[1] is None and out[2] is None and done == [3]
+        assert time.time() - t0 < 20  # the sleeping job was stopped, not awaited
+    finally:
+        pool.shutdown(cancel_futures=True)
+    assert ex.run_jobs(None, [(abs, -1), (abs, -2)], deadline=time.time() - 1) == [None, None]
+    assert ex.run_jobs(None, [(abs, -1), (abs, -2)]) == [1, 2]
+
+
+def test_comparisons_use_the_seeds_both_rows_have():
+    row = lambda v: [{m: v for m in ex.METRICS}]  # noqa: E731
+    rows = {ex.ALL: {0: row(1.0), 1: row(2.0)}, ex.INFERENCE_OFF: {0: row(0.5)}}
+    comp = ex.compare(rows, (0, 1))
+    assert list(comp) == ["(a') memory on − off at inference (same model)"]
+    assert comp["(a') memory on − off at inference (same model)"]["mean_mse_to_truth"]["mean"] == pytest.approx(0.5)
+
+
+def test_the_probe_resolves_best_amp_and_chooses_by_a_run_s_throughput(monkeypatch):
+    rates = {(64, "off", "off"): 1000.0, (64, "bf16", "off"): 1500.0, (64, "bf16", "blocks"): 3000.0, (16, "off", "off"): 300.0}
+    asked = []
+
+    def fake(work, b, device, s, steps, clips):
+        asked.append(s)
+        rate = rates[(s["video_batch"], s["amp"], s["compile"])]
+        return {**s, "clip_samples_per_s": rate, "seconds_per_step": 1.0, "first_step_s": 40.0 if s["compile"] != "off" else 1.0}
+
+    monkeypatch.setattr(throughput, "measure", fake)
+    res = throughput.probe("w", None, "cpu", throughput.settings((64,)), log=lambda m: None, horizon_s=60.0)
+    assert asked[-1] == {"video_batch": 64, "amp": "bf16", "compile": "blocks"}  # "best" = the faster eager amp
+    # compiled: 3000/s but 39 s lost of a 60 s run → 1050/s effective < 1500/s of bf16 eager
+    assert res["chosen"]["compile"] == "off" and res["chosen"]["amp"] == "bf16" and res["ratio_to_reference"] == 5.0
+    long = throughput.choose(res["rows"], horizon_s=600.0)
+    assert long["compile"] == "blocks"
+    assert throughput.choose([{"video_batch": 1, "error": "OOM"}]) is None
+    b = throughput.apply(ex.Budget.tiny(), long)
+    assert (b.video_batch, b.amp, b.compile) == (64, "bf16", "blocks")
+
+
+def test_restore_scores_writes_only_missing_score_files_of_known_runs(tmp_path):
+    src, work = tmp_path / "src", tmp_path / "work"
+    (work / "run_a").mkdir(parents=True)
+    (work / "run_a" / "scores_off.json").write_text("old")
+    src.mkdir()
+    (src / carry.SCORES).write_text(json.dumps({"run_a": {"scores_on.json": "new", "scores_off.json": "newer", "x.txt": "no"},
+                                                "../evil": {"scores_on.json": "no"}, "absent": {"scores_on.json": "no"}}))
+    assert carry.restore_scores(str(src), str(work), log=lambda m: None) == 1
+    assert (work / "run_a" / "scores_on.json").read_text() == "new" and (work / "run_a" / "scores_off.json").read_text() == "old"
+    assert not (work / "run_a" / "x.txt").exists() and not (tmp_path / "evil").exists()
+
+
+def test_compiled_blocks_train_like_eager_with_memory_on(tmp_path):
+    """``TrainConfig.compile = "blocks"`` (torch.compile of the DiT's blocks, inductor) gives the eager losses and
+    weights on the ψ path (memory on, SemanticPack trained through the blocks)."""
+    from pfvg_core.data import write_latent_video
+    from pfvg_core.model import PFVGModel
+    from pfvg_core.train import StageConfig, TrainConfig, Trainer
+
+    g = torch.Generator().manual_seed(0)
+    for k in range(2):
+        write_latent_video(str(tmp_path / "data"), f"v{k}", torch.randn(4, 9, 8, 8, generator=g), f"prompt {k}", 8.0)
+    results = []
+    for mode in ("off", "blocks"):
+        model = PFVGModel.build("tiny", semanticpack={"memory_tokens": 4}, seed=0)
+        cfg = TrainConfig(model="(test)", data=str(tmp_path / "data"), out=str(tmp_path / mode), window=4, memory_mode="on",
+                          stages=[StageConfig("s1", "teacher", "all", 1)], videos_per_step=2, video_batch=2, accumulate=2,
+                          psi_bptt=2, compile=mode, device="cpu", save_every=100)
+        trainer = Trainer(cfg, model=model)
+        trainer.run()
+        log = [json.loads(line) for line in open(tmp_path / mode / "train_log.jsonl")]
+        results.append((log[0]["loss"], {k: v.clone() for k, v in trainer.model.dit.state_dict().items()}))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
+    assert all(torch.allclose(results[0][1][k], results[1][1][k], atol=1e-5) for k in results[0][1])
+    with pytest.raises(ValueError, match="compile must be one of"):
+        TrainConfig(compile="max-autotune")
