@@ -128,3 +128,31 @@ def test_compiled_blocks_train_like_eager_with_memory_on(tmp_path):
     assert all(torch.allclose(results[0][1][k], results[1][1][k], atol=1e-5) for k in results[0][1])
     with pytest.raises(ValueError, match="compile must be one of"):
         TrainConfig(compile="max-autotune")
+
+
+def test_trainings_at_a_time_follow_the_measured_memory():
+    from pfvg_core.tools.research_call import training_processes
+
+    assert training_processes(None, None, 8, 16) == 16  # the CPU: no memory figure, every job
+    assert training_processes(1.0, 80.0, 8, 16) == 8  # 0.85 × 80 GiB ÷ (8 × 1 GiB)
+    assert training_processes(20.0, 80.0, 8, 16) == 1  # never fewer than one
+    assert throughput.choose([{"video_batch": 256, "clip_samples_per_s": 9.0, "seconds_per_step": 1.0, "peak_gib": 30.0},
+                              {"video_batch": 64, "clip_samples_per_s": 5.0, "seconds_per_step": 1.0, "peak_gib": 6.0}],
+                             max_peak_gib=8.5)["video_batch"] == 64
+
+
+def test_a_compiler_error_in_a_training_goes_on_eagerly(tmp_path, monkeypatch):
+    """A run whose compiled blocks fail trains without compile from its last checkpoint; the result says so."""
+    import pfvg_core.train as train_mod
+
+    def broken(model, mode):
+        raise RuntimeError("inductor: no compiler for this graph")
+
+    monkeypatch.setattr(train_mod, "compile_blocks", broken)
+    b = ex.Budget.tiny(compile="blocks")
+    ex.prepare_data(str(tmp_path), b, "cpu", log=lambda m: None)
+    job = ex.training_plan(b)[0][0]
+    res = ex.train_job({"work": str(tmp_path), "budget": b.to_dict(), "device": "cpu", "max_seconds": None, **job})
+    assert "inductor" in res["compile_failed"] and res["steps"] == b.base
+    assert json.load(open(tmp_path / "base" / "done.json"))["compile_failed"] == res["compile_failed"]
+    assert os.path.isfile(tmp_path / "base" / "model" / "dit.safetensors")

@@ -279,7 +279,23 @@ def _train_config(b: Budget, data: str, out: str, stage: StageConfig, memory: st
 
 def train_job(spec: dict) -> dict:
     """One training (a process of its own): ``spec`` = {work, budget, name, init, stage, memory, seed, device,
-    fresh_semanticpack}. Skipped when done; resumes from its checkpoints. Returns {name, seconds, steps}."""
+    fresh_semanticpack}. Skipped when done; resumes from its checkpoints. Returns {name, seconds, steps}.
+    A training with ``compile`` that fails goes on without it from its last checkpoint (``compile_failed`` in
+    the result): a compiler error on one run's graph must not end a device call."""
+    b = Budget(**spec["budget"])
+    if b.compile == "off":
+        return _train_job(spec)
+    try:
+        return _train_job(spec)
+    except Exception as e:  # noqa: BLE001 - any compiler / backend error: the eager path trains the same model
+        torch._dynamo.reset()
+        res = _train_job({**spec, "budget": {**spec["budget"], "compile": "off"}})
+        res["compile_failed"] = f"{type(e).__name__}: {str(e)[:300]}"
+        write_json(os.path.join(spec["work"], spec["name"], "done.json"), res)
+        return res
+
+
+def _train_job(spec: dict) -> dict:
     torch.set_num_threads(1)
     b = Budget(**spec["budget"])
     out = os.path.join(spec["work"], spec["name"])
@@ -585,14 +601,15 @@ def run_jobs(pool, specs: list, deadline: float | None = None, on_done=None) -> 
 
 
 def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, seconds: dict | None = None,
-        on_trained=None, deadline: float | None = None, on_evaluated=None) -> dict:
+        on_trained=None, deadline: float | None = None, on_evaluated=None, train_jobs: int | None = None) -> dict:
     """Train every job of ``training_plan`` (``jobs`` processes at a time), evaluate every model on the held-out
     split, compare; writes ``experiments.json`` and ``experiments.md`` in ``work`` and returns the result.
     ``seconds`` {"base", "stage1", "stage2"}: size the stages by wall clock instead (``calibrate``): the shared
     pretraining trains for ``base`` seconds, and the stages get the steps that fit their seconds.
     ``on_trained(budget)``: called when every training is done, before the (long) evaluation. ``deadline`` (a
     ``time.time()`` value): evaluations not finished by then are left out (listed in ``missing``; a later run on
-    the same folder does them), ``on_evaluated(result)`` is called as each evaluation finishes."""
+    the same folder does them), ``on_evaluated(result)`` is called as each evaluation finishes. ``train_jobs``:
+    trainings at a time when fewer than ``jobs`` fit the device's memory (the evaluations still run ``jobs``)."""
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
@@ -606,7 +623,8 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     if seconds is not None:  # the shared pretraining trains for its seconds: its step count is what fits them
         b = dataclasses.replace(b, base=BASE_STEPS_UNTIL_TIME)
     trained = {}
-    pool = _pool(jobs) if jobs > 1 else None
+    tj = min(jobs, train_jobs or jobs)
+    pool = _pool(tj) if tj > 1 else None
     try:
         for k, phase in enumerate(training_plan(b)):
             if k == 1 and seconds is not None:  # the plan of stages 1–2 depends on the measured speed
@@ -630,6 +648,10 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
         if on_trained is not None:
             on_trained(b)
         plan = evaluation_plan(b)
+        if tj != jobs:  # the evaluations fit more processes at once than the trainings
+            if pool is not None:
+                pool.shutdown()
+            pool = _pool(jobs) if jobs > 1 else None
         common = {"work": work, "budget": b.to_dict(), "device": dev}
         # the references first (cheap, and a table without them cannot be read), then the models
         specs = [(reference_job, {**common, "reference": name}) for name in metrics.REFERENCES]

@@ -42,6 +42,16 @@ GPU_BUDGET = dict(train_videos=256, codec_candidates=(), steps=8)
 # shares of the seconds left after data and probe: training phases, then the evaluation (the rest)
 SPLIT = {"base": 0.17, "stage1": 0.22, "stage2": 0.17}
 PACK_RESERVE_S = 20.0  # seconds kept for writing the table at the end
+# share of the GPU's memory the trainings may take at once; a memory-on run keeps the graphs of ``psi_bptt`` clips
+# (ψ's gradient runs that far back), so it needs ≈ psi_bptt × the probe's peak (measured memory off, one clip)
+MEMORY_USE = 0.85
+
+
+def training_processes(peak_gib: float | None, total_gib: float | None, psi_bptt: int, jobs: int) -> int:
+    """Trainings at a time that fit the device: ``MEMORY_USE`` × its memory ÷ (``psi_bptt`` × the probe's peak)."""
+    if not peak_gib or not total_gib:
+        return jobs
+    return max(1, min(jobs, int(MEMORY_USE * total_gib // (peak_gib * psi_bptt))))
 
 
 class Phases:
@@ -100,15 +110,18 @@ def run(out: str, work: str, b: ex.Budget, device: str, jobs: int, seconds: floa
     _, b = ex.prepare_data(work, b, dev, log)
     phases.done("data", t, train_videos=b.train_videos, seconds_per_video=b.seconds)
     t = time.time()
+    total_gib = torch.cuda.get_device_properties(dev).total_memory / 2**30 if dev.startswith("cuda") else None
+    train_jobs = jobs
     if probe_settings:
         horizon = min(SPLIT.values()) * max(1.0, deadline - time.time() - min(PACK_RESERVE_S, 0.05 * seconds))  # the shortest training phase
         res = throughput.probe(work, b, dev, probe_settings, probe_steps, probe_clips, log,
                                on_row=lambda rows: write_json(os.path.join(out, "throughput.json"), {"rows": rows, "partial": True}, indent=1),
-                               horizon_s=horizon)
+                               horizon_s=horizon, max_peak_gib=None if total_gib is None else MEMORY_USE * total_gib / b.psi_bptt)
         write_json(os.path.join(out, "throughput.json"), res, indent=1)
         b = throughput.apply(b, res["chosen"])
+        train_jobs = training_processes((res["chosen"] or {}).get("peak_gib"), total_gib, b.psi_bptt, jobs)
         phases.done("probe", t, chosen=res["chosen"], ratio_to_reference=res["ratio_to_reference"],
-                    ratio_to_h200_2026_11_26=res["ratio_to_h200_2026_11_26"])
+                    ratio_to_h200_2026_11_26=res["ratio_to_h200_2026_11_26"], train_jobs=train_jobs, device_gib=total_gib)
     reserve = min(PACK_RESERVE_S, 0.05 * seconds)
     left = deadline - time.time() - reserve
     split = {k: max(1.0, v * left) for k, v in SPLIT.items()}
@@ -127,7 +140,7 @@ def run(out: str, work: str, b: ex.Budget, device: str, jobs: int, seconds: floa
 
     t_eval = time.time()
     result = ex.run(work, b, dev, jobs, log, split, on_trained=trained, deadline=deadline - reserve,
-                    on_evaluated=lambda _res: write_scores(work, out))
+                    on_evaluated=lambda _res: write_scores(work, out), train_jobs=train_jobs)
     write_scores(work, out)
     evaluated = sum(len(per) for per in result["rows"].values())
     phases.done("eval", t_eval, evaluated_models=evaluated, missing=result["missing"], heldout=b.heldout,

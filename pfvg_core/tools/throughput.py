@@ -94,9 +94,10 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
 
 
 def probe(work: str, b, device: str, rows_settings: list[dict] | None = None, steps: int = 2, max_clips: int = 8,
-          log=print, on_row=None, horizon_s: float = 60.0) -> dict:
+          log=print, on_row=None, horizon_s: float = 60.0, max_peak_gib: float | None = None) -> dict:
     """Every setting measured in turn (``settings()`` by default); returns {rows, chosen, ratio_to_reference,
-    ratio_to_h200_2026_11_26}; the choice counts a run's extra first-step time (compilation) over ``horizon_s``. The ratios compare clip-samples per second with the reference setting measured
+    ratio_to_h200_2026_11_26}; the choice counts a run's extra first-step time (compilation) over ``horizon_s`` and
+    keeps to ``max_peak_gib`` of measured peak memory. The ratios compare clip-samples per second with the reference setting measured
     in the same run and with the 2026-11-26 H200 figure (meaningful only on an H200)."""
     if device == "cuda" or str(device).startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # as the 2026-11-26 runs (experiments.train_job)
@@ -111,14 +112,14 @@ def probe(work: str, b, device: str, rows_settings: list[dict] | None = None, st
         log(f"throughput {row}")
         if on_row is not None:
             on_row(rows)
-    chosen = choose(rows, horizon_s)
+    chosen = choose(rows, horizon_s, max_peak_gib)
     ref = rows[0].get("clip_samples_per_s") if rows else None
     best = chosen.get("clip_samples_per_s") if chosen else None
     return {"rows": rows, "chosen": chosen, "device": str(device),
             "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() and str(device).startswith("cuda") else "cpu",
             "ratio_to_reference": round(best / ref, 2) if best and ref else None,
             "ratio_to_h200_2026_11_26": round(best / H200_2026_11_26, 2) if best else None,
-            "target": "≥ 10× the 2026-11-26 H200 figure (issue 22 item 2)"}
+            "max_peak_gib": max_peak_gib, "target": "≥ 10× the 2026-11-26 H200 figure (issue 22 item 2)"}
 
 
 def effective_rate(row: dict, horizon_s: float) -> float:
@@ -128,9 +129,11 @@ def effective_rate(row: dict, horizon_s: float) -> float:
     return row["clip_samples_per_s"] * max(0.0, horizon_s - extra) / horizon_s
 
 
-def choose(rows: list[dict], horizon_s: float = 60.0) -> dict | None:
-    """The setting that trains the most clip-samples in a run of ``horizon_s`` seconds (None when none ran)."""
-    ok = [r for r in rows if "error" not in r and r.get("clip_samples_per_s")]
+def choose(rows: list[dict], horizon_s: float = 60.0, max_peak_gib: float | None = None) -> dict | None:
+    """The setting that trains the most clip-samples in a run of ``horizon_s`` seconds (None when none ran),
+    among those whose measured peak memory is at most ``max_peak_gib``."""
+    ok = [r for r in rows if "error" not in r and r.get("clip_samples_per_s")
+          and (max_peak_gib is None or r.get("peak_gib", 0.0) <= max_peak_gib)]
     return max(ok, key=lambda r: effective_rate(r, horizon_s)) if ok else None
 
 
