@@ -193,3 +193,42 @@ def recommend_threshold(curve, error_bound: float) -> dict:
         raise ValueError(f"no measured step cache threshold keeps the error within {error_bound} "
                          f"({len(curve)} points): leave the step cache off")
     return min(ok, key=lambda r: (r["s_per_frame"], r["threshold"]))
+
+
+# Load Packed DiT's widgets a measured row sets (bench f1 --suite rows name them the same way)
+WORKFLOW_SETTINGS = ("compute", "attention", "step_cache", "compile", "storage", "offload")
+
+
+def recommend_settings(rows, error_bound: float = 0.05, max_peak_gb: float | None = None) -> dict:
+    """The F1 workflow's default (issue 23): the fastest measured row of ``bench f1 --suite`` whose error to the
+    bf16 uncached video stays within ``error_bound`` (and whose peak GPU memory within ``max_peak_gb``).
+
+    Rows that failed, were skipped, produced non-finite latents, ran with memory on (ψ costs the same in every
+    setting) or timed a compilation (``first segment``) are not candidates. Returns {"widgets": Load Packed DiT
+    values (compute, attention, step_cache 0 = off, compile, storage, offload), "row": the measured row}; raises
+    ValueError when no row qualifies (then the workflow keeps the plain bf16 settings)."""
+    if not (isinstance(error_bound, (int, float)) and math.isfinite(error_bound) and error_bound >= 0):
+        raise ValueError(f"error_bound must be a finite number ≥ 0, got {error_bound!r}")
+    ok = []
+    for r in rows:
+        s, e = r.get("s_per_frame"), r.get("err_to_bf16")
+        if "failed" in r or "skipped" in r or r.get("finite") is False or r.get("memory", "off") != "off":
+            continue
+        if "first segment" in str(r.get("name", "")) or r.get("name") == "diffusers":
+            continue
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (s, e)) or e > error_bound:
+            continue
+        if max_peak_gb is not None and not (isinstance(r.get("peak_gb"), (int, float)) and r["peak_gb"] <= max_peak_gb):
+            continue
+        ok.append(r)
+    if not ok:
+        raise ValueError(f"no measured row keeps the error to bf16 within {error_bound}"
+                         + (f" and the peak within {max_peak_gb} GB" if max_peak_gb is not None else "")
+                         + f" ({len(list(rows))} rows): keep the plain bf16 settings")
+    best = min(ok, key=lambda r: r["s_per_frame"])
+    storage = best.get("storage", "auto")
+    widgets = {"compute": best.get("compute", "dtype"), "attention": best.get("attention", "native"),
+               "step_cache": float(best.get("step_cache") or 0.0), "compile": best.get("compile", "off"),
+               "storage": {"float8_e4m3fn": "fp8_e4m3fn", "float8_e5m2": "fp8_e5m2"}.get(storage, storage),
+               "offload": best.get("offload", "none")}
+    return {"widgets": widgets, "row": best, "error_bound": error_bound}

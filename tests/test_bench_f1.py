@@ -126,3 +126,16 @@ def test_suite_without_the_cache_group_says_why_the_cached_combinations_are_miss
     assert set(by) == {"bf16", "bf16 + compile (first segment)", "bf16 + compile", "bf16 + compile + cache"}
     assert "no recommended step cache threshold" in by["bf16 + compile + cache"]["skipped"]
     assert by["bf16 + compile"]["err_to_bf16"] == 0.0 and "recommended_step_cache" not in r
+
+
+def test_suite_names_the_f1_workflow_default_from_its_rows(suite):
+    """Issue 23: the suite's own recommendation is the fastest row within the bound, as Load Packed DiT widgets."""
+    from pfvg_core.speed import WORKFLOW_SETTINGS
+
+    r = suite[0]
+    rec = r["recommended_settings"]
+    assert set(rec["widgets"]) == set(WORKFLOW_SETTINGS)
+    assert rec["row"] in r["rows"] and rec["row"]["err_to_bf16"] <= 1.0 and "failed" not in rec["row"]
+    eligible = [x for x in r["rows"] if "s_per_frame" in x and "failed" not in x and x.get("memory", "off") == "off"
+                and "first segment" not in x["name"] and x["name"] != "diffusers" and x.get("err_to_bf16", 9) <= 1.0]
+    assert rec["row"]["s_per_frame"] == min(x["s_per_frame"] for x in eligible)

@@ -199,3 +199,30 @@ def test_recommend_threshold_picks_the_fastest_within_the_bound():
         recommend_threshold(curve[1:], 0.001)
     with pytest.raises(ValueError, match="error_bound"):
         recommend_threshold(curve, -1)
+
+
+def test_recommend_settings_takes_the_fastest_row_within_the_bound_and_names_widgets():
+    from pfvg_core.speed import recommend_settings
+
+    rows = [{"name": "diffusers", "s_per_frame": 0.1, "err_to_bf16": 0.0},
+            {"name": "bf16", "compute": "dtype", "attention": "native", "step_cache": None, "compile": "off", "memory": "off",
+             "s_per_frame": 0.59, "err_to_bf16": 0.0, "peak_gb": 25.6},
+            {"name": "fp8 + compile (first segment)", "compute": "fp8", "compile": "blocks", "s_per_frame": 0.01, "err_to_bf16": 0.01},
+            {"name": "fp8 + compile + cache", "compute": "fp8", "attention": "native", "step_cache": 0.1, "compile": "blocks",
+             "memory": "off", "s_per_frame": 0.25, "err_to_bf16": 0.09, "peak_gb": 16.0},
+            {"name": "fp8 + compile", "compute": "fp8", "attention": "native", "step_cache": None, "compile": "blocks",
+             "memory": "off", "s_per_frame": 0.33, "err_to_bf16": 0.02, "peak_gb": 16.0},
+            {"name": "bf16 + memory on", "memory": "on", "s_per_frame": 0.2, "err_to_bf16": 0.0},
+            {"name": "fp8 storage", "storage": "float8_e4m3fn", "offload": "none", "compute": "dtype", "s_per_frame": 0.3,
+             "err_to_bf16": float("nan")},
+            {"name": "sage", "attention": "sage", "skipped": "not installed"},
+            {"name": "flash", "attention": "flash", "failed": "boom", "s_per_frame": 0.01, "err_to_bf16": 0.0}]
+    rec = recommend_settings(rows, 0.05)
+    assert rec["row"]["name"] == "fp8 + compile"
+    assert rec["widgets"] == {"compute": "fp8", "attention": "native", "step_cache": 0.0, "compile": "blocks",
+                              "storage": "auto", "offload": "none"}
+    assert recommend_settings(rows, 0.1)["widgets"]["step_cache"] == 0.1
+    with pytest.raises(ValueError, match="peak within 8"):
+        recommend_settings(rows, 0.05, max_peak_gb=8)
+    with pytest.raises(ValueError, match="error_bound"):
+        recommend_settings(rows, float("inf"))

@@ -197,3 +197,23 @@ def test_templates_are_served_no_folder_shadows_workflows():
     assert present == ["workflows"], present
     names = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(root, "workflows", "*.json")))
     assert names == sorted(mw.TITLES.values())  # the template list is exactly our workflows, by title
+
+
+def test_a_measured_suite_sets_the_f1_template_speed_widgets(tmp_path, monkeypatch):
+    """Issue 23: ``make_workflows.py --speed-from`` puts the fastest setting within the error bound into the F1
+    template's Load Packed DiT; without a measurement the template keeps the plain settings."""
+    monkeypatch.setattr(mw, "SPEED_FILE", str(tmp_path / "f1_speed.json"))
+    loader = lambda g: next(n for n in g.api().values() if n["class_type"] == "PFVGLoadPackedDiT")  # noqa: E731
+    plain = loader(mw.framepack_f1())["inputs"]
+    assert plain["compute"] == "dtype" and plain["step_cache"] == 0.0 and plain["compile"] == "off"
+    suite = {"device": "cuda", "rows": [
+        {"name": "bf16", "compute": "dtype", "attention": "native", "step_cache": None, "compile": "off", "memory": "off",
+         "s_per_frame": 0.59, "err_to_bf16": 0.0},
+        {"name": "fp8 + cache", "compute": "fp8", "attention": "native", "step_cache": 0.1, "compile": "off", "memory": "off",
+         "s_per_frame": 0.28, "err_to_bf16": 0.03}]}
+    (tmp_path / "suite.json").write_text(json.dumps(suite))
+    rec = mw.write_speed_file(str(tmp_path / "suite.json"))
+    assert rec["row"]["name"] == "fp8 + cache" and rec["measured"] == {"device": "cuda"}
+    tuned = loader(mw.framepack_f1())["inputs"]
+    assert tuned["compute"] == "fp8" and tuned["step_cache"] == 0.1 and tuned["attention"] == "native"
+    assert {k: v for k, v in tuned.items() if k not in rec["widgets"]} == {k: v for k, v in plain.items() if k not in rec["widgets"]}

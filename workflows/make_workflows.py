@@ -251,6 +251,31 @@ def evaluate():
 F1_SCHEDULE = f"0: {PROMPT}\n[15s] the ball slows down and stops beside the yellow triangle"
 
 
+SPEED_FILE = os.path.join(HERE, "f1_speed.json")  # written by --speed-from (a measured bench f1 --suite)
+
+
+def f1_speed_widgets() -> dict:
+    """Load Packed DiT's speed widgets for the F1 template: the fastest measured setting within the error bound
+    (``speed.recommend_settings``, kept in ``f1_speed.json`` with the row it came from), else the plain ones."""
+    if not os.path.isfile(SPEED_FILE):
+        return {}
+    with open(SPEED_FILE) as f:
+        return json.load(f)["widgets"]
+
+
+def write_speed_file(suite_json: str, error_bound: float = 0.05) -> dict:
+    """``--speed-from OUT/bench_f1_suite.json``: the recommendation from a measured suite into ``f1_speed.json``."""
+    from pfvg_core.speed import recommend_settings
+
+    with open(suite_json) as f:
+        suite = json.load(f)
+    rec = recommend_settings(suite["rows"], error_bound)
+    rec["measured"] = {k: suite.get(k) for k in ("device", "device_name", "config", "size", "steps", "torch") if k in suite}
+    with open(SPEED_FILE, "w") as f:
+        json.dump(rec, f, indent=1)
+    return rec
+
+
 def framepack_f1():
     """For users with FramePack-F1 and HunyuanVideo encoder weights in their ComfyUI model folders. Settings are
     what plain FramePack-F1 weights were trained for: F1's per-segment RoPE layout (rope local), 9 latent frames
@@ -258,7 +283,8 @@ def framepack_f1():
     (shift 0). The prompt schedule is encoded line by line with the HunyuanVideo text encoders; the video is
     decoded by tiles (VAEDecodeTiled) so that a long video fits in memory."""
     g = Graph()
-    model = g.add("PFVGLoadPackedDiT", model_name="diffusion_models/FramePackI2V_HY_F1.safetensors", dtype="auto")
+    model = g.add("PFVGLoadPackedDiT", model_name="diffusion_models/FramePackI2V_HY_F1.safetensors", dtype="auto",
+                  **f1_speed_widgets())
     clip = g.add("DualCLIPLoader")
     prompts = g.add("PFVGEncodePromptSchedule", clip=(clip, 0), schedule=F1_SCHEDULE)
     img = g.add("LoadImage")
@@ -423,6 +449,9 @@ def make_thumbnails(seconds: float = 12.0) -> None:
 
 
 def main():
+    if "--speed-from" in sys.argv[1:]:  # a measured suite decides the F1 template's speed settings
+        rec = write_speed_file(sys.argv[sys.argv.index("--speed-from") + 1])
+        print("F1 speed settings:", rec["widgets"], "from row", rec["row"].get("name"))
     os.makedirs(os.path.join(HERE, "api"), exist_ok=True)
     for name, build in WORKFLOWS.items():
         g = build()

@@ -49,7 +49,7 @@ from ..backbone import ATTENTION_BACKENDS, attention_backend_unavailable, place_
 from ..loop import SamplerOptions, sample_segment
 from ..model import Conditioning, PFVGModel
 from ..semanticpack import SemanticPack, SemanticPackConfig
-from ..speed import compile_blocks, fp8_compute_unavailable, recommend_threshold, set_compute, set_step_cache
+from ..speed import compile_blocks, fp8_compute_unavailable, recommend_settings, recommend_threshold, set_compute, set_step_cache
 from ..state import MemoryConfig, init_state, step
 from .bench_f1 import TEMPORAL_FACTOR, bench_setup, _peak_gb, _reset_peak, _sync, _time, _tiny_reference_parts, diffusers_runner, \
     random_dit
@@ -303,6 +303,10 @@ def bench_f1_suite(config: str = "hunyuan-f1", layers: tuple[int, int] | None = 
             _free()
     result["elapsed_s"] = round(suite.elapsed, 1)
     result["stopped_early"] = any("time budget" in str(r.get("skipped", "")) for r in result["rows"])
+    try:  # the F1 template's default (workflows/make_workflows.py --speed-from this file)
+        result["recommended_settings"] = recommend_settings(result["rows"], error_bound)
+    except ValueError as e:
+        result["recommended_settings"] = {"none": str(e)}
     suite.flush()
     return result
 
