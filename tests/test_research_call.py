@@ -156,3 +156,23 @@ def test_a_compiler_error_in_a_training_goes_on_eagerly(tmp_path, monkeypatch):
     assert "inductor" in res["compile_failed"] and res["steps"] == b.base
     assert json.load(open(tmp_path / "base" / "done.json"))["compile_failed"] == res["compile_failed"]
     assert os.path.isfile(tmp_path / "base" / "model" / "dit.safetensors")
+
+
+def test_generation_under_a_bf16_autocast_decodes_in_float32():
+    """The evaluation's bf16 path (``inference_autocast`` on a GPU): the DiT under autocast, the codec in float32;
+    the frames are the same shape and close to float32's (here on the CPU's bf16 autocast)."""
+    import numpy as np
+
+    from pfvg_core.codec import ConvCodec
+    from pfvg_core.model import PFVGModel
+
+    b = ex.Budget.tiny(heldout=1, heldout_seconds=2.0)
+    model = PFVGModel.build("tiny", semanticpack={"memory_tokens": 4}, seed=0, codec_factor=None)
+    model.codec = ConvCodec(4, 4, 8).eval()
+    videos = ex.heldout_videos(b)
+    plain = ex.generate_batch(model, videos, "on", b.window, 2, b.shift)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = ex.generate_batch(model, videos, "on", b.window, 2, b.shift)
+    assert half[0].dtype == np.uint8 and half[0].shape == plain[0].shape
+    assert np.abs(half[0].astype(int) - plain[0].astype(int)).mean() < 8
+    assert ex.inference_autocast(model, ex.Budget.tiny(amp="bf16")).__class__.__name__ == "nullcontext"  # CPU: fp32

@@ -386,17 +386,23 @@ def generate_batch(model: PFVGModel, videos, memory: str, window: int, steps: in
     """Every video generated from its first frame and prompt, all in one batch [B, ...] (same seconds each):
     the long-video loop (``init_state`` / ``sample_segment`` / ``step``), on the model's device."""
     dev = model.device
+
+    def decode(x):  # the codec in float32 even under a bf16 autocast of the DiT (``inference_autocast``)
+        with torch.autocast(dev.type, enabled=False):
+            return model.codec.decode(x.float()).cpu()
+
     with torch.no_grad():
-        start = _starts(model, videos).to(dev)
+        with torch.autocast(dev.type, enabled=False):
+            start = _starts(model, videos).to(dev)
         cond = model.conditioning([v.prompt for v in videos], start)
         state = init_state(model, start, cond, seed, MemoryConfig(window=window, memory_mode=memory))
         n = segments_for_seconds((len(videos[0].frames) - 1) / videos[0].fps, videos[0].fps, window)
-        chunks = [model.codec.decode(start).cpu()]
+        chunks = [decode(start)]
         opts = SamplerOptions(steps=steps, shift=shift)
         for _ in range(n):
             x = sample_segment(model, state, cond, None, opts)
             state = step(model, state, x)
-            chunks.append(model.codec.decode(x).cpu())
+            chunks.append(decode(x))
     video = torch.cat(chunks, 2)  # [B, 3, T, H, W]
     return [to_uint8_frames(video[i : i + 1])[: len(v.frames)] for i, v in enumerate(videos)]
 
