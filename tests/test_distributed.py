@@ -170,6 +170,23 @@ def test_two_fsdp_processes_train_the_same_weights_as_one(fsdp_runs):
     assert sorted(os.listdir(ckpt / latest)) == ["dcp", "rng-0.json", "rng-1.json", "trainer.json"]
 
 
+def test_gradient_checkpointing_under_fsdp_trains_the_weights_of_one_plain_process(fsdp_runs):
+    """FSDP2 sharding and per-block gradient checkpointing together (what a full-size DiT uses under torchrun):
+    2 processes with checkpointing on train the weights of one process without it (teacher stage on the whole
+    net, then Direct Forcing on the output layers + SemanticPack: ψ's path through recomputed blocks)."""
+    toml = TOML.format(model="init", out="ckpt").replace("save_every = 1", 'save_every = 1\ngradient_checkpointing = "on"')
+    (fsdp_runs / "ckpt.toml").write_text(toml)
+    r = torchrun(2, str(fsdp_runs / "ckpt.toml"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = read_log(str(fsdp_runs / "one")), read_log(str(fsdp_runs / "ckpt"))
+    assert [x["videos"] for x in a] == [x["videos"] for x in b] and len(b) == 4
+    assert all(abs(x["loss"] - y["loss"]) <= 1e-5 * abs(x["loss"]) for x, y in zip(a, b))
+    wa, wb = weights(fsdp_runs / "one"), weights(fsdp_runs / "ckpt")
+    assert set(wa) == set(wb)
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-5, rtol=1e-4), (k, float((wa[k] - wb[k]).abs().max()))
+
+
 def test_sigkill_then_resume_on_two_processes_gives_the_uninterrupted_run(fsdp_runs):
     done = read_log(str(fsdp_runs / "kill-copy"))
     assert 2 <= len(done) < 4 and not (fsdp_runs / "kill-copy" / "model").exists()
