@@ -290,12 +290,12 @@ def placed_by_comfy(offload: str) -> bool:
 def defer_until_loaded(model, compute: str, compile_mode: str) -> None:
     """fp8 compute (and the compile after it) need the model where it computes: in ComfyUI that is after its first
     ``load_models_gpu``, so they are applied there (``load_for_run``); the card is checked now, so a card without
-    fp8 tensor cores still fails at the loader, naming the input."""
+    fp8 tensor cores still fails at the loader, naming the input (``auto`` never fails: dtype there)."""
     from pfvg_core.speed import fp8_compute_unavailable
 
     device, _ = devices()
     why = fp8_compute_unavailable(device)
-    if why is not None:
+    if why is not None and compute != "auto":  # (auto: the compute dtype where fp8 cannot run)
         raise ValueError(f"compute {compute}: {why}")
     model._pfvg_deferred = (compute, compile_mode)
 

@@ -43,7 +43,8 @@ class LoadPackedDiT:
             # issue 23: fp8 matmuls (pfvg_core.speed.set_compute)
             "compute": (list(COMPUTE_MODES), {"default": "dtype", "tooltip": "DiT matmuls: dtype = in the compute dtype; fp8 = on "
                                               "fp8 tensor cores (RTX 40xx, H100/H200, Blackwell; needs torchao). With storage "
-                                              "fp8_e4m3fn it also keeps the weights in fp8."}),
+                                              "fp8_e4m3fn it also keeps the weights in fp8. auto = fp8 where the card and "
+                                              "torchao allow it, else dtype."}),
         }}
 
     def load(self, model_name, dtype, semanticpack, storage="auto", offload="none", attention="native", step_cache=0.0,

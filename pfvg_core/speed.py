@@ -81,7 +81,9 @@ def set_threads(n: int | None) -> int:
 
 
 # --- fp8 compute (torchao) -----------------------------------------------------------------------
-COMPUTE_MODES = ("dtype", "fp8")  # dtype: matmuls in the compute dtype (bf16); fp8: fp8 tensor cores
+# dtype: matmuls in the compute dtype (bf16); fp8: fp8 tensor cores (an error where there are none);
+# auto: fp8 where the card and torchao allow it, else dtype (what a shared workflow can default to)
+COMPUTE_MODES = ("dtype", "fp8", "auto")
 FP8_MIN_CAPABILITY = (8, 9)  # fp8 tensor cores: Ada (8.9), Hopper (9.0), Blackwell (10.x, 12.x)
 _BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
 
@@ -132,7 +134,8 @@ def _drop_layerwise_casting(mod: torch.nn.Module) -> None:
 
 def set_compute(model, compute: str = "dtype") -> int:
     """``compute='fp8'``: quantize the DiT's block linears for fp8 matmuls in place (see module
-    docstring; ``fp8_linear_names``); ``'dtype'``: nothing. Returns the number of layers quantized.
+    docstring; ``fp8_linear_names``); ``'dtype'``: nothing; ``'auto'``: fp8 where it can run (a card with fp8
+    tensor cores, torchao installed, no group offload), else nothing. Returns the number of layers quantized.
 
     Works on a DiT with compute-dtype weights or fp8-stored weights (storage fp8_e4m3fn, or an fp8 file):
     each layer is converted on its own, so the GPU never holds more than one extra bf16 layer. Not with
@@ -149,9 +152,12 @@ def set_compute(model, compute: str = "dtype") -> int:
         return 0
     dev = execution_device(dit)
     why = fp8_compute_unavailable(dev)
+    offloaded = any(p.device.type != dev.type for p in dit.parameters())
+    if compute == "auto" and (why is not None or offloaded):
+        return 0  # matmuls stay in the compute dtype here
     if why is not None:
         raise ValueError(why)
-    if any(p.device.type != dev.type for p in dit.parameters()):
+    if offloaded:
         raise ValueError("fp8 compute cannot be combined with offload='group' (weights resting on the CPU); "
                          "use storage fp8_e4m3fn with offload group, or fp8 compute without offload")
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
@@ -199,16 +205,36 @@ def recommend_threshold(curve, error_bound: float) -> dict:
 WORKFLOW_SETTINGS = ("compute", "attention", "step_cache", "compile", "storage", "offload")
 
 
+def _widget(row: dict) -> dict:
+    """Load Packed DiT's widget values for a measured suite row (compile rows record their backend:
+    ``blocks (inductor)``; storage rows the torch dtype name)."""
+    storage = row.get("storage", "auto")
+    return {"compute": row.get("compute", "dtype"), "attention": row.get("attention", "native"),
+            "step_cache": float(row.get("step_cache") or 0.0),
+            "compile": "blocks" if str(row.get("compile", "off")).startswith("blocks") else "off",
+            "storage": {"float8_e4m3fn": "fp8_e4m3fn", "float8_e5m2": "fp8_e5m2"}.get(storage, storage),
+            "offload": row.get("offload", "none")}
+
+
+def _portable(row: dict) -> bool:
+    """Runs on any CUDA card ComfyUI runs on: native attention (flash / sage / cudnn need packages or cards),
+    no compile (needs Triton, missing on Windows installs); fp8 compute becomes ``auto`` (fp8 where it can run)."""
+    return row.get("attention", "native") == "native" and not str(row.get("compile", "off")).startswith("blocks")
+
+
 def recommend_settings(rows, error_bound: float = 0.05, max_peak_gb: float | None = None) -> dict:
     """The F1 workflow's default (issue 23): the fastest measured row of ``bench f1 --suite`` whose error to the
-    bf16 uncached video stays within ``error_bound`` (and whose peak GPU memory within ``max_peak_gb``).
+    bf16 uncached video stays within ``error_bound`` (and whose peak GPU memory within ``max_peak_gb``) among
+    the settings every user's card runs (``_portable``: native attention, no compile; fp8 compute as ``auto``).
 
     Rows that failed, were skipped, produced non-finite latents, ran with memory on (ψ costs the same in every
     setting) or timed a compilation (``first segment``) are not candidates. Returns {"widgets": Load Packed DiT
-    values (compute, attention, step_cache 0 = off, compile, storage, offload), "row": the measured row}; raises
-    ValueError when no row qualifies (then the workflow keeps the plain bf16 settings)."""
+    values (compute, attention, step_cache 0 = off, compile, storage, offload), "row": the measured row,
+    "fastest": the fastest row within the bound on the measuring card, portable or not, with its widgets};
+    raises ValueError when no row qualifies (then the workflow keeps the plain bf16 settings)."""
     if not (isinstance(error_bound, (int, float)) and math.isfinite(error_bound) and error_bound >= 0):
         raise ValueError(f"error_bound must be a finite number ≥ 0, got {error_bound!r}")
+    rows = list(rows)
     ok = []
     for r in rows:
         s, e = r.get("s_per_frame"), r.get("err_to_bf16")
@@ -221,14 +247,15 @@ def recommend_settings(rows, error_bound: float = 0.05, max_peak_gb: float | Non
         if max_peak_gb is not None and not (isinstance(r.get("peak_gb"), (int, float)) and r["peak_gb"] <= max_peak_gb):
             continue
         ok.append(r)
-    if not ok:
+    portable = [r for r in ok if _portable(r)]
+    if not portable:
         raise ValueError(f"no measured row keeps the error to bf16 within {error_bound}"
                          + (f" and the peak within {max_peak_gb} GB" if max_peak_gb is not None else "")
-                         + f" ({len(list(rows))} rows): keep the plain bf16 settings")
-    best = min(ok, key=lambda r: r["s_per_frame"])
-    storage = best.get("storage", "auto")
-    widgets = {"compute": best.get("compute", "dtype"), "attention": best.get("attention", "native"),
-               "step_cache": float(best.get("step_cache") or 0.0), "compile": best.get("compile", "off"),
-               "storage": {"float8_e4m3fn": "fp8_e4m3fn", "float8_e5m2": "fp8_e5m2"}.get(storage, storage),
-               "offload": best.get("offload", "none")}
-    return {"widgets": widgets, "row": best, "error_bound": error_bound}
+                         + f" with settings every card runs ({len(rows)} rows): keep the plain bf16 settings")
+    best = min(portable, key=lambda r: r["s_per_frame"])
+    widgets = _widget(best)
+    if widgets["compute"] == "fp8":
+        widgets["compute"] = "auto"  # fp8 on cards with fp8 tensor cores, the compute dtype elsewhere
+    fastest = min(ok, key=lambda r: r["s_per_frame"])
+    return {"widgets": widgets, "row": best, "error_bound": error_bound,
+            "fastest": {"row": fastest, "widgets": _widget(fastest)}}

@@ -91,7 +91,7 @@ def test_evaluation_resumes_from_carried_runs_without_training(trained, tmp_path
 
 def test_pack_refuses_what_does_not_fit_and_unpack_names_bad_input(trained, tmp_path):
     work, _, _ = trained
-    with pytest.raises(ValueError, match="at most 1 can be carried"):
+    with pytest.raises(ValueError, match="at most 1 files can be carried"):
         carry.pack_runs(work, str(tmp_path / "x"), max_file_bytes=2**20 + 1000, max_files=1, log=lambda m: None)
     with pytest.raises(FileNotFoundError, match="not a folder of packed runs"):
         carry.unpack_runs(str(tmp_path), str(tmp_path / "w"), log=lambda m: None)
@@ -105,3 +105,25 @@ def test_pack_refuses_what_does_not_fit_and_unpack_names_bad_input(trained, tmp_
     os.remove(empty / "budget.json")
     with pytest.raises(FileNotFoundError, match="budget"):
         carry.pack_runs(str(empty), str(tmp_path / "y"), log=lambda m: None)
+
+
+def test_pack_leaves_out_the_last_runs_to_fit_and_keeps_what_they_start_from(trained, tmp_path):
+    """A device returns a few files only: with ``drop_to_fit`` the plan's last runs are left out until the rest fits
+    (never a run without the run it starts from); the manifest names them and the kept runs rebuild."""
+    work, b, _ = trained
+    full = carry.pack_runs(work, str(tmp_path / "full"), log=lambda m: None)
+    size = sum(os.path.getsize(p) for p in full)
+    dest = tmp_path / "small"
+    carry.pack_runs(work, str(dest), log=lambda m: None, max_total_bytes=size, drop_to_fit=True)
+    from safetensors import safe_open
+
+    with safe_open(str(dest / "runs-000.safetensors"), "pt") as f:
+        manifest = json.loads(f.metadata()["manifest"])
+    order = [job["name"] for phase in ex.training_plan(b) for job in phase]
+    kept, dropped = list(manifest["runs"]), manifest["dropped"]
+    assert dropped and kept + dropped == order  # a suffix of the plan's order
+    assert all(manifest["runs"][r]["init"] in (None, *kept) for r in kept)
+    written = carry.unpack_runs(str(dest), str(tmp_path / "w"), log=lambda m: None)
+    assert written == kept
+    with pytest.raises(ValueError, match="bytes can be carried"):
+        carry.pack_runs(work, str(tmp_path / "none"), log=lambda m: None, max_total_bytes=2**10)

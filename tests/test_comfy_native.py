@@ -343,3 +343,7 @@ def test_fp8_compute_waits_until_comfyui_has_placed_the_model(comfy_mm, monkeypa
     monkeypatch.setattr(speed, "fp8_compute_unavailable", lambda device: "no fp8 tensor cores on this card")
     with pytest.raises(ValueError, match="compute fp8: no fp8 tensor cores"):
         N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)", compute="fp8")
+    # auto (the F1 template's default when a measurement chose fp8): the same card loads, fp8 deferred to set_compute
+    patcher = N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)", compute="auto")[0]
+    comfy_io.load_for_run(patcher)
+    assert applied[-2:] == [("compute", "auto", len(comfy_mm.calls)), ("compile", "off", len(comfy_mm.calls))]

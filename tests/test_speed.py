@@ -108,7 +108,8 @@ def test_fp8_compute_is_refused_with_a_reason_where_it_cannot_run():
         set_compute(m, "fp8")
     with pytest.raises(ValueError, match="compute must be one of"):
         set_compute(m, "int4")
-    assert set_compute(m, "dtype") == 0 and compute_mode(m) == "dtype" and COMPUTE_MODES == ("dtype", "fp8")
+    assert set_compute(m, "dtype") == 0 and compute_mode(m) == "dtype" and COMPUTE_MODES == ("dtype", "fp8", "auto")
+    assert set_compute(m, "auto") == 0 and compute_mode(m) == "dtype"  # auto: no fp8 here, no error either
 
 
 def test_fp8_compute_reports_a_missing_torchao(monkeypatch):
@@ -201,27 +202,40 @@ def test_recommend_threshold_picks_the_fastest_within_the_bound():
         recommend_threshold(curve, -1)
 
 
-def test_recommend_settings_takes_the_fastest_row_within_the_bound_and_names_widgets():
-    from pfvg_core.speed import recommend_settings
+def test_recommend_settings_takes_the_fastest_portable_row_within_the_bound_and_names_widgets():
+    from pfvg_core.backbone import ATTENTION_BACKENDS, OFFLOAD, STORAGE
+    from pfvg_core.speed import COMPILE_MODES, recommend_settings
 
     rows = [{"name": "diffusers", "s_per_frame": 0.1, "err_to_bf16": 0.0},
             {"name": "bf16", "compute": "dtype", "attention": "native", "step_cache": None, "compile": "off", "memory": "off",
              "s_per_frame": 0.59, "err_to_bf16": 0.0, "peak_gb": 25.6},
-            {"name": "fp8 + compile (first segment)", "compute": "fp8", "compile": "blocks", "s_per_frame": 0.01, "err_to_bf16": 0.01},
-            {"name": "fp8 + compile + cache", "compute": "fp8", "attention": "native", "step_cache": 0.1, "compile": "blocks",
-             "memory": "off", "s_per_frame": 0.25, "err_to_bf16": 0.09, "peak_gb": 16.0},
-            {"name": "fp8 + compile", "compute": "fp8", "attention": "native", "step_cache": None, "compile": "blocks",
+            {"name": "fp8 + compile (first segment)", "compute": "fp8", "compile": "blocks (inductor)", "s_per_frame": 0.01,
+             "err_to_bf16": 0.01},
+            {"name": "fp8 + compile + cache", "compute": "fp8", "attention": "native", "step_cache": 0.1,
+             "compile": "blocks (inductor)", "memory": "off", "s_per_frame": 0.2, "err_to_bf16": 0.09, "peak_gb": 16.0},
+            {"name": "fp8 + compile", "compute": "fp8", "attention": "native", "step_cache": None, "compile": "blocks (inductor)",
+             "memory": "off", "s_per_frame": 0.30, "err_to_bf16": 0.02, "peak_gb": 16.0},
+            {"name": "fp8", "compute": "fp8", "attention": "native", "step_cache": None, "compile": "off",
              "memory": "off", "s_per_frame": 0.33, "err_to_bf16": 0.02, "peak_gb": 16.0},
+            {"name": "fp8 + cache", "compute": "fp8", "attention": "native", "step_cache": 0.1, "compile": "off",
+             "memory": "off", "s_per_frame": 0.25, "err_to_bf16": 0.09, "peak_gb": 16.0},
             {"name": "bf16 + memory on", "memory": "on", "s_per_frame": 0.2, "err_to_bf16": 0.0},
             {"name": "fp8 storage", "storage": "float8_e4m3fn", "offload": "none", "compute": "dtype", "s_per_frame": 0.3,
              "err_to_bf16": float("nan")},
             {"name": "sage", "attention": "sage", "skipped": "not installed"},
+            {"name": "fp8 + flash", "compute": "fp8", "attention": "flash", "step_cache": None, "compile": "off",
+             "memory": "off", "s_per_frame": 0.31, "err_to_bf16": 0.0},
             {"name": "flash", "attention": "flash", "failed": "boom", "s_per_frame": 0.01, "err_to_bf16": 0.0}]
     rec = recommend_settings(rows, 0.05)
-    assert rec["row"]["name"] == "fp8 + compile"
-    assert rec["widgets"] == {"compute": "fp8", "attention": "native", "step_cache": 0.0, "compile": "blocks",
+    assert rec["row"]["name"] == "fp8"  # the compiled and the flash rows are faster but not on every card
+    assert rec["widgets"] == {"compute": "auto", "attention": "native", "step_cache": 0.0, "compile": "off",
                               "storage": "auto", "offload": "none"}
-    assert recommend_settings(rows, 0.1)["widgets"]["step_cache"] == 0.1
+    assert rec["fastest"]["row"]["name"] == "fp8 + compile" and rec["fastest"]["widgets"]["compile"] == "blocks"
+    loose = recommend_settings(rows, 0.1)
+    assert loose["widgets"]["step_cache"] == 0.1 and loose["fastest"]["widgets"]["step_cache"] == 0.1
+    for w in (rec["widgets"], rec["fastest"]["widgets"], loose["widgets"]):  # values Load Packed DiT accepts
+        assert w["compute"] in COMPUTE_MODES and w["attention"] in ATTENTION_BACKENDS and w["compile"] in COMPILE_MODES
+        assert w["storage"] in STORAGE and w["offload"] in OFFLOAD
     with pytest.raises(ValueError, match="peak within 8"):
         recommend_settings(rows, 0.05, max_peak_gb=8)
     with pytest.raises(ValueError, match="error_bound"):

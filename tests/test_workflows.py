@@ -215,5 +215,5 @@ def test_a_measured_suite_sets_the_f1_template_speed_widgets(tmp_path, monkeypat
     rec = mw.write_speed_file(str(tmp_path / "suite.json"))
     assert rec["row"]["name"] == "fp8 + cache" and rec["measured"] == {"device": "cuda"}
     tuned = loader(mw.framepack_f1())["inputs"]
-    assert tuned["compute"] == "fp8" and tuned["step_cache"] == 0.1 and tuned["attention"] == "native"
+    assert tuned["compute"] == "auto" and tuned["step_cache"] == 0.1 and tuned["attention"] == "native"
     assert {k: v for k, v in tuned.items() if k not in rec["widgets"]} == {k: v for k, v in plain.items() if k not in rec["widgets"]}

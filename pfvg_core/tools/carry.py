@@ -51,9 +51,13 @@ def _read_text(path: str) -> str | None:
         return f.read()
 
 
-def pack_runs(work: str, dest: str, max_file_bytes: int = 15 * 2**20, max_files: int = 8, log=print) -> list[str]:
+def pack_runs(work: str, dest: str, max_file_bytes: int = 15 * 2**20, max_files: int = 8, log=print,
+              max_total_bytes: int | None = None, drop_to_fit: bool = False) -> list[str]:
     """Pack every finished run of the experiments folder ``work`` (and its codec) into ``dest``. Returns the
-    files written. Raises ``ValueError`` naming the sizes when they do not fit ``max_files`` files."""
+    files written. Raises ``ValueError`` naming the sizes when they do not fit ``max_files`` files (and
+    ``max_total_bytes`` in all) — unless ``drop_to_fit``: then the last runs of the plan are left out until the
+    rest fits (stage 2 of the last seed first; a run is never kept without the run it starts from), and the
+    manifest lists them (``dropped``)."""
     bpath = os.path.join(work, "budget.json")
     if not os.path.isfile(bpath):
         raise FileNotFoundError(f"{bpath}: no budget of a finished training in {work} (experiments.run writes it)")
@@ -96,20 +100,37 @@ def pack_runs(work: str, dest: str, max_file_bytes: int = 15 * 2**20, max_files:
                                   "files": files, "tensors": how}
         log(f"packed {name}: {sum(v == 'same' for v in how.values())} tensors shared, "
             f"{sum(v == 'delta-bf16' for v in how.values())} bf16 differences, {sum(v == 'exact' for v in how.values())} exact")
-    # shards: tensors in a fixed order, a new file when the next tensor would pass the size limit
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for k, v in tensors.items():
-        n = v.numel() * v.element_size()
-        if shards[-1] and size + n > max_file_bytes - 2**20:  # leave room for the header and the manifest
-            shards.append({})
-            size = 0
-        shards[-1][k] = v
-        size += n
-    if len(shards) > max_files:
+    def shard(tensors):  # tensors in a fixed order, a new file when the next tensor would pass the size limit
+        shards: list[dict[str, torch.Tensor]] = [{}]
+        size = 0
+        for k, v in tensors.items():
+            n = v.numel() * v.element_size()
+            if shards[-1] and size + n > max_file_bytes - 2**20:  # leave room for the header and the manifest
+                shards.append({})
+                size = 0
+            shards[-1][k] = v
+            size += n
+        return shards
+
+    def fits(shards):
+        total = sum(v.numel() * v.element_size() for sh in shards for v in sh.values()) + 2**20 * len(shards)
+        return len(shards) <= max_files and (max_total_bytes is None or total <= max_total_bytes)
+
+    shards = shard(tensors)
+    manifest["dropped"] = []
+    while drop_to_fit and not fits(shards) and manifest["runs"]:
+        last = list(manifest["runs"])[-1]  # (the plan's order: no later run is kept that starts from it)
+        del manifest["runs"][last]
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{last}/")}
+        manifest["dropped"].insert(0, last)
+        shards = shard(tensors)
+    if manifest["dropped"]:
+        log(f"left out to fit {max_files} files / {max_total_bytes} bytes: {manifest['dropped']}")
+    if not fits(shards):
         total = sum(v.numel() * v.element_size() for v in tensors.values())
         raise ValueError(f"the runs need {len(shards)} files of ≤ {max_file_bytes} bytes ({total} bytes of tensors); "
-                         f"at most {max_files} can be carried: pack fewer runs or a smaller model")
+                         f"at most {max_files} files" + (f" and {max_total_bytes} bytes" if max_total_bytes else "")
+                         + " can be carried: pack fewer runs or a smaller model")
     os.makedirs(dest, exist_ok=True)
     paths = []
     for i, shard in enumerate(shards):

@@ -214,8 +214,8 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offload", default="none", choices=OFFLOAD, help="group: DiT blocks rest on the CPU (24 GB cards)")
     p.add_argument("--attention", default="native", choices=ATTENTION_BACKENDS, help="attention backend (diffusers)")
     p.add_argument("--compute", default="dtype", choices=COMPUTE_MODES,
-                   help="DiT matmuls: dtype (in --dtype), or fp8 (fp8 tensor cores via torchao: compute capability ≥ 8.9; "
-                        "combine with --storage fp8_e4m3fn for the lowest memory)")
+                   help="DiT matmuls: dtype (in --dtype), fp8 (fp8 tensor cores via torchao: compute capability ≥ 8.9; "
+                        "combine with --storage fp8_e4m3fn for the lowest memory), or auto (fp8 where it can run, else dtype)")
 
 
 def cmd_train(a) -> int:

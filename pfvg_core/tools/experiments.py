@@ -29,6 +29,7 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import json
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -285,14 +286,22 @@ def train_job(spec: dict) -> dict:
     b = Budget(**spec["budget"])
     if b.compile == "off":
         return _train_job(spec)
+    error = None
     try:
         return _train_job(spec)
     except Exception as e:  # noqa: BLE001 - any compiler / backend error: the eager path trains the same model
-        torch._dynamo.reset()
-        res = _train_job({**spec, "budget": {**spec["budget"], "compile": "off"}})
-        res["compile_failed"] = f"{type(e).__name__}: {str(e)[:300]}"
-        write_json(os.path.join(spec["work"], spec["name"], "done.json"), res)
-        return res
+        error = f"{type(e).__name__}: {str(e)[:300]}"
+    # (outside the handler: the failed attempt's model, trainer and traceback are freed before the retry)
+    import gc
+
+    torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    res = _train_job({**spec, "budget": {**spec["budget"], "compile": "off"}})
+    res["compile_failed"] = error
+    write_json(os.path.join(spec["work"], spec["name"], "done.json"), res)
+    return res
 
 
 def _train_job(spec: dict) -> dict:
@@ -327,8 +336,11 @@ def _train_job(spec: dict) -> dict:
     cfg = _train_config(b, os.path.join(spec["work"], "latents"), out, st, spec["memory"], spec["seed"], spec["device"])
     trainer = Trainer(cfg, model=model)
     trainer.resume()
-    if spec.get("max_seconds"):  # train until the time is up, then end the stage at the steps done
-        while trainer.pos.stage == 0 and trainer.pos.step < st.steps and time.time() - t0 < spec["max_seconds"]:
+    # train until the time is up (``max_seconds`` of this job, or the absolute ``end_by`` of every training of a
+    # device call), then end the stage at the steps done
+    end = min(t0 + spec["max_seconds"] if spec.get("max_seconds") else math.inf, spec.get("end_by") or math.inf)
+    if end < math.inf:
+        while trainer.pos.stage == 0 and trainer.pos.step < st.steps and time.time() < end:
             trainer.run(max_steps=1)
         if trainer.pos.stage == 0:  # cut by the time: the stage ends at the steps done
             st.steps = trainer.pos.step
@@ -556,10 +568,6 @@ def _pool(jobs: int):
     return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
 
 
-def _map(pool, fn, specs):
-    return list(pool.map(fn, specs)) if pool is not None else [fn(x) for x in specs]
-
-
 def calibrate(b: Budget, base_seconds_per_step: float, seconds: dict) -> Budget:
     """Stage-1 and stage-2 steps that fit ``seconds`` {"stage1": s, "stage2": s} of wall clock, from the
     shared pretraining's measured seconds per step (one process alone on the device) and the slow-downs
@@ -579,23 +587,34 @@ BASE_STEPS_UNTIL_TIME = 10**6
 SLOWDOWN = {"stage1": 2.5, "stage2": 6.0}
 
 
-def run_jobs(pool, specs: list, deadline: float | None = None, on_done=None) -> list:
+def run_jobs(pool, specs: list, deadline: float | None = None, on_done=None, errors: dict | None = None) -> list:
     """``[(fn, spec), …]`` run in ``pool`` (or here, one after the other, when it is None); results in the order
     of ``specs``, None for each job the ``deadline`` (a ``time.time()`` value) cut — the pool's workers are then
-    stopped. ``on_done(result)`` is called as each job finishes (e.g. to carry its scores off the machine)."""
+    stopped — and for each job that failed (its error in ``errors[index]``; a worker that died breaks the pool:
+    the jobs it took down are errors too). ``on_done(result)`` is called as each job finishes (e.g. to carry its
+    scores off the machine). One job's failure never ends the others."""
     out: list = [None] * len(specs)
+    errors = {} if errors is None else errors
     if pool is None:
         for i, (fn, x) in enumerate(specs):
             if deadline is not None and time.time() >= deadline:
                 break
-            out[i] = fn(x)
+            try:
+                out[i] = fn(x)
+            except Exception as e:  # noqa: BLE001 - recorded, the next job runs
+                errors[i] = f"{type(e).__name__}: {str(e)[:300]}"
+                continue
             if on_done is not None:
                 on_done(out[i])
         return out
     futures = {pool.submit(fn, x): i for i, (fn, x) in enumerate(specs)}
     try:
         for f in cf.as_completed(futures, timeout=None if deadline is None else max(0.0, deadline - time.time())):
-            out[futures[f]] = f.result()
+            try:
+                out[futures[f]] = f.result()
+            except Exception as e:  # noqa: BLE001 - recorded (BrokenProcessPool: a worker died), the others go on
+                errors[futures[f]] = f"{type(e).__name__}: {str(e)[:300]}"
+                continue
             if on_done is not None:
                 on_done(out[futures[f]])
     except cf.TimeoutError:
@@ -607,7 +626,8 @@ def run_jobs(pool, specs: list, deadline: float | None = None, on_done=None) -> 
 
 
 def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, seconds: dict | None = None,
-        on_trained=None, deadline: float | None = None, on_evaluated=None, train_jobs: int | None = None) -> dict:
+        on_trained=None, deadline: float | None = None, on_evaluated=None, train_jobs: int | None = None,
+        train_deadline: float | None = None) -> dict:
     """Train every job of ``training_plan`` (``jobs`` processes at a time), evaluate every model on the held-out
     split, compare; writes ``experiments.json`` and ``experiments.md`` in ``work`` and returns the result.
     ``seconds`` {"base", "stage1", "stage2"}: size the stages by wall clock instead (``calibrate``): the shared
@@ -615,7 +635,10 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     ``on_trained(budget)``: called when every training is done, before the (long) evaluation. ``deadline`` (a
     ``time.time()`` value): evaluations not finished by then are left out (listed in ``missing``; a later run on
     the same folder does them), ``on_evaluated(result)`` is called as each evaluation finishes. ``train_jobs``:
-    trainings at a time when fewer than ``jobs`` fit the device's memory (the evaluations still run ``jobs``)."""
+    trainings at a time when fewer than ``jobs`` fit the device's memory (the evaluations still run ``jobs``);
+    a phase with more jobs runs in waves, each job's safety cap divided among them. ``train_deadline`` (a
+    ``time.time()`` value): every training ends by then at the steps it has done. A training that fails is
+    recorded (``failed``) with the runs that needed it; the others go on."""
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
@@ -628,42 +651,65 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     codec, b = prepare_data(work, b, dev, log)
     if seconds is not None:  # the shared pretraining trains for its seconds: its step count is what fits them
         b = dataclasses.replace(b, base=BASE_STEPS_UNTIL_TIME)
-    trained = {}
+    trained: dict[str, dict] = {}
+    failed: dict[str, str] = {}
     tj = min(jobs, train_jobs or jobs)
-    pool = _pool(tj) if tj > 1 else None
+    pool = None
     try:
         for k, phase in enumerate(training_plan(b)):
             if k == 1 and seconds is not None:  # the plan of stages 1–2 depends on the measured speed
-                b = calibrate(b, trained["base"]["seconds_per_step"], seconds)
+                b = calibrate(b, trained.get("base", {}).get("seconds_per_step") or 1.0, seconds)
                 log(f"calibrated: stage 1 {b.stage1} steps, stage 2 {b.stage2} steps")
-                phase = training_plan(b)[1]
-            if k == 2 and seconds is not None:
-                phase = training_plan(b)[2]
-            # base: trains for its seconds; stages 1–2: the calibrated steps, cut at 1.6× their seconds only as a
-            # safety net (a cut run records fewer steps in its done.json and the table's budget shows it)
-            cap = None if seconds is None else seconds[("base", "stage1", "stage2")[k]] * (1.0 if k == 0 else 1.6)
-            common = {"work": work, "budget": b.to_dict(), "device": dev, "max_seconds": cap}
-            for res in _map(pool, train_job, [{**common, **job} for job in phase]):
+            if k >= 1 and seconds is not None:
+                phase = training_plan(b)[k]
+            for job in [j for j in phase if j["init"] is not None and j["init"] not in trained]:
+                failed[job["name"]] = f"not trained: it starts from {job['init']}, which did not train"
+            phase = [j for j in phase if j["init"] is None or j["init"] in trained]
+            waves = max(1, math.ceil(len(phase) / tj))
+            # base: trains for its seconds; stages 1–2: the calibrated steps, cut at 1.6× their seconds (divided
+            # among the waves) only as a safety net (a cut run records fewer steps in its done.json)
+            cap = None if seconds is None else seconds[("base", "stage1", "stage2")[k]] * (1.0 if k == 0 else 1.6) / waves
+            common = {"work": work, "budget": b.to_dict(), "device": dev, "max_seconds": cap, "end_by": train_deadline}
+            if tj > 1 and (pool is None or getattr(pool, "_broken", False)):  # (a worker that died breaks a pool)
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
+                pool = _pool(tj)
+            errors: dict[int, str] = {}
+            for i, (job, res) in enumerate(zip(phase, run_jobs(pool, [(train_job, {**common, **job}) for job in phase],
+                                                               errors=errors))):
+                if res is None:
+                    failed[job["name"]] = errors.get(i, "not run")
+                    log(f"training {job['name']} FAILED: {failed[job['name']]}")
+                    continue
                 trained[res["name"]] = res
                 log(f"trained {res['name']}: {res['steps']} steps, loss {res['loss_last']:.4f} ({res['seconds']:.0f}s; "
-                    f"total {time.time() - t0:.0f}s)")
-            if k == 0:
+                    f"total {time.time() - t0:.0f}s)" + (f"; compile failed, trained eagerly: {res['compile_failed']}"
+                                                         if res.get("compile_failed") else ""))
+            if k == 0 and "base" in trained:
                 b = dataclasses.replace(b, base=trained["base"]["steps"])
         # the budget the runs were trained with (stage steps calibrated): what tools/carry.py packs with them
         write_json(os.path.join(work, "budget.json"), b.to_dict(), indent=1)
         if on_trained is not None:
             on_trained(b)
         plan = evaluation_plan(b)
-        if tj != jobs:  # the evaluations fit more processes at once than the trainings
-            if pool is not None:
-                pool.shutdown()
-            pool = _pool(jobs) if jobs > 1 else None
+        if pool is not None and (tj != jobs or getattr(pool, "_broken", False)):  # evaluations: ``jobs`` at a time
+            pool.shutdown(cancel_futures=True)
+            pool = None
+        if pool is None and jobs > 1:
+            pool = _pool(jobs)
         common = {"work": work, "budget": b.to_dict(), "device": dev}
-        # the references first (cheap, and a table without them cannot be read), then the models
+        # the references first (cheap, and a table without them cannot be read), then the trained models
         specs = [(reference_job, {**common, "reference": name}) for name in metrics.REFERENCES]
-        specs += [(eval_job, {**common, "run": r, "memory": m}) for _, r, m, _ in plan]
-        done = run_jobs(pool, specs, deadline, on_evaluated)
-        done = done[len(metrics.REFERENCES):] + done[:len(metrics.REFERENCES)]  # (models, then references)
+        todo = [i for i, (_, r, _, _) in enumerate(plan) if r in trained]
+        specs += [(eval_job, {**common, "run": plan[i][1], "memory": plan[i][2]}) for i in todo]
+        eval_errors: dict[int, str] = {}
+        got = run_jobs(pool, specs, deadline, on_evaluated, eval_errors)
+        for i, msg in eval_errors.items():
+            log(f"evaluation {specs[i][1].get('run') or specs[i][1].get('reference')} FAILED: {msg}")
+        done = [None] * len(plan)
+        for i, res in zip(todo, got[len(metrics.REFERENCES):]):
+            done[i] = res
+        done += got[:len(metrics.REFERENCES)]  # (models, then references)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -682,7 +728,7 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     with open(os.path.join(work, "codec.json")) as f:
         codec_choice = json.load(f)
     result = {"budget": b.to_dict(), "device": dev, "jobs": jobs, "trained": trained, "rows": rows, "references": refs,
-              "comparisons": compare(rows, b.seeds), "missing": missing, "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
+              "comparisons": compare(rows, b.seeds), "missing": missing, "failed": failed, "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
               "seconds": round(time.time() - t0, 1)}
     write_json(os.path.join(work, "experiments.json"), result, indent=1)
     write_text(os.path.join(work, "experiments.md"), markdown(result))

@@ -94,18 +94,23 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
 
 
 def probe(work: str, b, device: str, rows_settings: list[dict] | None = None, steps: int = 2, max_clips: int = 8,
-          log=print, on_row=None, horizon_s: float = 60.0, max_peak_gib: float | None = None) -> dict:
+          log=print, on_row=None, horizon_s: float = 60.0, max_peak_gib: float | None = None,
+          stop_at: float | None = None) -> dict:
     """Every setting measured in turn (``settings()`` by default); returns {rows, chosen, ratio_to_reference,
     ratio_to_h200_2026_11_26}; the choice counts a run's extra first-step time (compilation) over ``horizon_s`` and
-    keeps to ``max_peak_gib`` of measured peak memory. The ratios compare clip-samples per second with the reference setting measured
+    keeps to ``max_peak_gib`` of measured peak memory. No setting starts after ``stop_at`` (a ``time.time()``
+    value): those are rows marked ``skipped``. The ratios compare clip-samples per second with the reference setting measured
     in the same run and with the 2026-11-26 H200 figure (meaningful only on an H200)."""
     if device == "cuda" or str(device).startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True  # as the 2026-11-26 runs (experiments.train_job)
         torch.backends.cudnn.allow_tf32 = True
     rows = []
     for s in rows_settings or settings():
+        if stop_at is not None and time.time() >= stop_at:
+            rows.append({**s, "skipped": "the probe's time is up"})
+            continue
         if s["amp"] == "best":  # the faster of fp32 / bf16 measured at this batch (fp32 when neither ran)
-            same = [r for r in rows if r["video_batch"] == s["video_batch"] and r["compile"] == "off" and "error" not in r]
+            same = [r for r in rows if r["video_batch"] == s["video_batch"] and r["compile"] == "off" and r.get("clip_samples_per_s")]
             s = {**s, "amp": max(same, key=lambda r: r["clip_samples_per_s"])["amp"] if same else "off"}
         row = measure(work, b, device, s, steps, max_clips)
         rows.append(row)
@@ -132,7 +137,7 @@ def effective_rate(row: dict, horizon_s: float) -> float:
 def choose(rows: list[dict], horizon_s: float = 60.0, max_peak_gib: float | None = None) -> dict | None:
     """The setting that trains the most clip-samples in a run of ``horizon_s`` seconds (None when none ran),
     among those whose measured peak memory is at most ``max_peak_gib``."""
-    ok = [r for r in rows if "error" not in r and r.get("clip_samples_per_s")
+    ok = [r for r in rows if "error" not in r and "skipped" not in r and r.get("clip_samples_per_s")
           and (max_peak_gib is None or r.get("peak_gib", 0.0) <= max_peak_gib)]
     return max(ok, key=lambda r: effective_rate(r, horizon_s)) if ok else None
 
