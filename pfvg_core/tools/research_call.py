@@ -1,5 +1,5 @@
 """One device call does the whole research protocol (issue 22 item 2):
-``python -m pfvg_core.tools.research_call --out $OUT --seconds 480``.
+``python -m pfvg_core.tools.research_call --out $OUT --seconds 420``.
 
 Phases, each timed and logged to ``OUT/report.json`` (``phases``) the moment it ends:
 
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="build/research", help="the experiments folder on the device")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--jobs", type=int, default=16, help="processes at a time (trainings, evaluations)")
-    ap.add_argument("--seconds", type=float, default=480.0, help="wall clock for the whole call")
+    ap.add_argument("--seconds", type=float, default=420.0, help="wall clock for the whole call")
     ap.add_argument("--budget", default=None, help="JSON object of Budget fields to override")
     ap.add_argument("--batches", default="64,256", help="videos per forward pass the probe tries beside the reference")
     ap.add_argument("--no-probe", action="store_true", help="train with the budget's settings, measure nothing first")
