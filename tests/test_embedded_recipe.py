@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from pfvg_core.model import PFVGModel
@@ -89,3 +90,56 @@ def test_warm_start_continues_from_a_bundle_and_records_the_history(tmp_path):
     log = [json.loads(x) for x in open(tmp_path / "w2" / "base" / "train_log.jsonl")]
     scratch = [json.loads(x) for x in open(tmp_path / "w1" / "base" / "train_log.jsonl")]
     assert log[0]["loss"] < scratch[0]["loss"]
+
+
+def _figs(errors, tracking, seeds=(1, 2, 3, 4)):
+    on = [{"seed": s, **{m: None for m in ex.METRICS}, "mean_mse_to_truth": e, "revisit_error": e, "identity_colour_error": 100.0,
+           "identity_position_error": 50.0, "tracking_corr": t} for s, e, t in zip(seeds, errors, tracking)]
+    return {"rows": {"memory on": on}}
+
+
+def test_a_candidate_is_shipped_only_when_it_beats_the_default_on_the_same_videos():
+    old = _figs([0.05, 0.06, 0.05, 0.07], [0.0, 0.1, 0.0, 0.1])
+    good = rec.against_shipped(_figs([0.04, 0.05, 0.04, 0.06], [0.0, 0.1, 0.0, 0.1]), old)
+    assert good["better"] and set(good["gains"]) == {"mean_mse_to_truth", "revisit_error"} and good["worse"] == []
+    assert good["diffs"]["mean_mse_to_truth"]["mean"] == pytest.approx(-0.01)
+    worse_tracking = rec.against_shipped(_figs([0.04, 0.05, 0.04, 0.06], [-0.5, -0.4, -0.5, -0.4]), old)
+    assert not worse_tracking["better"] and worse_tracking["worse"] == ["tracking_corr"]
+    assert not rec.against_shipped(_figs([0.06, 0.07, 0.05, 0.08], [0.0, 0.1, 0.0, 0.1]), old)["better"]
+    with pytest.raises(ValueError, match="different held-out videos"):
+        rec.against_shipped(_figs([0.04] * 4, [0.0] * 4, seeds=(5, 6, 7, 8)), old)
+    text = rec.against_table(good)
+    assert "this − replaced" in text and "mean_mse_to_truth" in text and "-0.01 [" in text
+
+
+def test_ship_replaces_the_default_and_writes_why_in_its_card(tmp_path):
+    """`embedded_recipe --ship BUNDLE`: the better candidate replaces --out, its card says against what."""
+    args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 2, "stage2": 2}']
+    shipped = tmp_path / "shipped"
+    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(shipped), "--work", str(tmp_path / "w"),
+                    *args], check=True, capture_output=True)
+    import shutil
+
+    cand = tmp_path / "cand"
+    shutil.copytree(shipped, cand)
+    fig = json.load(open(cand / "figures.json"))
+    for r in fig["rows"]["memory on"]:
+        r["mean_mse_to_truth"] *= 0.5
+    json.dump(fig, open(cand / "figures.json", "w"))
+    before = (shipped / "figures.json").read_text()
+    worse = tmp_path / "worse"
+    shutil.copytree(shipped, worse)
+    fig_w = json.load(open(worse / "figures.json"))
+    for r in fig_w["rows"]["memory on"]:
+        r["mean_mse_to_truth"] *= 2.0
+    json.dump(fig_w, open(worse / "figures.json", "w"))
+    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--ship", str(worse), "--out", str(shipped)],
+                       capture_output=True, text=True)
+    assert r.returncode == 3 and (shipped / "figures.json").read_text() == before  # not better: left as it was
+    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--ship", str(cand), "--out", str(shipped)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "Against the default it replaced" in card and "this − replaced" in card
+    assert json.load(open(shipped / "figures.json"))["against_shipped"]["better"]
+    assert PFVGModel.load(str(shipped)).latent_channels == 6 and not os.path.exists(str(shipped) + ".tmp")

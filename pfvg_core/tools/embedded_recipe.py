@@ -167,6 +167,82 @@ def honest_reading(fig: dict) -> str:
             + (", ".join(missed) or "none") + ".")
 
 
+# the truth-anchored metrics a new default must not lose on (issue 22 item 1); tracking: higher is better
+SHIP_METRICS = ("mean_mse_to_truth", "revisit_error", "identity_colour_error", "identity_position_error", "tracking_corr")
+HIGHER_BETTER = {"tracking_corr"}
+
+
+def against_shipped(new: dict, old: dict) -> dict:
+    """A candidate default (``figures.json`` of its bundle) against the shipped one, paired by held-out video
+    (memory on, the same videos: refused otherwise): candidate − shipped per truth-anchored metric with a 95 %
+    interval. ``better``: a lower mean error to the truth and no metric worse with its interval excluding zero
+    (``worse`` names those); ``gains``: the metrics better with the interval excluding zero."""
+    a, b = new["rows"]["memory on"], old["rows"]["memory on"]
+    if [x.get("seed") for x in a] != [x.get("seed") for x in b]:
+        raise ValueError(f"the two models were scored on different held-out videos ({[x.get('seed') for x in a]} vs "
+                         f"{[x.get('seed') for x in b]}): score them on the same ones (experiments.score_model)")
+    diffs = {m: ex.paired_interval(np.array([[ex._num(x.get(m)) - ex._num(y.get(m)) for x, y in zip(a, b)]]))
+             for m in SHIP_METRICS}
+
+    def sign(m, r):  # +1: the candidate is better with the interval excluding zero, −1: worse, 0: a tie
+        if r["mean"] is None:
+            return 0
+        up = r["low"] > 0
+        down = r["high"] < 0
+        if m in HIGHER_BETTER:
+            return 1 if up else (-1 if down else 0)
+        return 1 if down else (-1 if up else 0)
+
+    worse = [m for m, r in diffs.items() if sign(m, r) < 0]
+    gains = [m for m, r in diffs.items() if sign(m, r) > 0]
+    means = {"candidate": {m: _mean([x.get(m) for x in a]) for m in SHIP_METRICS},
+             "shipped": {m: _mean([y.get(m) for y in b]) for m in SHIP_METRICS}}
+    better = diffs["mean_mse_to_truth"]["mean"] is not None and diffs["mean_mse_to_truth"]["mean"] < 0 and not worse
+    return {"videos": len(a), "diffs": diffs, "means": means, "worse": worse, "gains": gains, "better": better}
+
+
+def against_table(cmp: dict) -> str:
+    """The comparison as the model card's section."""
+    head = "| model (memory on) | " + " | ".join(SHIP_METRICS) + " |\n|---|" + "---|" * len(SHIP_METRICS) + "\n"
+    rows = ""
+    for name, key in (("this model", "candidate"), ("the default it replaced", "shipped")):
+        rows += f"| {name} | " + " | ".join("—" if cmp["means"][key][m] is None else f"{cmp['means'][key][m]:.4g}"
+                                            for m in SHIP_METRICS) + " |\n"
+    cells = ["—" if r["mean"] is None else f"{r['mean']:+.3g} [{r['low']:+.3g}, {r['high']:+.3g}]" for r in cmp["diffs"].values()]
+    rows += "| this − replaced, 95 % interval (paired by video) | " + " | ".join(cells) + " |\n"
+    words = (f"Better with the interval excluding zero: {', '.join(cmp['gains']) or 'none'}; worse: "
+             f"{', '.join(cmp['worse']) or 'none'} (tracking: higher is better, the others lower).")
+    return head + rows + "\n" + words + "\n"
+
+
+def ship(candidate: str, shipped: str = ASSETS, log=print) -> dict:
+    """Replace the shipped default ``shipped`` by the bundle ``candidate`` when it is better on the held-out
+    split (``against_shipped``); the comparison goes into the candidate's figures and model card first.
+    Returns the comparison; the shipped bundle is left as it is when the candidate is not better."""
+    with open(os.path.join(candidate, "figures.json")) as f:
+        new = json.load(f)
+    with open(os.path.join(shipped, "figures.json")) as f:
+        old = json.load(f)
+    cmp = against_shipped(new, old)
+    if not cmp["better"]:
+        log(f"not shipped: error to the truth {cmp['diffs']['mean_mse_to_truth']['mean']:+.4g}, worse on {cmp['worse']}")
+        return cmp
+    new["against_shipped"] = cmp
+    tmp = shipped.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(candidate, tmp)
+    with open(os.path.join(tmp, "figures.json"), "w") as f:
+        json.dump(new, f, indent=1)
+    write_model_card(tmp, new)
+    old_dir = shipped.rstrip("/") + ".old"
+    shutil.rmtree(old_dir, ignore_errors=True)
+    os.replace(shipped, old_dir)
+    os.replace(tmp, shipped)
+    shutil.rmtree(old_dir, ignore_errors=True)
+    log(f"shipped {candidate} as {shipped}: better on {cmp['gains']}")
+    return cmp
+
+
 def history_table(history: list[dict]) -> str:
     if not history:
         return "(not recorded)"
@@ -233,6 +309,13 @@ Memory on − off (same model, paired by video, 95 % bootstrap interval):
 
 {honest_reading(fig)}
 """
+    if fig.get("against_shipped"):
+        card += f"""
+## Against the default it replaced (why this model is shipped)
+
+Scored with the same protocol on the same {fig['against_shipped']['videos']} held-out videos (memory on):
+
+{against_table(fig['against_shipped'])}"""
     with open(os.path.join(folder, "MODEL_CARD.md"), "w") as f:
         f.write(card)
 
@@ -249,10 +332,16 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="budget preset (cpu: the shipped model's)")
     ap.add_argument("--budget", default=None, help="JSON object of Budget fields to override")
     ap.add_argument("--seconds", default=None, help='JSON {"base": s, "stage1": s, "stage2": s}: size the stages by wall clock')
+    ap.add_argument("--ship", default=None, metavar="BUNDLE",
+                    help="train nothing: replace --out by this evaluated bundle when it beats it on the held-out split")
     ap.add_argument("--warm-start", default=None, metavar="BUNDLE",
                     help="continue from this model bundle (e.g. pfvg_core/assets/default): its codec, DiT, encoders and "
                          "SemanticPack; recorded in the card's training history")
     a = ap.parse_args(argv)
+    if a.ship:
+        cmp = ship(a.ship, a.out, log=lambda m: print(m, file=sys.stderr, flush=True))
+        print(json.dumps(cmp, indent=1))
+        return 0 if cmp["better"] else 3
     kw = json.loads(a.budget) if a.budget else {}
     if a.warm_start:
         kw["warm_start"] = os.path.abspath(a.warm_start)
