@@ -204,5 +204,33 @@ def test_a_failed_training_is_recorded_and_the_rest_trains_and_is_evaluated(tmp_
     assert all("stage1_memory_on_seed1" in res["failed"][r] for r in seed1_on) and len(res["failed"]) == 1 + len(seed1_on)
     assert set(res["trained"]) == {j["name"] for ph in ex.training_plan(b) for j in ph} - set(res["failed"])
     assert set(res["rows"][ex.ALL]) == {0} and set(res["rows"]["FramePack only (no memory) + Direct Forcing"]) == {0, 1}
-    assert any(seed1_on[0] in m for m in res["missing"])
+    assert res["missing"] == [] and "Not trained" in ex.markdown(res)  # not cut by a deadline: failed
     assert res["comparisons"]["(a) memory on − off (trained without memory)"]["mean_mse_to_truth"]["pairs"] == b.heldout
+
+
+def test_a_deadline_before_the_first_step_is_a_failure_and_a_trained_folder_never_trains(tmp_path, monkeypatch):
+    """A job whose time is up before its first step failed (no run with 0 steps and a NaN loss is compared); a
+    folder with a budget.json (trained, or carried back) evaluates what it has and trains nothing, even a run that
+    is missing (it failed or was left out where it trained)."""
+    b = ex.Budget.tiny(seeds=(0,), heldout_seconds=2.0)
+    ex.prepare_data(str(tmp_path), b, "cpu", log=lambda m: None)
+    job = ex.training_plan(b)[0][0]
+    with pytest.raises(RuntimeError, match="before its first step"):
+        ex.train_job({"work": str(tmp_path), "budget": b.to_dict(), "device": "cpu", "max_seconds": 100.0,
+                      "end_by": time.time() - 1, **job})
+    assert not os.path.exists(tmp_path / "base" / "done.json")
+    res = ex.run(str(tmp_path), b, "cpu", 1, log=lambda m: None)
+    assert res["failed"] == {} and len(res["rows"]) == len(ex.VARIANTS) + 1
+    gone = f"{ex.slug(ex.ALL)}_seed0"
+    import shutil
+
+    shutil.rmtree(tmp_path / gone)
+    for f in tmp_path.glob("*/scores_*.json"):
+        f.unlink()
+    calls = []
+    monkeypatch.setattr(ex, "train_job", lambda spec: calls.append(spec["name"]))
+    again = ex.run(str(tmp_path), b, "cpu", 1, log=lambda m: None)
+    assert calls == [] and "not in this folder" in again["failed"][gone]
+    assert ex.ALL not in again["rows"] and ex.INFERENCE_OFF not in again["rows"] and len(again["rows"]) == len(ex.VARIANTS) - 1
+    text = ex.markdown(again)
+    assert "Not trained" in text and gone in text

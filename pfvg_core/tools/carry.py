@@ -44,6 +44,15 @@ def _plan_inits(budget: ex.Budget) -> dict[str, tuple[str | None, bool]]:
     return out
 
 
+def drop_order(budget: ex.Budget, runs: list[str]) -> list[str]:
+    """The order in which runs are left out when a pack does not fit: the last seed first, and within a seed its
+    stage-2 runs before its stage-1 runs (no run is kept without the run it starts from). Never left out: the
+    shared pretraining and the default's chain (stage 1 with memory and the paper's method, seed 0)."""
+    keep = {"base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0"}
+    where = {job["name"]: (job["seed"], k) for k, phase in enumerate(ex.training_plan(budget)) for job in phase}
+    return sorted((r for r in runs if r not in keep and r in where), key=lambda r: (-where[r][0], -where[r][1], runs.index(r)))
+
+
 def _read_text(path: str) -> str | None:
     if not os.path.isfile(path):
         return None
@@ -118,12 +127,14 @@ def pack_runs(work: str, dest: str, max_file_bytes: int = 15 * 2**20, max_files:
 
     shards = shard(tensors)
     manifest["dropped"] = []
-    while drop_to_fit and not fits(shards) and manifest["runs"]:
-        last = list(manifest["runs"])[-1]  # (the plan's order: no later run is kept that starts from it)
-        del manifest["runs"][last]
-        tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{last}/")}
-        manifest["dropped"].insert(0, last)
-        shards = shard(tensors)
+    if drop_to_fit and not fits(shards):
+        for name in drop_order(budget, list(manifest["runs"])):
+            del manifest["runs"][name]
+            tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{name}/")}
+            manifest["dropped"].append(name)
+            shards = shard(tensors)
+            if fits(shards):
+                break
     if manifest["dropped"]:
         log(f"left out to fit {max_files} files / {max_total_bytes} bytes: {manifest['dropped']}")
     if not fits(shards):

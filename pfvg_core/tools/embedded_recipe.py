@@ -55,9 +55,18 @@ def build(out: str = ASSETS, work: str = "build/default", budget: ex.Budget | No
     if ex.ALL not in b.variants or 0 not in b.seeds:
         raise ValueError(f"the default model is training seed 0 of {ex.ALL!r}: the budget must include it")
     def trained(budget):  # the weights first: a run cut during the evaluation still leaves the model
-        package(work, {"budget": budget.to_dict(), "device": device}, out.rstrip("/") + "_unevaluated", log)
+        if os.path.isfile(os.path.join(work, STAGE_RUNS[-1], "done.json")):
+            package(work, {"budget": budget.to_dict(), "device": device}, out.rstrip("/") + "_unevaluated", log)
+        else:
+            log(f"{STAGE_RUNS[-1]} did not train: no default to write")
 
     result = ex.run(work, b, device, jobs, log, seconds, on_trained=trained)
+    if STAGE_RUNS[-1] in result.get("failed", {}):
+        raise ValueError(f"the default (seed 0 of {ex.ALL!r}) did not train: {result['failed'][STAGE_RUNS[-1]]}")
+    if 0 not in result["rows"].get(ex.ALL, {}) or any(r not in result["references"] for r in ex.metrics.REFERENCES):
+        raise ValueError(f"the default (seed 0 of {ex.ALL!r}) or a reference was not evaluated "
+                         f"(cut: {result.get('missing')}; failed: {result.get('failed_evaluations')}): run the same command "
+                         f"again on {work} to finish the evaluation; its weights are in {out.rstrip('/')}_unevaluated")
     return package(work, result, out, log)
 
 

@@ -287,6 +287,7 @@ def train_job(spec: dict) -> dict:
     if b.compile == "off":
         return _train_job(spec)
     error = None
+    t0 = time.time()
     try:
         return _train_job(spec)
     except Exception as e:  # noqa: BLE001 - any compiler / backend error: the eager path trains the same model
@@ -298,7 +299,8 @@ def train_job(spec: dict) -> dict:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    res = _train_job({**spec, "budget": {**spec["budget"], "compile": "off"}})
+    left = None if not spec.get("max_seconds") else max(1.0, spec["max_seconds"] - (time.time() - t0))
+    res = _train_job({**spec, "max_seconds": left, "budget": {**spec["budget"], "compile": "off"}})
     res["compile_failed"] = error
     write_json(os.path.join(spec["work"], spec["name"], "done.json"), res)
     return res
@@ -338,11 +340,18 @@ def _train_job(spec: dict) -> dict:
     trainer.resume()
     # train until the time is up (``max_seconds`` of this job, or the absolute ``end_by`` of every training of a
     # device call), then end the stage at the steps done
-    end = min(t0 + spec["max_seconds"] if spec.get("max_seconds") else math.inf, spec.get("end_by") or math.inf)
-    if end < math.inf:
-        while trainer.pos.stage == 0 and trainer.pos.step < st.steps and time.time() < end:
+    # (the job's own cap always leaves it one step; only the call's deadline can leave it none: then it failed)
+    cap_end = t0 + spec["max_seconds"] if spec.get("max_seconds") else math.inf
+    end_by = spec.get("end_by") or math.inf
+    if min(cap_end, end_by) < math.inf:
+        while trainer.pos.stage == 0 and trainer.pos.step < st.steps:
+            now = time.time()
+            if now >= end_by or (now >= cap_end and trainer.pos.step > 0):
+                break
             trainer.run(max_steps=1)
         if trainer.pos.stage == 0:  # cut by the time: the stage ends at the steps done
+            if trainer.pos.step == 0:
+                raise RuntimeError(f"{spec['name']}: its time was up before its first step (nothing trained)")
             st.steps = trainer.pos.step
     trainer.run()
     log = _read_log(out)
@@ -560,12 +569,40 @@ def markdown(result: dict) -> str:
                  "↓ lower is better, ↑ higher is better.")
     if result.get("missing"):
         lines.append(f"Not evaluated (cut by the time limit; a later run on the same folder does them): {', '.join(result['missing'])}.")
+    if result.get("failed"):
+        lines.append("Not trained (failed, or starting from a run that failed): "
+                     + "; ".join(f"{k}: {v}" for k, v in result["failed"].items()) + ".")
+    if result.get("failed_evaluations"):
+        lines.append("Evaluations that failed: " + "; ".join(f"{k}: {v}" for k, v in result["failed_evaluations"].items()) + ".")
     return text + "\n".join(lines) + "\n"
 
 
 # --- the run ------------------------------------------------------------------------------------
 def _pool(jobs: int):
     return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+
+
+TRAIN_GRACE_S = 30.0  # a training still running this long after its deadline is stopped
+
+
+def _unusable(pool) -> bool:
+    """A pool a dead worker broke, or whose workers a deadline stopped (``run_jobs``)."""
+    return bool(getattr(pool, "_broken", False) or getattr(pool, "_pfvg_stopped", False))
+
+
+def _kill_workers(pool) -> None:
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):  # SIGKILL: a worker cannot ignore it
+        proc.kill()
+    pool._pfvg_stopped = True
+
+
+def _shutdown(pool) -> None:
+    """Shut a pool down without waiting on a worker a deadline stopped (it is killed; nothing is awaited)."""
+    if getattr(pool, "_pfvg_stopped", False):
+        _kill_workers(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        pool.shutdown(cancel_futures=True)
 
 
 def calibrate(b: Budget, base_seconds_per_step: float, seconds: dict) -> Budget:
@@ -620,8 +657,7 @@ def run_jobs(pool, specs: list, deadline: float | None = None, on_done=None, err
     except cf.TimeoutError:
         for f in futures:
             f.cancel()
-        for proc in list(getattr(pool, "_processes", {}).values()):  # jobs already running are stopped, not awaited
-            proc.terminate()
+        _kill_workers(pool)  # jobs already running are stopped, not awaited; the pool is not used again
     return out
 
 
@@ -643,7 +679,8 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
     stored = os.path.join(work, "budget.json")
-    if os.path.isfile(stored):  # every training of this folder is done (or carried back): its budget decides
+    stored_budget = os.path.isfile(stored)
+    if stored_budget:  # every training of this folder is done (or carried back): its budget decides, nothing trains
         with open(stored) as f:
             b = Budget(**json.load(f))
         seconds = None
@@ -654,7 +691,15 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
     trained: dict[str, dict] = {}
     failed: dict[str, str] = {}
     tj = min(jobs, train_jobs or jobs)
+    # with a deadline, trainings always run in worker processes: a hung one is stopped, not awaited
+    pooled = tj > 1 or train_deadline is not None
     pool = None
+
+    def fresh_pool(size: int, old):
+        if old is not None:
+            _shutdown(old)
+        return _pool(size)
+
     try:
         for k, phase in enumerate(training_plan(b)):
             if k == 1 and seconds is not None:  # the plan of stages 1–2 depends on the measured speed
@@ -665,35 +710,56 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
             for job in [j for j in phase if j["init"] is not None and j["init"] not in trained]:
                 failed[job["name"]] = f"not trained: it starts from {job['init']}, which did not train"
             phase = [j for j in phase if j["init"] is None or j["init"] in trained]
+            if stored_budget:  # a trained folder (or runs carried back): evaluate what is there, never train
+                for job in phase:
+                    done_path = os.path.join(work, job["name"], "done.json")
+                    if os.path.isfile(done_path):
+                        with open(done_path) as f:
+                            trained[job["name"]] = json.load(f)
+                    else:
+                        failed[job["name"]] = "not in this folder (it failed, or was left out, where it trained)"
+                continue
             waves = max(1, math.ceil(len(phase) / tj))
             # base: trains for its seconds; stages 1–2: the calibrated steps, cut at 1.6× their seconds (divided
             # among the waves) only as a safety net (a cut run records fewer steps in its done.json)
             cap = None if seconds is None else seconds[("base", "stage1", "stage2")[k]] * (1.0 if k == 0 else 1.6) / waves
             common = {"work": work, "budget": b.to_dict(), "device": dev, "max_seconds": cap, "end_by": train_deadline}
-            if tj > 1 and (pool is None or getattr(pool, "_broken", False)):  # (a worker that died breaks a pool)
-                if pool is not None:
-                    pool.shutdown(cancel_futures=True)
-                pool = _pool(tj)
-            errors: dict[int, str] = {}
-            for i, (job, res) in enumerate(zip(phase, run_jobs(pool, [(train_job, {**common, **job}) for job in phase],
-                                                               errors=errors))):
-                if res is None:
-                    failed[job["name"]] = errors.get(i, "not run")
-                    log(f"training {job['name']} FAILED: {failed[job['name']]}")
-                    continue
-                trained[res["name"]] = res
-                log(f"trained {res['name']}: {res['steps']} steps, loss {res['loss_last']:.4f} ({res['seconds']:.0f}s; "
-                    f"total {time.time() - t0:.0f}s)" + (f"; compile failed, trained eagerly: {res['compile_failed']}"
-                                                         if res.get("compile_failed") else ""))
-            if k == 0 and "base" in trained:
+            # a job still running this long after the training deadline is stopped (a hung compile, a stuck device)
+            stop = None if train_deadline is None else train_deadline + TRAIN_GRACE_S
+            todo = list(phase)
+            for attempt in range(2):  # once more for the jobs a dying worker took down with it (BrokenProcessPool)
+                if pooled and (pool is None or _unusable(pool)):
+                    pool = fresh_pool(tj, pool)
+                errors: dict[int, str] = {}
+                results = run_jobs(pool if pooled else None, [(train_job, {**common, **job}) for job in todo], stop,
+                                   errors=errors)
+                again = []
+                for i, (job, res) in enumerate(zip(todo, results)):
+                    if res is not None:
+                        trained[res["name"]] = res
+                        log(f"trained {res['name']}: {res['steps']} steps, loss {res['loss_last']:.4f} ({res['seconds']:.0f}s; "
+                            f"total {time.time() - t0:.0f}s)" + (f"; compile failed, trained eagerly: {res['compile_failed']}"
+                                                                 if res.get("compile_failed") else ""))
+                    elif attempt == 0 and "BrokenProcessPool" in errors.get(i, "") and (stop is None or time.time() < stop):
+                        again.append(job)
+                    else:
+                        failed[job["name"]] = errors.get(i, "stopped: still running after the training deadline")
+                        log(f"training {job['name']} FAILED: {failed[job['name']]}")
+                if not again:
+                    break
+                log(f"a worker died; running {[j['name'] for j in again]} again on a new pool")
+                todo = again
+            if k == 0:
+                if "base" not in trained:  # nothing else can train; no budget is written for a rerun to misread
+                    raise RuntimeError(f"the shared pretraining failed: {failed.get('base')}")
                 b = dataclasses.replace(b, base=trained["base"]["steps"])
         # the budget the runs were trained with (stage steps calibrated): what tools/carry.py packs with them
         write_json(os.path.join(work, "budget.json"), b.to_dict(), indent=1)
         if on_trained is not None:
             on_trained(b)
         plan = evaluation_plan(b)
-        if pool is not None and (tj != jobs or getattr(pool, "_broken", False)):  # evaluations: ``jobs`` at a time
-            pool.shutdown(cancel_futures=True)
+        if pool is not None and (tj != jobs or _unusable(pool)):  # evaluations: ``jobs`` at a time
+            _shutdown(pool)
             pool = None
         if pool is None and jobs > 1:
             pool = _pool(jobs)
@@ -704,32 +770,38 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
         specs += [(eval_job, {**common, "run": plan[i][1], "memory": plan[i][2]}) for i in todo]
         eval_errors: dict[int, str] = {}
         got = run_jobs(pool, specs, deadline, on_evaluated, eval_errors)
-        for i, msg in eval_errors.items():
-            log(f"evaluation {specs[i][1].get('run') or specs[i][1].get('reference')} FAILED: {msg}")
-        done = [None] * len(plan)
-        for i, res in zip(todo, got[len(metrics.REFERENCES):]):
-            done[i] = res
-        done += got[:len(metrics.REFERENCES)]  # (models, then references)
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            _shutdown(pool)
+    failed_evaluations = {}
+    for i, msg in eval_errors.items():
+        spec = specs[i][1]
+        key = f"{spec['run']} (memory {spec['memory']})" if "run" in spec else f"reference {spec['reference']}"
+        failed_evaluations[key] = msg
+        log(f"evaluation {key} FAILED: {msg}")
+    nref = len(metrics.REFERENCES)
+    by_plan = dict(zip(todo, range(nref, len(specs))))
     rows: dict[str, dict[int, list[dict]]] = {}
-    missing = []
-    for (name, run_name, memory, seed), res in zip(plan, done):
-        if res is None:
+    missing = []  # cut by the deadline (a later run on the folder does them)
+    for i, (name, run_name, memory, seed) in enumerate(plan):
+        j = by_plan.get(i)
+        if j is None:
+            continue  # not trained: in ``failed``
+        if got[j] is not None:
+            rows.setdefault(name, {})[seed] = got[j]["videos"]
+        elif j not in eval_errors:
             missing.append(f"{run_name} (memory {memory})")
-        else:
-            rows.setdefault(name, {})[seed] = res["videos"]
-    refs = {res["reference"]: res["videos"] for res in done[len(plan):] if res is not None}
-    missing += [f"reference {name}" for name, res in zip(metrics.REFERENCES, done[len(plan):]) if res is None]
-    log(f"evaluated {len(plan) - sum(r is None for r in done[:len(plan)])} of {len(plan)} models × {b.heldout} held-out "
-        f"videos and {len(refs)} references ({time.time() - t0:.0f}s)" + (f"; cut by the deadline: {missing}" if missing else ""))
+    refs = {res["reference"]: res["videos"] for res in got[:nref] if res is not None}
+    missing += [f"reference {name}" for i, name in enumerate(metrics.REFERENCES) if got[i] is None and i not in eval_errors]
+    log(f"evaluated {sum(len(v) for v in rows.values())} of {len(plan)} models × {b.heldout} held-out videos and "
+        f"{len(refs)} references ({time.time() - t0:.0f}s)" + (f"; cut by the deadline: {missing}" if missing else ""))
     videos = heldout_videos(b)
     with open(os.path.join(work, "codec.json")) as f:
         codec_choice = json.load(f)
     result = {"budget": b.to_dict(), "device": dev, "jobs": jobs, "trained": trained, "rows": rows, "references": refs,
-              "comparisons": compare(rows, b.seeds), "missing": missing, "failed": failed, "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice},
-              "seconds": round(time.time() - t0, 1)}
+              "comparisons": compare(rows, b.seeds), "missing": missing, "failed": failed,
+              "failed_evaluations": failed_evaluations,
+              "codec": {**codec_fidelity(codec, videos, dev), "choice": codec_choice}, "seconds": round(time.time() - t0, 1)}
     write_json(os.path.join(work, "experiments.json"), result, indent=1)
     write_text(os.path.join(work, "experiments.md"), markdown(result))
     return result
