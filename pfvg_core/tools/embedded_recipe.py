@@ -259,7 +259,12 @@ def history_table(history: list[dict]) -> str:
             "|---|---|---|---|---|---|---|"]
     for k, h in enumerate(history, 1):
         steps = ", ".join(str(v) for v in (h.get("steps") or {}).values())
-        rows.append(f"| {k} | {h.get('date')} | {h.get('machine')} | {h.get('warm_start') or 'scratch'} | {h.get('train_videos')} "
+        start = h.get("warm_start")
+        if start:  # a path inside this repository is shown from its root (the bundle of run k − 1)
+            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            rel = os.path.relpath(start, root)
+            start = f"{rel if not rel.startswith('..') else start} (run {k - 1})" if k > 1 else start
+        rows.append(f"| {k} | {h.get('date')} | {h.get('machine')} | {start or 'scratch'} | {h.get('train_videos')} "
                     f"| {steps} | {h.get('minutes')} |")
     return "\n".join(rows)
 
