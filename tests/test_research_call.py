@@ -96,6 +96,11 @@ def test_the_probe_resolves_best_amp_and_chooses_by_a_run_s_throughput(monkeypat
     long = throughput.choose(res["rows"], horizon_s=600.0)
     assert long["compile"] == "blocks"
     assert throughput.choose([{"video_batch": 1, "error": "OOM"}]) is None
+    asked.clear()  # near its stop the probe measures what is quick and starts no compilation
+    late = throughput.probe("w", None, "cpu", throughput.settings((64,)), log=lambda m: None,
+                            stop_at=time.time() + throughput.COMPILE_ESTIMATE_S / 2)
+    assert [s["compile"] for s in asked] == ["off"] * 3 and "compilation" in late["rows"][-1]["skipped"]
+    assert late["chosen"]["compile"] == "off"
     b = throughput.apply(ex.Budget.tiny(), long)
     assert (b.video_batch, b.amp, b.compile) == (64, "bf16", "blocks")
 

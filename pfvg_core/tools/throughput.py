@@ -38,6 +38,9 @@ def settings(batches: tuple[int, ...] = (64, 256), compile_too: bool = True, ref
     return out
 
 
+COMPILE_ESTIMATE_S = 60.0  # the probe starts a compiled setting only this long before its stop
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -68,6 +71,10 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
                               save_every=10**9, shift=b.shift, device=device, amp=setting["amp"], compile=setting["compile"])
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
+            if setting["compile"] != "off":  # as in the trainings, which compile many at once (research_call)
+                import torch._inductor.config as inductor_config
+
+                inductor_config.compile_threads = 1
             trainer = Trainer(cfg, model=model)
             t = time.perf_counter()
             trainer.run(max_steps=1)
@@ -106,8 +113,9 @@ def probe(work: str, b, device: str, rows_settings: list[dict] | None = None, st
         torch.backends.cudnn.allow_tf32 = True
     rows = []
     for s in rows_settings or settings():
-        if stop_at is not None and time.time() >= stop_at:
-            rows.append({**s, "skipped": "the probe's time is up"})
+        need = COMPILE_ESTIMATE_S if s["compile"] != "off" else 0.0  # a compilation cannot be stopped once started
+        if stop_at is not None and time.time() + need >= stop_at:
+            rows.append({**s, "skipped": "the probe's time is up" + (" for a compilation" if need else "")})
             continue
         if s["amp"] == "best":  # the faster of fp32 / bf16 measured at this batch (fp32 when neither ran)
             same = [r for r in rows if r["video_batch"] == s["video_batch"] and r["compile"] == "off" and r.get("clip_samples_per_s")]
