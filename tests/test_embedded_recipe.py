@@ -112,27 +112,27 @@ def test_a_candidate_is_shipped_only_when_it_beats_the_default_on_the_same_video
     assert "this − replaced" in text and "mean_mse_to_truth" in text and "-0.01 [" in text
 
 
+def _scaled_copy(bundle, dest, factor):
+    """A copy of ``bundle`` whose memory-on error to the truth is ``factor`` × the original on every video."""
+    import shutil
+
+    shutil.copytree(bundle, dest)
+    fig = json.load(open(dest / "figures.json"))
+    for r in fig["rows"]["memory on"]:
+        r["mean_mse_to_truth"] *= factor
+    json.dump(fig, open(dest / "figures.json", "w"))
+    return dest
+
+
 def test_ship_replaces_the_default_and_writes_why_in_its_card(tmp_path):
     """`embedded_recipe --ship BUNDLE`: the better candidate replaces --out, its card says against what."""
     args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 2, "stage2": 2}']
     shipped = tmp_path / "shipped"
     subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(shipped), "--work", str(tmp_path / "w"),
                     *args], check=True, capture_output=True)
-    import shutil
-
-    cand = tmp_path / "cand"
-    shutil.copytree(shipped, cand)
-    fig = json.load(open(cand / "figures.json"))
-    for r in fig["rows"]["memory on"]:
-        r["mean_mse_to_truth"] *= 0.5
-    json.dump(fig, open(cand / "figures.json", "w"))
+    cand = _scaled_copy(shipped, tmp_path / "cand", 0.5)
     before = (shipped / "figures.json").read_text()
-    worse = tmp_path / "worse"
-    shutil.copytree(shipped, worse)
-    fig_w = json.load(open(worse / "figures.json"))
-    for r in fig_w["rows"]["memory on"]:
-        r["mean_mse_to_truth"] *= 2.0
-    json.dump(fig_w, open(worse / "figures.json", "w"))
+    worse = _scaled_copy(shipped, tmp_path / "worse", 2.0)
     r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--ship", str(worse), "--out", str(shipped)],
                        capture_output=True, text=True)
     assert r.returncode == 3 and (shipped / "figures.json").read_text() == before  # not better: left as it was

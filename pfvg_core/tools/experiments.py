@@ -206,7 +206,7 @@ def pick_codec(measured: list[dict]) -> dict:
 def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCodec, Budget]:
     """Training videos → codec (the budget's, or the best of ``codec_candidates`` on held-out videos; trained
     once, kept in ``work``) → latents. Returns the codec and the budget with the codec chosen."""
-    from ..checkpoint import load_module, save_safetensors_atomic
+    from ..checkpoint import save_safetensors_atomic
 
     path = os.path.join(work, "codec.safetensors")
     data = os.path.join(work, "latents")
@@ -225,7 +225,7 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
             info = json.load(f)
         b = dataclasses.replace(b, codec_channels=info["channels"], sprite_weight=info["sprite_weight"],
                                 codec_width=info.get("width", b.codec_width))
-        codec = load_module(path, ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval()
+        codec = load_codec(work, b)
         if os.path.isfile(os.path.join(data, "done")):
             return codec, b
     t0 = time.time()
@@ -321,14 +321,7 @@ def _train_job(spec: dict) -> dict:
     if spec["init"] is None and b.warm_start:  # continue from the bundle (its DiT, encoders, codec, SemanticPack)
         model = PFVGModel.load(b.warm_start)
     elif spec["init"] is None:
-        from ..backbone import dit_config
-
-        dit = dict(dit_config(b.dit), in_channels=b.codec_channels, out_channels=b.codec_channels)
-        model = PFVGModel.build(dit, semanticpack=False, seed=spec["seed"], codec_factor=None)
-        from ..checkpoint import load_module
-
-        model.codec = load_module(os.path.join(spec["work"], "codec.safetensors"),
-                                  ConvCodec(b.codec_channels, 4, b.codec_width), "codec")
+        model = fresh_model(spec["work"], b, spec["seed"])
     else:
         model = PFVGModel.load(os.path.join(spec["work"], spec["init"], "model"))
         if spec.get("fresh_semanticpack"):
@@ -360,6 +353,24 @@ def _train_job(spec: dict) -> dict:
            "loss_last": float(np.mean([r["loss"] for r in log[-10:]]))}
     write_json(done, res)
     return res
+
+
+def load_codec(work: str, b: Budget) -> ConvCodec:
+    """The experiments folder's codec (``prepare_data`` trained or carried it), in eval mode."""
+    from ..checkpoint import load_module
+
+    return load_module(os.path.join(work, "codec.safetensors"), ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval()
+
+
+def fresh_model(work: str, b: Budget, seed: int) -> PFVGModel:
+    """A newly initialised model of the budget's DiT config, no SemanticPack, with the folder's codec: what the
+    shared pretraining starts from (and what ``throughput.probe`` trains)."""
+    from ..backbone import dit_config
+
+    dit = dict(dit_config(b.dit), in_channels=b.codec_channels, out_channels=b.codec_channels)
+    model = PFVGModel.build(dit, semanticpack=False, seed=seed, codec_factor=None)
+    model.codec = load_codec(work, b)
+    return model
 
 
 def with_fresh_semanticpack(model: PFVGModel, b: Budget, seed: int) -> PFVGModel:
@@ -478,10 +489,7 @@ def reference_job(spec: dict) -> dict:
     """One reference (``metrics.REFERENCES``) scored on every held-out video."""
     torch.set_num_threads(1)
     b = Budget(**spec["budget"])
-    from ..checkpoint import load_module
-
-    codec = load_module(os.path.join(spec["work"], "codec.safetensors"), ConvCodec(b.codec_channels, 4, b.codec_width), "codec")
-    codec = codec.to(spec["device"])
+    codec = load_codec(spec["work"], b).to(spec["device"])
     out = []
     for v in heldout_videos(b):
         frames = metrics.reference_videos(v.frames, codec_fn(codec, spec["device"]))[spec["reference"]]

@@ -51,18 +51,13 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
     compile) on the experiments folder ``work`` (its latents and codec; ``experiments.prepare_data``).
     One step first (compilation, allocator warm-up: its seconds reported as ``first_step_s``), then ``steps``
     timed steps of ``max_clips`` clips per video."""
-    from ..backbone import dit_config
-    from ..checkpoint import load_module
-    from ..codec import ConvCodec
-    from ..model import PFVGModel
     from ..train import StageConfig, TrainConfig, Trainer
+    from .experiments import fresh_model
 
     dev = torch.device(device)
     row = {**setting, "steps": steps, "max_clips": max_clips}
     try:
-        dit = dict(dit_config(b.dit), in_channels=b.codec_channels, out_channels=b.codec_channels)
-        model = PFVGModel.build(dit, semanticpack=False, seed=0, codec_factor=None)
-        model.codec = load_module(os.path.join(work, "codec.safetensors"), ConvCodec(b.codec_channels, 4, b.codec_width), "codec")
+        model = fresh_model(work, b, seed=0)
         nb = setting["video_batch"]
         with tempfile.TemporaryDirectory() as out:
             cfg = TrainConfig(model="(throughput probe)", data=os.path.join(work, "latents"), out=out,
