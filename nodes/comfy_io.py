@@ -273,11 +273,18 @@ def load_for_run(model):
     if engine is model:
         return engine
     import comfy.model_management as mm  # type: ignore  (a ModelPatcher means ComfyUI is there)
+    from pfvg_core.backbone import placed_on
 
     with torch.inference_mode(False):  # moved weights stay ordinary tensors (training shares them: no inference tensors)
         mm.load_models_gpu([model])
-        if getattr(model.model, "model_lowvram", False):
+        # ComfyUI counts a load as partial (model_lowvram) only for modules it can cast on the fly (comfy_cast_weights);
+        # the pack's plain torch modules that did not fit are simply left on the offload device: look at the weights
+        if not placed_on(model.model, model.load_device):
             mm.load_models_gpu([model], force_full_load=True)
+        if not placed_on(model.model, model.load_device):
+            raise ValueError(f"model: ComfyUI could not put all of its weights on {model.load_device} (the card has no "
+                             "room left): free memory (Unload models) or load it with offload 'group' or fp8 storage")
+        engine.place_parts()  # offload 'group': the DiT's hooks place its blocks; the small modules go where it computes
     _apply_deferred(engine)
     return engine
 

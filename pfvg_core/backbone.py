@@ -188,9 +188,45 @@ def set_attention_backend(model: DiT, backend: str = "native") -> None:
 
 
 def execution_device(model: torch.nn.Module) -> torch.device:
-    """Where the DiT computes: the recorded device under group offload (weights then live on the CPU)."""
-    dev = getattr(model, "_pfvg_device", None)
-    return dev if dev is not None else next(model.parameters()).device
+    """Where the DiT computes, derived each time from where its weights are — never a cached copy, so it stays
+    right whoever moves them (ComfyUI's ``ModelPatcher.load`` moving modules one by one, ``.to``, FSDP):
+
+    - diffusers' group offload: its onload device (the weights rest on the offload device between blocks);
+    - a training offloader (``offload.BlockOffload``, FSDP's CPU offload): the device it computes on, which it
+      owns (``_pfvg_onload_device``);
+    - otherwise the device of the weights. Weights spread over several devices (a partial load that left
+      modules behind) are refused here, naming the devices: a step on them would fail or run on the wrong one."""
+    onload = getattr(model, "_pfvg_onload_device", None)
+    if onload is not None:
+        return onload
+    from diffusers.hooks.group_offloading import _get_group_onload_device, _is_group_offload_enabled
+
+    if _is_group_offload_enabled(model):
+        return torch.device(_get_group_onload_device(model))
+    return weights_device(model, "the DiT")
+
+
+def weights_device(module: torch.nn.Module, what: str = "the model") -> torch.device:
+    """The one device holding every parameter and buffer of ``module``; a clear error when they are split."""
+    devices = {t.device for t in module.parameters()} | {t.device for t in module.buffers()}
+    if len(devices) == 1:
+        return next(iter(devices))
+    if not devices:
+        return torch.device("cpu")
+    names = ", ".join(sorted(str(d) for d in devices))
+    raise RuntimeError(f"{what}'s weights are on several devices ({names}): the card had no room for all of them "
+                       "(a partial load). Free memory on the card, or load the model with offload 'group' or fp8 storage")
+
+
+def same_device(a: torch.device | str, b: torch.device | str) -> bool:
+    """``cuda`` and ``cuda:0`` name one card when the current card is 0; an index is compared only where both give one."""
+    a, b = torch.device(a), torch.device(b)
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def placed_on(module: torch.nn.Module, device: torch.device | str) -> bool:
+    """Every parameter and buffer of ``module`` is on ``device`` (a partial load leaves some behind)."""
+    return all(same_device(t.device, device) for t in list(module.parameters()) + list(module.buffers()))
 
 
 def compute_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -207,7 +243,8 @@ def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype
       (``enable_layerwise_casting``; norms and embedders stay in ``dtype``);
     - ``offload='group'``: weights stay on ``offload_device`` (the CPU) and each transformer block is moved
       to ``device`` just before it runs (``enable_group_offload``, block level, with a CUDA stream for prefetch).
-    Records the execution device and compute dtype (``execution_device``, ``compute_dtype``)."""
+    Records the compute dtype (``compute_dtype``); the execution device is read from the weights and the offload
+    hooks (``execution_device``), so whoever moves the model later keeps it right."""
     dev = resolve_device(device)
     dtype = dtype or compute_dtype(model)
     if offload not in OFFLOAD:
@@ -216,8 +253,7 @@ def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype
         model.enable_layerwise_casting(storage_dtype=storage, compute_dtype=dtype)
     model._pfvg_storage = storage
     model._pfvg_compute_dtype = dtype
-    model._pfvg_device = dev
-    if offload == "group" and dev.type == "cuda":
+    if offload == "group" and dev.type != "cpu":
         import importlib.util
 
         if importlib.util.find_spec("accelerate") is None:
@@ -226,7 +262,7 @@ def place_dit(model: DiT, device: str | torch.device = "cpu", dtype: torch.dtype
         off = torch.device(offload_device)
         model.to(off)
         model.enable_group_offload(onload_device=dev, offload_device=off, offload_type="block_level",
-                                   num_blocks_per_group=1, use_stream=True)
+                                   num_blocks_per_group=1, use_stream=dev.type == "cuda")
     else:
         model.to(dev)
     return model.eval()

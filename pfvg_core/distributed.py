@@ -195,7 +195,7 @@ def shard_dit(dit, ctx: Dist, bf16: bool = False, cpu_offload: bool = False):
     for unit in [dit, *dit_blocks(dit)]:  # a plain SUM (gloo has no pre-multiplied sum), divided by 1
         unit.set_gradient_divide_factor(1.0)
         unit.set_force_sum_reduction_for_comms(True)
-    dit._pfvg_device = ctx.device  # where it computes (with CPU offload its weights rest on the CPU)
+    dit._pfvg_onload_device = ctx.device  # FSDP owns the placement: where it computes (with CPU offload its weights rest on the CPU)
     dit._pfvg_compute_dtype = torch.float32  # inputs go in fp32; the mixed-precision policy casts them
     return dit
 

@@ -103,7 +103,9 @@ def denoise(model: PFVGModel, ctx: SegmentContext, noise: torch.Tensor, cond: Co
     step's clean estimate x₀ = x_σ − σ·(ε − x) (the flow prediction read as a denoised window, for previews)."""
     b, _, win, h, w = noise.shape
     mu = flow.schedule_mu(options.shift, win * (h // 2) * (w // 2))
-    sched = flow.make_scheduler(options.sampler, options.steps, mu, device=noise.device)
+    # the schedule stays on the CPU: its bookkeeping (which step, which σ) reads values, which on a GPU would wait
+    # for the card at every step; its σ are 0-d tensors that combine with the window on any device
+    sched = flow.make_scheduler(options.sampler, options.steps, mu, device="cpu")
     use_neg = negative is not None and options.cfg != 1.0
     x = noise
     with torch.no_grad():

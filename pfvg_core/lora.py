@@ -241,9 +241,9 @@ def _install(dit: torch.nn.Module, names) -> None:
 def _prepared(dit, loras: tuple) -> dict:
     """layer name → [(A, s·B, s·bias)] on the DiT's execution device and compute dtype (cached per LoRA set)."""
     cache = dit.__dict__.setdefault("_pfvg_lora_prepared", {})
-    key = tuple((lora.digest, float(s)) for lora, s in loras)
+    dev, dt = execution_device(dit), compute_dtype(dit)  # where the DiT computes now (ComfyUI moves it between runs)
+    key = (str(dev), dt) + tuple((lora.digest, float(s)) for lora, s in loras)
     if key not in cache:
-        dev, dt = execution_device(dit), compute_dtype(dit)
         active: dict[str, list] = {}
         for lora, s in loras:
             for name, layer in lora.layers.items():

@@ -18,7 +18,8 @@ from torch import nn
 
 from . import flow
 from .atomic import write_json
-from .backbone import OFFLOAD, build_dit, compute_dtype, dit_config, execution_device, load_dit, resolve_device, resolve_dtype
+from .backbone import (OFFLOAD, build_dit, compute_dtype, dit_config, execution_device, load_dit, place_dit, placed_on,
+                       resolve_device, resolve_dtype)
 from .checkpoint import (CheckpointError, check_keys, check_weights_reference, load_module, read_safetensors, save_safetensors_atomic,
                          weights_reference)
 from .codec import ConvCodec, PatchCodec
@@ -125,6 +126,17 @@ class PFVGModel(nn.Module):
     def device(self) -> torch.device:
         """Where the model computes (with group offload the DiT's weights rest on the CPU)."""
         return execution_device(self.dit)
+
+    def place_parts(self) -> "PFVGModel":
+        """SemanticPack, the encoders and the codec where the DiT computes (``device``). Needed after whoever moves
+        the whole model puts them elsewhere — with offload 'group' ComfyUI's full load moves every module to its
+        offload device, where the DiT's weights rest between blocks but where nothing of a step computes."""
+        dev = self.device
+        for name in ("semanticpack", "text_encoder", "image_encoder", "codec"):
+            mod = getattr(self, name)
+            if mod is not None and not placed_on(mod, dev):
+                mod.to(dev)
+        return self
 
     @property
     def latent_channels(self) -> int:
@@ -334,8 +346,12 @@ class PFVGModel(nn.Module):
             d = load_dit(dit_file, config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload, offload_device=offload_device)
         else:  # trained on referenced base weights: the base, then what trained over it
             base = check_weights_reference(meta["base"], f"{cfg_path}: base weights (meta.base)")
-            d = load_dit(base, config=dcfg, dtype=dtype, device=dev, storage=storage, offload=offload, offload_device=offload_device)
+            # trained layers go in before group offload is enabled: its hooks onload the copies taken then
+            group = offload == "group"
+            d = load_dit(base, config=dcfg, dtype=dtype, device=torch.device(offload_device) if group else dev, storage=storage)
             overlay_dit(d, os.path.join(folder, TRAINED_DIT_FILE), partial=True)
+            if group:
+                place_dit(d, dev, dtype, None, offload, offload_device)
         return cls(d, *cls.load_parts(folder, cfg, dtype, dev), cfg.get("meta")).eval()
 
     @staticmethod
@@ -362,7 +378,13 @@ TRAINED_DIT_FILE = "dit_trained.safetensors"
 
 def overlay_dit(dit, path: str, partial: bool) -> None:
     """Load ``path`` into the DiT in place: all its tensors, or (``partial``) a subset of them (the layers a
-    stage trained), each checked by name and shape and cast to the dtype of the tensor it replaces."""
+    stage trained), each checked by name and shape and cast to the dtype of the tensor it replaces. Refused under
+    diffusers' group offload, whose hooks onload the copies taken when it was enabled (overlay before placing)."""
+    from diffusers.hooks.group_offloading import _is_group_offload_enabled
+
+    if _is_group_offload_enabled(dit):
+        raise CheckpointError(f"{path}: cannot load weights into a DiT placed with offload 'group' (its offload keeps "
+                              "copies taken when it was enabled): load the model again with these weights")
     state = read_safetensors(path, "trained DiT layers" if partial else "packed DiT")
     expected = dit.state_dict()
     if partial:
@@ -444,7 +466,7 @@ def wrap_dit(path: str, source: str, dtype: torch.dtype = torch.float32, device=
     F1 weights expect: HunyuanVideo's latent scale and temporal factor, F1's per-segment RoPE layout."""
 
     dit = load_dit(path, dtype=dtype, device=device, storage=storage, offload=offload, offload_device=offload_device)
-    sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(dit._pfvg_device, dtype)
+    sp = SemanticPack(SemanticPackConfig.for_dit(dict(dit.config))).to(execution_device(dit), dtype)
     meta = {"source": source, "rope": "local", "base": weights_reference(path)}
     if dit.config.in_channels == 16:  # HunyuanVideo's VAE latents
         meta.update(latent_scale=HUNYUAN_VIDEO_SCALE, temporal_factor=HUNYUAN_VIDEO_TEMPORAL, latent_format="hunyuan_video")

@@ -37,7 +37,7 @@ class BlockOffload:
         others = [m for name, m in dit.named_children() if name not in ("transformer_blocks", "single_transformer_blocks")]
         for m in others:
             m.to(self.device)
-        dit._pfvg_device = self.device
+        dit._pfvg_onload_device = self.device  # computes there while the blocks rest on the CPU (execution_device)
         dit._pfvg_block_offload = self
 
     def check_frozen(self) -> None:

@@ -340,12 +340,15 @@ class MemoryInjector:
         if tokens is None or log_gate is None or not bool(torch.isfinite(log_gate)):
             yield
             return
-        if mask is not None:
-            mask = mask.to(tokens.device).bool()
+        if mask is not None:  # read where the state keeps it (the CPU): no wait for the card
+            mask = mask.bool()
             if bool(mask.all()):
                 mask = None
             elif tokens.shape[0] == 1:  # drop padded ψ tokens (= −∞ logits) so that no mask is needed
-                tokens, mask = tokens[:, mask[0]], None
+                keep = torch.nonzero(mask[0].cpu()).flatten().to(tokens.device)
+                tokens, mask = tokens.index_select(1, keep), None
+            else:
+                mask = mask.to(tokens.device)
         self.active = (tokens, log_gate, mask)
         # the gate's gradient (training) needs it in the graph: the mask-free shortcut is for inference
         self.gate_is_one = (mask is None and float(log_gate.detach()) == 0.0

@@ -242,39 +242,11 @@ def test_cpu_threads_are_set_while_the_pack_computes_and_restored_after(monkeypa
 # --- the model in ComfyUI's memory manager ----------------------------------------------------------
 @pytest.fixture
 def comfy_mm(tmp_path, monkeypatch):
-    """Stand-ins for comfy.model_patcher.ModelPatcher and comfy.model_management's loader, recording calls."""
+    """ComfyUI's ModelPatcher and loader as they move weights (tests/fake_card.py), with the CPU as both devices."""
+    from fake_card import install_comfy
+
     _fake_folder_paths(monkeypatch, tmp_path)
-    calls = []
-
-    class ModelPatcher:
-        def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
-            self.model, self.load_device, self.offload_device = model, load_device, offload_device
-            self.attachments, self.parent = {}, None
-            model.model_lowvram = False
-
-        def clone(self):
-            n = ModelPatcher(self.model, self.load_device, self.offload_device)
-            n.attachments, n.parent = dict(self.attachments), self
-            return n
-
-    mp = types.ModuleType("comfy.model_patcher")
-    mp.ModelPatcher = ModelPatcher
-    mm = types.ModuleType("comfy.model_management")
-    mm.get_torch_device = lambda: torch.device("cpu")
-    mm.unet_offload_device = lambda: torch.device("cpu")
-
-    def load_models_gpu(models, force_full_load=False, **kw):
-        calls.append(("load_models_gpu", list(models), force_full_load))
-
-    mm.load_models_gpu = load_models_gpu
-    mm.free_memory = lambda *a, **k: calls.append(("free_memory",))
-    mm.soft_empty_cache = lambda *a, **k: None
-    mm.processing_interrupted = lambda: False
-    pkg = types.ModuleType("comfy")
-    pkg.model_patcher, pkg.model_management = mp, mm
-    for name, mod in {"comfy": pkg, "comfy.model_patcher": mp, "comfy.model_management": mm}.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return types.SimpleNamespace(calls=calls, ModelPatcher=ModelPatcher)
+    return install_comfy(monkeypatch, card=torch.device("cpu"))
 
 
 def test_loader_returns_a_model_patcher_and_every_run_asks_comfy_to_load_it(comfy_mm):
@@ -294,13 +266,6 @@ def test_loader_returns_a_model_patcher_and_every_run_asks_comfy_to_load_it(comf
     assert len(loads) == 2 and all(c[1] == [patcher] for c in loads)  # before Encode ψ₀ and before the loop
     assert not any(c[0] == "free_memory" for c in comfy_mm.calls)  # no unload_all / manual eviction
     assert images.shape[0] == 5 and fps == 8.0
-
-
-def test_a_partial_load_is_completed(comfy_mm):
-    patcher = N["PFVGLoadPackedDiT"]().load(comfy_io.EMBEDDED, "float32", "(none)")[0]
-    patcher.model.model_lowvram = True  # as ComfyUI marks a lowvram (partial) load
-    comfy_io.load_for_run(patcher)
-    assert [c[2] for c in comfy_mm.calls] == [False, True]
 
 
 def test_lora_view_is_a_clone_of_the_patcher_sharing_weights(comfy_mm):
