@@ -376,6 +376,7 @@ def load_model(name: str, dtype: torch.dtype | str = torch.float32, semanticpack
 
 def _load_model(name, dtype, semanticpack, storage, offload, attention):
     from pfvg_core.backbone import resolve_dtype, set_attention_backend
+    from pfvg_core.semanticpack import gated_attention_problem
 
     device, offload_device = devices()
     if dtype == "auto":
@@ -402,6 +403,9 @@ def _load_model(name, dtype, semanticpack, storage, offload, attention):
         model = ops.load_model_path(path, name, dtype, sp, device=device, storage=storage, offload=offload,
                                     offload_device=offload_device)
     if attention != "native":
+        why = gated_attention_problem(model, attention)
+        if why is not None:
+            raise ValueError(f"attention {attention}: {why}")
         set_attention_backend(model.dit, attention)
     return model
 

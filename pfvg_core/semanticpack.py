@@ -161,6 +161,24 @@ def gate_channels(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 8
 
 
+SAGE_MAX_HEAD_DIM = 128  # SageAttention's kernels take head sizes up to 128
+
+
+def gated_attention_problem(model, backend: str) -> str | None:
+    """Why ψ's gated attention cannot run with ``backend`` on this model, or None. A trained gate (g ≠ 1) adds
+    ``gate_channels`` head channels (``_GatedMemoryAttnProcessor``): FramePack-F1's 128 + 8 = 136 is past
+    SageAttention's 128. Checked when the backend is chosen, so the run is refused before its first step."""
+    sp = getattr(model, "semanticpack", None)
+    if backend != "sage" or sp is None or not sp.gate_open or float(sp.log_gate.detach()) == 0.0:
+        return None
+    head = model.dit.config.attention_head_dim
+    if head + gate_channels(torch.device("cuda")) > SAGE_MAX_HEAD_DIM:
+        return (f"attention backend 'sage' cannot carry this model's memory gate (g = {math.exp(float(sp.log_gate)):.3f}: "
+                f"head size {head} + {gate_channels(torch.device('cuda'))} gate channels > {SAGE_MAX_HEAD_DIM}, SageAttention's "
+                "limit): use attention 'flash' or 'native', or memory_mode 'off'")
+    return None
+
+
 class _GatedMemoryAttnProcessor:
     """Wraps a diffusers attention processor so that ψ's gate g reaches the attention of every block
     (PFVG Fig. 1: ψ as context tokens; the gate multiplies their softmax weight by g = exp(log_gate)).

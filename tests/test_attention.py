@@ -128,3 +128,27 @@ def test_cudnn_backend_maps_to_diffusers_native_cudnn():
         set_attention_backend(model.dit, "native")
         model.dit.reset_attention_backend()
     assert ad._AttentionBackendRegistry.get_active_backend()[0] == ad.AttentionBackendName.NATIVE
+
+
+def test_sage_is_refused_before_the_first_step_when_a_trained_gate_needs_more_head_channels():
+    """FramePack-F1's heads are 128 wide; a trained gate (g ≠ 1) adds 8 channels on a GPU: past SageAttention's 128."""
+    import math
+
+    from pfvg_core.backbone import CONFIGS
+    from pfvg_core.model import PFVGModel
+    from pfvg_core.semanticpack import gated_attention_problem
+
+    wide = PFVGModel.build(dict(CONFIGS["tiny"], num_attention_heads=1, attention_head_dim=128, rope_axes_dim=(16, 56, 56)), seed=0)
+    assert gated_attention_problem(wide, "sage") is None  # a closed gate: no ψ, the plain path
+    with torch.no_grad():
+        wide.semanticpack.log_gate.fill_(0.0)
+    assert gated_attention_problem(wide, "sage") is None  # g = 1: the plain path of every backend
+    with torch.no_grad():
+        wide.semanticpack.log_gate.fill_(math.log(0.9))
+    why = gated_attention_problem(wide, "sage")
+    assert why is not None and "128 + 8 gate channels > 128" in why and "g = 0.900" in why
+    assert gated_attention_problem(wide, "flash") is None and gated_attention_problem(wide, "native") is None
+    narrow = PFVGModel.build("tiny", seed=0)
+    with torch.no_grad():
+        narrow.semanticpack.log_gate.fill_(math.log(0.9))
+    assert gated_attention_problem(narrow, "sage") is None  # 16 + 8 fits

@@ -193,10 +193,14 @@ def _load_model(a):
     """The model of ``--model`` on ``--device`` in ``--dtype`` (``--storage``, ``--offload``, ``--attention``, ``--compute``)."""
     from ..backbone import set_attention_backend
 
+    from ..semanticpack import gated_attention_problem
     from ..speed import set_compute
 
     model = resolve_model(a.model, dtype=a.dtype, device=a.device, storage=a.storage, offload=a.offload)
     if a.attention != "native":
+        why = gated_attention_problem(model, a.attention)
+        if why is not None:
+            raise ValueError(f"--attention {a.attention}: {why}")
         set_attention_backend(model.dit, a.attention)
     set_compute(model, getattr(a, "compute", "dtype"))
     return model
