@@ -460,6 +460,16 @@ def fit_image(model, image: torch.Tensor, fit: str, resolution: int, what: str =
     return fit_pixels(image, model_size(model, int(image.shape[1]), int(image.shape[2]), resolution), fit)
 
 
+def fit_frames(model, image: torch.Tensor, fit: str, resolution: int, what: str = "image"):
+    """IMAGE frames [N, H, W, 3] → uint8 frames at the model's size, streamed (``sizing.iter_fit_uint8``: no
+    whole-video copy)."""
+    from pfvg_core.sizing import iter_fit_uint8
+
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3:
+        raise ValueError(f"{what}: expected a ComfyUI IMAGE [B, H, W, 3], got {getattr(image, 'shape', type(image))}")
+    return iter_fit_uint8(image, model_size(model, int(image.shape[1]), int(image.shape[2]), resolution), fit)
+
+
 def vae_encode(model, vae, image: torch.Tensor, what: str = "image") -> torch.Tensor:
     """IMAGE frames → model latents [B, C, T, H, W] with ComfyUI's ``VAE`` (as VAE Encode, then × the latent
     scale): the image path of a model without its own codec (FramePack-F1 with HunyuanVideo's VAE)."""

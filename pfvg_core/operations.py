@@ -125,14 +125,19 @@ def long_video(model: PFVGModel, state: MemoryState, num_segments: int, prompt, 
 
 
 # --- decoding and evaluating -------------------------------------------------------------------
-def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor | None = None) -> torch.Tensor:
-    """Latents [B, C, T, H, W] → pixels [B, 3, T(+1), H, W] in [−1, 1] (on the CPU) with the model's codec;
-    ``include_start`` [B, C, 1, H, W] is put first."""
+def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor | None = None, layout: str = "pixels",
+           on_chunk=None):
+    """Latents [B, C, T, H, W] → the video (on the CPU) with the model's codec, ``include_start`` [B, C, 1, H, W]
+    first. Decoded in bounded chunks into one preallocated output (``decoding.decode_video``: peak memory is the
+    output plus one chunk), as ``layout``: "pixels" [B, 3, T(+1), H, W] in [−1, 1], "image" (ComfyUI IMAGE
+    [B·T(+1), H, W, 3] in [0, 1]) or "uint8" [T(+1), H, W, 3]."""
+    from .decoding import decode_video
+
     if model.codec is None:
         raise ValueError("this model has no codec: decode with a VAE node (e.g. HunyuanVideo VAE Decode)")
-    x = latents if include_start is None else torch.cat([include_start.to(latents), latents], dim=2)
-    with torch.no_grad():
-        return model.codec.decode(x.to(model.device, model.dtype)).cpu()
+    start = include_start.to(latents) if include_start is not None else None
+    return decode_video(model.codec, latents, start=start, layout=layout, device=model.device, dtype=model.dtype,
+                        on_chunk=on_chunk)
 
 
 def preview_frame(model: PFVGModel, latents: torch.Tensor) -> np.ndarray | None:
