@@ -610,7 +610,9 @@ class Progress:
         try:
             from server import PromptServer  # type: ignore
 
-            PromptServer.instance.send_sync(PROGRESS_EVENT, {"node": self.node_id, "prompt_id": self.prompt_id, **data},
+            from pfvg_core.validate import json_safe  # strict JSON: a NaN loss goes out as null
+
+            PromptServer.instance.send_sync(PROGRESS_EVENT, json_safe({"node": self.node_id, "prompt_id": self.prompt_id, **data}),
                                             self.client_id)
         except Exception:  # the server went away: nothing to tell
             pass

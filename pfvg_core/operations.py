@@ -158,7 +158,7 @@ def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
     from PIL import Image
 
     from .metrics import evaluate, plot_metrics
-    from .validate import SAMPLING, number
+    from .validate import SAMPLING, format_metric, number
 
     fps = number("fps", fps, SAMPLING["fps"])
     res = evaluate(frames, fps=fps)
@@ -166,7 +166,7 @@ def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as d:
         path = plot_metrics(per, os.path.join(d, "plot.png"), fps=fps)
         plot = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
-    lines = [f"{k}: {v:.5g}" if isinstance(v, float) else f"{k}: {v}" for k, v in res.items()]
+    lines = [format_metric(k, v) for k, v in res.items()]  # no bare nan/inf in what the page shows
     return "\n".join(lines), plot
 
 

@@ -244,3 +244,37 @@ def joined_path(what: str, path: str) -> str:
         raise ValueError(f"{what}: the path it gives is {n} bytes long, more than the {MAX_PATH_BYTES} a file system "
                          "accepts: choose a shorter name")
     return path
+
+
+# --- what goes out to a browser ----------------------------------------------------------------
+def json_safe(value):
+    """``value`` with every non-finite number (NaN, ±inf; Python, NumPy or a 0-d tensor) replaced by None, through
+    dicts, lists and tuples (tuples become lists), so that it is strict JSON: ComfyUI stores what a node sends to
+    the page and a NaN breaks the browser's parse of the whole history."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy scalar, 0-d tensor
+        return json_safe(value.item())
+    if hasattr(value, "tolist"):  # arrays, tensors
+        return json_safe(value.tolist())
+    return value
+
+
+def strict_json(value, **kw) -> str:
+    """``json.dumps`` of ``json_safe(value)``, refusing anything still not strict JSON."""
+    import json
+
+    return json.dumps(json_safe(value), allow_nan=False, **kw)
+
+
+def format_metric(name: str, value) -> str:
+    """One ``name: value`` line of a report; a non-finite number reads ``not finite`` (never a bare nan/inf)."""
+    if isinstance(value, float):
+        return f"{name}: {value:.5g}" if math.isfinite(value) else f"{name}: not finite"
+    return f"{name}: {value}"

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm  # progress bars on stderr (a dependency of the pack)
 
 from ..checkpoint import CheckpointError
+from ..validate import strict_json
 from ..model import resolve_model
 
 
@@ -335,7 +336,7 @@ def cmd_eval(a) -> int:
 
         b = ex.Budget.tiny() if a.quick else ex.Budget()
         res = ex.run(a.work, b, a.device, a.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
-        print(json.dumps(res) if a.json else ex.markdown(res))
+        print(strict_json(res) if a.json else ex.markdown(res))
         return 0
     from ..validate import SAMPLING, number
 
@@ -386,7 +387,7 @@ def cmd_eval(a) -> int:
     per = result.pop("per_frame")
     if a.per_frame:
         result["per_frame"] = per
-    print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    print(strict_json(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
 
@@ -412,7 +413,7 @@ def cmd_bench(a) -> int:
         result = run_train_f1(a)
     else:
         result = bench.run(a.what, quick=a.quick, config=a.config or "small")
-    print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    print(strict_json(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
 
