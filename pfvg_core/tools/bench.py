@@ -164,7 +164,8 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
     from ..loop import generate_long_video
     from ..model import load_embedded_model
     from ..state import MemoryConfig
-    from ..video_io import load_image, to_uint8_frames
+    from ..decoding import decode_video
+    from ..video_io import load_image
 
     model = model or load_embedded_model()
     meta = model.meta
@@ -185,8 +186,7 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
                                                    config=MemoryConfig(window=meta.get("window", 4)))]
     secs = time.perf_counter() - t0
     lat = torch.cat(segs, 2)
-    with torch.no_grad():
-        frames = to_uint8_frames(model.codec.decode(lat))
+    frames = decode_video(model.codec, lat, layout="uint8")  # in bounded chunks (decoding.py)
     return lat, frames, secs
 
 
