@@ -135,18 +135,22 @@ def install_demo_inputs() -> list[str]:
 
 
 def safe_join(root: str, name: str, what: str = "name") -> str:
-    """``root/name`` if it stays inside ``root``: no absolute paths, no ``..``, no links out."""
+    """``root/name`` if it stays inside ``root``: no absolute paths, no ``..``, no links out; its length and
+    characters checked first (``validate.path_name``, ``validate.joined_path``)."""
+    from pfvg_core.validate import joined_path, path_name, short
+
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{what} is empty: give a name inside {root}")
     if os.path.isabs(name) or name.startswith(("~", "\\")) or ":" in name:
-        raise ValueError(f"{what} {name!r} must be a relative name inside {root}, not an absolute path")
+        raise ValueError(f"{what} {short(name)} must be a relative name inside {root}, not an absolute path")
+    path_name(what, name)
     parts = name.replace("\\", "/").split("/")
     if ".." in parts:
-        raise ValueError(f"{what} {name!r} may not contain '..'")
-    path = os.path.join(root, *parts)
+        raise ValueError(f"{what} {short(name)} may not contain '..'")
+    path = joined_path(what, os.path.join(root, *parts))
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-        raise ValueError(f"{what} {name!r} leads outside {root} (through a link)")
+        raise ValueError(f"{what} {short(name)} leads outside {root} (through a link)")
     return path
 
 
@@ -471,6 +475,16 @@ def fit_image(model, image: torch.Tensor, fit: str, resolution: int, what: str =
     return fit_pixels(image, model_size(model, int(image.shape[1]), int(image.shape[2]), resolution), fit)
 
 
+def fit_frames(model, image: torch.Tensor, fit: str, resolution: int, what: str = "image"):
+    """IMAGE frames [N, H, W, 3] → uint8 frames at the model's size, streamed (``sizing.iter_fit_uint8``: no
+    whole-video copy)."""
+    from pfvg_core.sizing import iter_fit_uint8
+
+    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[-1] < 3:
+        raise ValueError(f"{what}: expected a ComfyUI IMAGE [B, H, W, 3], got {getattr(image, 'shape', type(image))}")
+    return iter_fit_uint8(image, model_size(model, int(image.shape[1]), int(image.shape[2]), resolution), fit)
+
+
 def vae_encode(model, vae, image: torch.Tensor, what: str = "image") -> torch.Tensor:
     """IMAGE frames → model latents [B, C, T, H, W] with ComfyUI's ``VAE`` (as VAE Encode, then × the latent
     scale): the image path of a model without its own codec (FramePack-F1 with HunyuanVideo's VAE)."""
@@ -607,7 +621,9 @@ class Progress:
         try:
             from server import PromptServer  # type: ignore
 
-            PromptServer.instance.send_sync(PROGRESS_EVENT, {"node": self.node_id, "prompt_id": self.prompt_id, **data},
+            from pfvg_core.validate import json_safe  # strict JSON: a NaN loss goes out as null
+
+            PromptServer.instance.send_sync(PROGRESS_EVENT, json_safe({"node": self.node_id, "prompt_id": self.prompt_id, **data}),
                                             self.client_id)
         except Exception:  # the server went away: nothing to tell
             pass
@@ -717,7 +733,7 @@ def build_dataset(vae, clip, clip_vision, videos: str, output_name: str, options
     """Build Training Dataset: the videos in ``videos`` (a folder under the input folder) → the cached dataset
     input/``output_name`` that Direct Forcing Train reads. Returns its name."""
     src = safe_join(input_root(), videos, "videos")
-    out = safe_join(input_root(), output_name, "output name")
+    out = safe_join(input_root(), output_name, "output_name")
     if os.path.abspath(src) == os.path.abspath(out):
         raise ValueError("output_name: choose another folder than the videos' (the dataset is written beside them)")
     n = len([f for f in os.listdir(src) if not f.endswith(".txt") and not f.startswith(".")]) if os.path.isdir(src) else 0
@@ -744,7 +760,7 @@ def train(model, dataset: str, output_name: str, options: ops.TrainOptions, node
     ComfyUI runs nodes under torch.inference_mode(): training runs outside it (on a copy: ComfyUI caches
     the input model)."""
     src = safe_join(input_root(), dataset, "dataset")
-    out = safe_join(models_root(), output_name, "output name")
+    out = ops.training_output(safe_join(models_root(), output_name, "output_name"), options.existing)
     holder = {}
 
     def start(total, done):

@@ -118,11 +118,10 @@ class ExtendVideo:
     def _extend(self, model, fps, images, latent, prompt, conditioning, clip_vision_output, vae, fit, resolution, inputs):
         frames = latents = None
         if images is not None and latent is None:  # brought to the model's size (pfvg_core.sizing, the CLI's rule)
-            images = io.fit_image(model, images, fit, resolution, "images")
-            if model.codec is not None:
-                frames = iter(io.image_to_uint8(images))
+            if model.codec is not None:  # streamed: frames fitted and encoded window by window
+                frames = io.fit_frames(model, images, fit, resolution, "images")
             else:
-                latents = io.vae_encode(model, vae, images, "images")
+                latents = io.vae_encode(model, vae, io.fit_image(model, images, fit, resolution, "images"), "images")
         elif latent is not None:
             latents = io.latent_in(model, latent)
         state = extend_state(

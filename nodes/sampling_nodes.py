@@ -90,7 +90,7 @@ class LongVideoLoop:
             latents, last = ops.long_video(model, state, n, prompt, seed=seed, options=opts, fixed=fixed,
                                            negative_prompt=negative_prompt, on_step=progress.step, cancel=io.interrupted,
                                            on_segment=progress.segment_done)
-        images = (io.pixels_to_image(ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None))
+        images = (ops.decode(model, latents, include_start=state.start_latent if state.segment == 0 else None, layout="image")
                   if model.codec is not None else io.placeholder_image())
         return (io.latent_out(model, latents), images, last, float(state.fps))
 

@@ -23,7 +23,7 @@ class DecodeLatents:
     def decode(self, model, latent, memory=None):
         start = check_memory(memory).start_latent if memory is not None else None
         with io.use(model) as engine:
-            return (io.pixels_to_image(ops.decode(engine, io.latent_in(engine, latent), include_start=start)),)
+            return (ops.decode(engine, io.latent_in(engine, latent), include_start=start, layout="image"),)
 
 
 class EvaluateDrift:

@@ -6,7 +6,8 @@ from . import common as c
 
 class DirectForcingTrain:
     DESCRIPTION = ("Train with the paper's recipe: stage 1 teacher forcing on the whole net, stage 2 Direct Forcing on "
-                   "the output layers (+ SemanticPack). Saves to models/pfvg/<output_name>; resumes an interrupted run.")
+                   "the output layers (+ SemanticPack). Saves to models/pfvg/<output_name> (a taken name gets a counter, "
+                   "<output_name>_00001; existing = resume continues an interrupted run). Its path output says where.")
     CATEGORY = c.CATEGORY
     RETURN_TYPES = (c.MODEL, "STRING")
     RETURN_NAMES = ("model", "path")
@@ -20,7 +21,8 @@ class DirectForcingTrain:
                                 "its frozen weights with the training and copies only what trains)."}),
             "dataset": ("STRING", {"default": "pfvg_world", "tooltip": "Folder inside ComfyUI's input folder: videos or frame "
                                    "folders (embedded model), or a dataset from Build Training Dataset (FramePack-F1)."}),
-            "output_name": ("STRING", {"default": "pfvg_trained", "tooltip": "Folder name inside models/pfvg."}),
+            "output_name": ("STRING", {"default": "pfvg_trained", "tooltip": "Folder name inside models/pfvg (when it is taken, "
+                                       "existing = new saves to <output_name>_00001, _00002, …)."}),
             **c.widgets(TrainOptions),
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
 

@@ -164,19 +164,24 @@ class F1Codec:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Model latents [B, C, T, h, w] → pixels [B, 3, T', H, W] in [−1, 1], T' = 1 + 4(T − 1), decoded in windows
-        of ``tile_latents`` with one latent of overlap (the overlap's first frame is dropped)."""
+        """Model latents [B, C, T, h, w] → pixels [B, 3, T', H, W] in [−1, 1], T' = 1 + 4(T − 1): the windows of
+        ``decode_chunks`` joined (a long video is better decoded with ``decoding.decode_video``, which writes
+        each window into its output instead of holding them all)."""
+        return torch.cat(list(self.decode_chunks(latents)), dim=2)
+
+    @torch.no_grad()
+    def decode_chunks(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Pixels window by window: windows of ``tile_latents`` latent frames with one latent of overlap (the
+        overlap's first frame is dropped), so at most one window's VAE activations exist at a time."""
         t = latents.shape[2]
-        out = []
         a = 0
         while True:
             b = min(t, a + self.tile_latents)
             x = self.vae.decode((latents[:, :, a:b] / self.scale).to(self.device, self.vae.dtype)).sample.float().cpu()
-            out.append(x if a == 0 else x[:, :, 1:])
+            yield x if a == 0 else x[:, :, 1:]
             if b >= t:
                 break
             a = b - 1
-        return torch.cat(out, dim=2)
 
     def encode_stream(self, frames: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
         """Stream uint8 frames [H, W, 3] → model latents window by window (``stream_windows``)."""

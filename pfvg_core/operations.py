@@ -125,14 +125,19 @@ def long_video(model: PFVGModel, state: MemoryState, num_segments: int, prompt, 
 
 
 # --- decoding and evaluating -------------------------------------------------------------------
-def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor | None = None) -> torch.Tensor:
-    """Latents [B, C, T, H, W] → pixels [B, 3, T(+1), H, W] in [−1, 1] (on the CPU) with the model's codec;
-    ``include_start`` [B, C, 1, H, W] is put first."""
+def decode(model: PFVGModel, latents: torch.Tensor, include_start: torch.Tensor | None = None, layout: str = "pixels",
+           on_chunk=None):
+    """Latents [B, C, T, H, W] → the video (on the CPU) with the model's codec, ``include_start`` [B, C, 1, H, W]
+    first. Decoded in bounded chunks into one preallocated output (``decoding.decode_video``: peak memory is the
+    output plus one chunk), as ``layout``: "pixels" [B, 3, T(+1), H, W] in [−1, 1], "image" (ComfyUI IMAGE
+    [B·T(+1), H, W, 3] in [0, 1]) or "uint8" [T(+1), H, W, 3]."""
+    from .decoding import decode_video
+
     if model.codec is None:
         raise ValueError("this model has no codec: decode with a VAE node (e.g. HunyuanVideo VAE Decode)")
-    x = latents if include_start is None else torch.cat([include_start.to(latents), latents], dim=2)
-    with torch.no_grad():
-        return model.codec.decode(x.to(model.device, model.dtype)).cpu()
+    start = include_start.to(latents) if include_start is not None else None
+    return decode_video(model.codec, latents, start=start, layout=layout, device=model.device, dtype=model.dtype,
+                        on_chunk=on_chunk)
 
 
 def preview_frame(model: PFVGModel, latents: torch.Tensor) -> np.ndarray | None:
@@ -153,7 +158,7 @@ def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
     from PIL import Image
 
     from .metrics import evaluate, plot_metrics
-    from .validate import SAMPLING, number
+    from .validate import SAMPLING, format_metric, number
 
     fps = number("fps", fps, SAMPLING["fps"])
     res = evaluate(frames, fps=fps)
@@ -161,7 +166,7 @@ def evaluate_frames(frames: np.ndarray, fps: float) -> tuple[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as d:
         path = plot_metrics(per, os.path.join(d, "plot.png"), fps=fps)
         plot = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
-    lines = [f"{k}: {v:.5g}" if isinstance(v, float) else f"{k}: {v}" for k, v in res.items()]
+    lines = [format_metric(k, v) for k, v in res.items()]  # no bare nan/inf in what the page shows
     return "\n".join(lines), plot
 
 
@@ -187,7 +192,8 @@ def write_world_videos(folder: str, count: int, seconds: float, fps: float, seed
 # --- training ----------------------------------------------------------------------------------
 TRAIN_STEPS = Limit(0, STAGE["steps"].hi, integer=True)  # a stage's optimizer steps (0: skip the stage)
 STAGE2_PARAMS = ("last-layers+semanticpack", "last-layers", "semanticpack", "all")
-EXISTING = ("refuse", "resume", "overwrite")  # what training does with a model or run already in its output folder
+EXISTING = ("new", "refuse", "resume", "overwrite")  # what training does with a model or run already in its output folder
+COUNTER_DIGITS = 5  # <name>_00001: ComfyUI's counter in output names
 
 
 @dataclass(frozen=True)
@@ -205,9 +211,10 @@ class TrainOptions:
     gradient_checkpointing: str = option("auto", "Recompute each DiT block in the backward pass instead of keeping its "
                                          "activations (auto: on for a full-size DiT; needed to fit FramePack-F1 on one GPU).",
                                          choices=("auto", "on", "off"))
-    existing: str = option("refuse", "When the output folder already holds a model or a training run: refuse (nothing is "
-                           "overwritten), resume its training from the last checkpoint, or overwrite it (its checkpoints "
-                           "are deleted; its model is replaced when the new one is saved).", choices=EXISTING)
+    existing: str = option("new", "When the output folder already holds a model or a training run: new (save under the "
+                           "first free <output_name>_00001, _00002, …; nothing is overwritten and a rerun never fails), "
+                           "refuse (stop with an error), resume its training from the last checkpoint, or overwrite it "
+                           "(its checkpoints are deleted; its model is replaced when the new one is saved).", choices=EXISTING)
 
     def __post_init__(self):
         check_limits(self)  # every number: finite, in its widget's range (options.py)
@@ -303,6 +310,34 @@ def _stage2_only(stages) -> bool:
     return all({g.strip() for g in s.params.split("+")} <= {"last-layers", "semanticpack"} for s in stages)
 
 
+def output_taken(out: str) -> bool:
+    """True when folder ``out`` holds a model, a training run or encoded training latents."""
+    from .model import BUNDLE_FILE
+
+    return any(os.path.exists(os.path.join(out, sub)) for sub in (BUNDLE_FILE, "run", "latents"))
+
+
+def training_output(out: str, existing: str) -> str:
+    """The folder a training with ``existing`` writes to: ``out`` itself, except for "new" when ``out`` is taken
+    (``output_taken``): then the first free ``<out>_00001``, ``<out>_00002``, … (ComfyUI's counter convention),
+    so a rerun never fails and never touches an earlier model."""
+    from .validate import MAX_NAME_BYTES
+
+    if existing not in EXISTING:
+        raise ValueError(f"existing: expected one of {EXISTING}, got {existing!r}")
+    if existing != "new" or not output_taken(out):
+        return out
+    head, name = os.path.split(os.path.normpath(out))
+    if len(name.encode("utf-8")) + 1 + COUNTER_DIGITS > MAX_NAME_BYTES:
+        raise ValueError(f"output_name: {name[:40]!r}… is taken and too long for a counter to be added "
+                         f"(at most {MAX_NAME_BYTES - 1 - COUNTER_DIGITS} bytes): choose another name")
+    for k in range(1, 10**COUNTER_DIGITS):
+        candidate = os.path.join(head, f"{name}_{k:0{COUNTER_DIGITS}d}")
+        if not output_taken(candidate):
+            return candidate
+    raise ValueError(f"output_name: {name!r} and all its numbered folders are taken: choose another name")
+
+
 def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
                 on_start: Callable[[int, int], None] | None = None, on_step: Callable[[dict], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> PFVGModel:
@@ -310,7 +345,8 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
     into ``out``/latents first unless it holds latents), saved to ``out``. ``on_start(total, done)`` once,
     ``on_step(log record)`` per optimizer step; on cancel — also an interrupt raised inside ``on_step`` — the
     last finished step is checkpointed (the next run resumes) and the exception goes on.
-    A model or run already in ``out`` is refused, resumed or overwritten as ``options.existing`` says."""
+    A model or run already in ``out`` is left alone (a numbered folder beside it: ``training_output``), refused,
+    resumed or overwritten as ``options.existing`` says."""
     import shutil
 
     from .data import build_dataset
@@ -320,6 +356,7 @@ def train_model(model: PFVGModel, dataset: str, out: str, options: TrainOptions,
     if not os.path.isdir(dataset):
         raise ValueError(f"dataset folder not found: {dataset} (put videos, frame folders or latents under ComfyUI's input folder)")
     stages = options.stages()
+    out = training_output(out, options.existing)  # "new": a free folder beside a taken one
     has_model = os.path.isfile(os.path.join(out, BUNDLE_FILE))
     has_run = os.path.isdir(os.path.join(out, "run"))
     if (has_model or has_run) and options.existing == "refuse":

@@ -92,3 +92,16 @@ def fit_pixels(image: torch.Tensor, size: tuple[int, int], mode: str = "crop") -
     arr = (image[..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
     out = np.stack([fit_frame(a, size, mode) for a in arr])
     return torch.from_numpy(out.astype(np.float32) / 255.0)
+
+
+def iter_fit_uint8(image: torch.Tensor, size: tuple[int, int], mode: str = "crop", chunk: int = 16):
+    """Float frames [N, H, W, 3] in [0, 1] (ComfyUI's IMAGE) → uint8 frames [size H, size W, 3], one at a time,
+    converted ``chunk`` frames at a time: the frames ``fit_pixels`` then a uint8 conversion give, without a
+    whole-video copy (memory bounded by the chunk, not the video's length)."""
+    if mode not in FIT_MODES:
+        raise ValueError(f"fit: expected one of {FIT_MODES}, got {mode!r}")
+    same = tuple(image.shape[1:3]) == (size[1], size[0])
+    for a in range(0, image.shape[0], int(chunk)):
+        arr = (image[a : a + int(chunk), ..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
+        for frame in arr:
+            yield frame if same else fit_frame(frame, size, mode)

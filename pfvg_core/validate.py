@@ -203,3 +203,78 @@ def prompt_entries(text: str, what: str = "prompt") -> str | tuple[tuple[float, 
             raise ValueError(f"{what} line {n}: start {t:g}s is not after the previous {entries[-1][0]:g}s")
         entries.append((t, prompt))
     return tuple(entries)
+
+
+# --- names and folders typed into a front end ---------------------------------------------------
+MAX_NAME_BYTES = 255  # one file or folder name (ext4, NTFS, APFS: 255)
+MAX_RELATIVE_PATH_BYTES = 1024  # a name inside a front end's folder, sub-folders included
+MAX_PATH_BYTES = 4000  # the joined path (Linux PATH_MAX is 4096)
+RESERVED_CHARACTERS = '<>:"|?*'  # not allowed in Windows file names (a workflow is shared across systems)
+
+
+def path_name(what: str, name, max_bytes: int = MAX_RELATIVE_PATH_BYTES) -> str:
+    """``name`` (a file or folder name, sub-folders separated by / or \\) if it is a usable relative path: a
+    non-empty text of at most ``max_bytes`` UTF-8 bytes, each part at most ``MAX_NAME_BYTES``, without control
+    characters or ``RESERVED_CHARACTERS`` (``:`` also marks a Windows drive); else ValueError naming ``what``.
+    Checked before any work, so a bad name never surfaces as the file system's "File name too long"."""
+    if not isinstance(name, str):
+        raise ValueError(f"{what}: expected a text (a file or folder name), got {short(name)} ({type(name).__name__})")
+    if not name.strip():
+        raise ValueError(f"{what} is empty: give a file or folder name")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ValueError(f"{what}: expected a name of at most {max_bytes} bytes, got {size} bytes ({short(name, 40)})")
+    bad = sorted({c for c in name if ord(c) < 32 or ord(c) == 127 or c in RESERVED_CHARACTERS})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(f"{what}: {short(name, 40)} contains {shown}; a name may not contain control characters or "
+                         f"any of {RESERVED_CHARACTERS}")
+    for part in name.replace("\\", "/").split("/"):
+        n = len(part.encode("utf-8", "surrogatepass"))
+        if n > MAX_NAME_BYTES:
+            raise ValueError(f"{what}: each file or folder name may have at most {MAX_NAME_BYTES} bytes, "
+                             f"{short(part, 40)} has {n}")
+    return name
+
+
+def joined_path(what: str, path: str) -> str:
+    """``path`` if the whole path is within ``MAX_PATH_BYTES`` (a long root plus a long name), else ValueError naming ``what``."""
+    n = len(path.encode("utf-8", "surrogatepass"))
+    if n > MAX_PATH_BYTES:
+        raise ValueError(f"{what}: the path it gives is {n} bytes long, more than the {MAX_PATH_BYTES} a file system "
+                         "accepts: choose a shorter name")
+    return path
+
+
+# --- what goes out to a browser ----------------------------------------------------------------
+def json_safe(value):
+    """``value`` with every non-finite number (NaN, ±inf; Python, NumPy or a 0-d tensor) replaced by None, through
+    dicts, lists and tuples (tuples become lists), so that it is strict JSON: ComfyUI stores what a node sends to
+    the page and a NaN breaks the browser's parse of the whole history."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy scalar, 0-d tensor
+        return json_safe(value.item())
+    if hasattr(value, "tolist"):  # arrays, tensors
+        return json_safe(value.tolist())
+    return value
+
+
+def strict_json(value, **kw) -> str:
+    """``json.dumps`` of ``json_safe(value)``, refusing anything still not strict JSON."""
+    import json
+
+    return json.dumps(json_safe(value), allow_nan=False, **kw)
+
+
+def format_metric(name: str, value) -> str:
+    """One ``name: value`` line of a report; a non-finite number reads ``not finite`` (never a bare nan/inf)."""
+    if isinstance(value, float):
+        return f"{name}: {value:.5g}" if math.isfinite(value) else f"{name}: not finite"
+    return f"{name}: {value}"

@@ -60,10 +60,51 @@ def test_template_has_a_title_a_thumbnail_a_note_and_a_readable_view(name):
     assert 0 <= (first["pos"][0] + ox) * 0.8 < 200 and 0 <= (first["pos"][1] + oy) * 0.8 < 200  # in sight on opening
     (note,) = [n for n in ui["nodes"] if n["type"] == "MarkdownNote"]
     assert note["widgets_values"][0].startswith(f"## {title}")
-    boxes = [(n["pos"][0], n["pos"][1], n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in ui["nodes"]]
-    for i, a in enumerate(boxes):  # no node drawn over another
-        for b in boxes[i + 1:]:
-            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (name, a, b)
+    assert not mw.TEMPLATES[name][2].startswith(title.split(" · ", 1)[1][:20])  # the note says more than the title
+
+
+def test_template_files_sort_in_the_order_a_newcomer_opens_them():
+    titles = list(mw.TITLES.values())
+    assert [t[:5] for t in titles] == [f"{i:02d} · " for i in range(1, len(titles) + 1)]
+    assert sorted(titles) == titles and titles[0].startswith("01 · Long video")
+    assert len({t.split(" · ", 1)[1] for t in titles}) == len(titles)
+    for t in titles:
+        assert len(f"{t}.json".encode()) <= 255 and not set(t) & set('<>:"/\\|?*')  # a file name on every system
+
+
+# What ComfyUI adds around a node's body (graph px): the title bar and the node badges above it, and after a run
+# the output's preview below it: a 64 × 64 image or video scaled to the node's width (a square, with a label or the
+# player's controls), Evaluate Drift's text report.
+TITLE_AND_BADGES = 30 + 20
+PREVIEW = {"LoadImage": lambda w: w + 20, "PreviewImage": lambda w: w + 20, "SaveVideo": lambda w: w + 40,
+           "PFVGEvaluateDrift": lambda w: 200}
+
+
+def _drawn(node):
+    """(x0, y0, x1, y1) of everything drawn for a node after a run: title, badges, body, preview."""
+    (x, y), (w, h) = node["pos"], node["size"]
+    below = PREVIEW.get(node["type"], lambda w: 0)(w)
+    return x, y - TITLE_AND_BADGES, x + w, y + h + below
+
+
+@pytest.mark.parametrize("name", sorted(mw.WORKFLOWS))
+def test_no_node_title_badge_or_preview_is_drawn_over_another_node(name):
+    ui = json.load(open(mw.ui_path(name), encoding="utf-8"))
+    boxes = [(n["type"], _drawn(n)) for n in ui["nodes"]]
+    for i, (ta, a) in enumerate(boxes):
+        for tb, b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (name, ta, a, tb, b)
+
+
+def test_the_evaluate_template_keeps_room_for_its_report_plot_and_video():
+    """Generate-then-evaluate (the layout that had Evaluate Drift's report over Create Video and the plot under
+    Save Video): each output node has its preview's room free below it."""
+    ui = json.load(open(mw.ui_path("pfvg_generate_and_evaluate"), encoding="utf-8"))
+    by = {n["type"]: n for n in ui["nodes"]}
+    for above, below in (("PFVGEvaluateDrift", "CreateVideo"), ("PreviewImage", "SaveVideo")):
+        a, b = by[above], by[below]
+        assert a["pos"][0] == b["pos"][0]  # one column: the lower node starts below the upper one's preview
+        assert b["pos"][1] - TITLE_AND_BADGES >= a["pos"][1] + a["size"][1] + PREVIEW[above](a["size"][0])
 
 
 def _input_spec(class_type):

@@ -16,7 +16,7 @@ const LINE = 20; // px: the height of the status line, a widget of its own under
 const STATUS = "pfvg_status";
 
 function statusText(d) {
-  if (d.train_step !== undefined) return `step ${d.train_step} · loss ${Number(d.loss).toFixed(4)}`;
+  if (d.train_step !== undefined) return `step ${d.train_step} · loss ${d.loss === null ? "not finite" : Number(d.loss).toFixed(4)}`;
   const secs = Number(d.seconds || 0).toFixed(1);
   return `segment ${d.segment}/${d.segments} · ${secs} s · ψ ${d.memory_tokens} tokens · history ${d.history_frames} frames`;
 }

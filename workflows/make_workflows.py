@@ -46,6 +46,27 @@ CORE = {
 }
 UI_ONLY = {"MarkdownNote"}
 VIEW = {"scale": 0.8, "offset": [30.0, 90.0]}  # the template's initial view: node text drawn, first nodes in sight
+# Layout (px, graph units). LiteGraph draws a node's title bar above its ``pos``, and the frontend's node badges
+# (the "pfvg" source badge, the node id) at the title bar's top: every node keeps that much free room above its
+# body. Output nodes grow after a run to show what they made (an image or video scaled to the node's width, the
+# drift report), so the room each preview takes is kept free below them.
+NODE_WIDTH = 320
+COLUMN = 360  # x step between columns
+TITLE_H = 30  # LiteGraph's title bar, above pos
+BADGE_H = 24  # the node badges' room above the title bar
+GAP = 30  # free space between one node's reserved room and the next one's
+STATUS_H = 20  # web/pfvg.js adds a status line (its LINE) to every PFVG node
+PREVIEW_ROOM = {  # below the node's body: what it shows after a run (the 64 × 64 frames scaled to the width)
+    "LoadImage": NODE_WIDTH + 30,  # the start image
+    "PreviewImage": NODE_WIDTH + 30,  # Evaluate Drift's plot (wider than tall) or frames
+    "SaveVideo": NODE_WIDTH + 60,  # the video with its controls
+    "PFVGEvaluateDrift": 260,  # the text report (web/pfvg.js: the node grows 140 px past its widgets, and more)
+}
+
+
+def node_room(class_type: str) -> tuple[float, float]:
+    """(above, below): the free room a node keeps above its body (title bar, badges) and below it (its preview)."""
+    return TITLE_H + BADGE_H, PREVIEW_ROOM.get(class_type, 0)
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
 
@@ -109,8 +130,8 @@ class Graph:
             cols[n["id"]] = 1 + max((cols[s] for s in srcs), default=-1)
         notes = [n for n in self.nodes if n["class_type"] in UI_ONLY]  # across the top, above the graph
         note_height = max((120 + 18 * n["inputs"]["text"].count("\n") for n in notes), default=0)
-        tops: dict[int, int] = {}  # next free y in each column
-        first_top = 40 + (note_height + 40 if notes else 0)
+        tops: dict[int, int] = {}  # next free y in each column (the top of the next node's reserved room)
+        first_top = 40 + (note_height + GAP if notes else 0)
         for n in self.nodes:
             links, widgets, outs = spec(n["class_type"])
             inputs = []
@@ -141,12 +162,15 @@ class Graph:
             col = cols[n["id"]]
             multiline = sum(1 for v in values if isinstance(v, str) and (len(v) > 40 or "\n" in v))
             height = 40 + 22 * max(len(inputs), len(outs)) + 26 * len(values) + 70 * multiline
+            if n["class_type"].startswith("PFVG"):
+                height += STATUS_H
             if n["class_type"] in UI_ONLY:
-                pos, size = [40, 40], [1040, note_height]
+                pos, size = [40, 40], [COLUMN * 2 + NODE_WIDTH, note_height]
             else:
+                above, below = node_room(n["class_type"])
                 top = tops.get(col, first_top)
-                tops[col] = top + height + 50
-                pos, size = [40 + 360 * col, top], [320, height]
+                pos, size = [40 + COLUMN * col, top + above], [NODE_WIDTH, height]
+                tops[col] = top + above + height + below + GAP
             ui_nodes.append({
                 "id": n["id"], "type": n["class_type"], "pos": pos, "size": size,
                 "flags": {}, "order": n["id"] - 1, "mode": 0, "inputs": inputs,
@@ -301,32 +325,37 @@ def framepack_f1():
     return g
 
 
-# name (API file) → (title: the UI file's name, what the template browser shows; description; builder)
+# name (API file) → (title, builder, description), in the order a newcomer opens them. The title is the UI file's
+# name, which is all ComfyUI's template browser knows of a custom node pack's template (frontend 1.27+: it shows the
+# file name as the card's title and again, with - and _ as spaces, as its description), so it starts with its
+# place in that order (the browser lists the files in the order the server finds them; a sorted listing follows
+# the numbers) and says what the template does. The description is the template's note.
 TEMPLATES = {
     "pfvg_long_video_embedded": (
-        "PFVG 1 · Long video, 60 s (embedded model)", long_video,
-        "A 60 s video from one start image and a prompt with the embedded model: Long Video Loop carries the "
-        "memory (FramePack history + SemanticPack ψ) from segment to segment. Runs on a CPU; press Run."),
-    "pfvg_unrolled_segments": (
-        "PFVG 2 · Segments unrolled (Sampler, MemoryPack Step)", unrolled,
-        "The loop taken apart: Segment Sampler samples a segment from the memory, MemoryPack Step appends it "
-        "(ψ ← Squeeze(ψ, Memorize(segment))); three segments give what the loop gives."),
+        "01 · Long video from one image and a prompt (embedded model, 60 s)", long_video,
+        "Long Video Loop carries the memory (FramePack history + SemanticPack ψ) from segment to segment and "
+        "makes a 60 s video with the embedded model. Runs on a CPU; press Run."),
     "pfvg_story_prompt_schedule": (
-        "PFVG 3 · Story with a prompt schedule", story,
+        "02 · A story whose prompt changes on a schedule (embedded model)", story,
         "One prompt per line with its start time ('0: …', '[10s] …'): the prompt changes while the memory keeps "
         "the scene, so the ball is still there when the camera comes back."),
-    "pfvg_direct_forcing_training": (
-        "PFVG 4 · Direct Forcing training on world videos", training,
-        "Renders procedural world videos into input/pfvg_world, fine-tunes the embedded model with the paper's "
-        "two stages (teacher, then Direct Forcing) into models/pfvg/pfvg_trained, then generates with it."),
     "pfvg_generate_and_evaluate": (
-        "PFVG 5 · Generate, then measure drift", evaluate,
-        "Generates 30 s and measures drift (Δdrift over the first and last 15 %) and consistency; the report "
-        "shows on Evaluate Drift, the plot in Preview Image."),
+        "03 · Generate 30 s and measure its drift and consistency", evaluate,
+        "Δdrift over the first and last 15 % and the consistency to the first and the previous frame: the report "
+        "shows on Evaluate Drift, its plot in Preview Image, the video in Save Video."),
+    "pfvg_unrolled_segments": (
+        "04 · The loop by hand, segment by segment (Segment Sampler, MemoryPack Step)", unrolled,
+        "Segment Sampler samples a segment from the memory, MemoryPack Step appends it "
+        "(ψ ← Squeeze(ψ, Memorize(segment))); three segments give what the loop gives."),
+    "pfvg_direct_forcing_training": (
+        "05 · Train the embedded model with Direct Forcing on world videos", training,
+        "Renders procedural world videos into input/pfvg_world, fine-tunes the embedded model with the paper's "
+        "two stages (teacher, then Direct Forcing) into models/pfvg/pfvg_trained (pfvg_trained_00001, … when that "
+        "name is taken: run it again and again), then generates with the trained model."),
     "pfvg_framepack_f1_long_video": (
-        "PFVG 6 · FramePack F1 long video (needs F1 weights)", framepack_f1,
-        "For FramePack-F1 users: the F1 DiT in models/diffusion_models, HunyuanVideo text encoders, SigLIP and VAE "
-        "in ComfyUI's usual folders. The start image goes to the nearest FramePack bucket at 640."),
+        "06 · FramePack F1 long video (needs your F1 and HunyuanVideo weights)", framepack_f1,
+        "The F1 DiT in models/diffusion_models, HunyuanVideo text encoders, SigLIP and VAE in ComfyUI's usual "
+        "folders. The start image goes to the nearest FramePack bucket at 640."),
 }
 
 

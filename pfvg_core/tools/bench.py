@@ -32,6 +32,15 @@ the fewest UniPC steps whose error is within ``tolerance`` (×1.05) of 12 Euler 
 its time relative to 12 Euler steps (the embedded default's sampler; ``model.EMBEDDED_SAMPLING``).
 
 threads: sampling time of the embedded default with 1, 2, … intra-op threads.
+
+decode (``bench decode``; the embedded default's codec, 64×64 at 8 fps, random latents of a video's shape): per
+video length (30 s, 120 s, 600 s) the peak memory above the process's memory before the decode, as Long Video
+Loop / Decode Latents decode (``decoding.decode_video`` into ComfyUI's IMAGE, ``chunked``) and as they did before
+(one batch, then the IMAGE conversion: ``batched``, up to 120 s). Measured in a fresh process per row with the
+kernel's peak resident set size (``/proc/self/clear_refs`` resets it, ``VmHWM`` reads it; elsewhere a thread
+sampling the resident size every millisecond), so every intermediate counts. ``returned_mb``: the IMAGE's bytes;
+``peak_over_returned``: peak ÷ returned; ``slope``: (peak at the longest − peak at the shortest) ÷ (returned at
+the longest − returned at the shortest), the bytes of peak per byte of frames returned (target ≤ 1.2).
 """
 from __future__ import annotations
 
@@ -155,7 +164,8 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
     from ..loop import generate_long_video
     from ..model import load_embedded_model
     from ..state import MemoryConfig
-    from ..video_io import load_image, to_uint8_frames
+    from ..decoding import decode_video
+    from ..video_io import load_image
 
     model = model or load_embedded_model()
     meta = model.meta
@@ -176,8 +186,7 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
                                                    config=MemoryConfig(window=meta.get("window", 4)))]
     secs = time.perf_counter() - t0
     lat = torch.cat(segs, 2)
-    with torch.no_grad():
-        frames = to_uint8_frames(model.codec.decode(lat))
+    frames = decode_video(model.codec, lat, layout="uint8")  # in bounded chunks (decoding.py)
     return lat, frames, secs
 
 
@@ -277,6 +286,112 @@ def bench_threads(counts=(1, 2), segments: int = 4) -> dict:
     return out
 
 
+# --- decode: peak memory of decoding a whole video -----------------------------------------------
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class _PeakRSS:
+    """Peak resident memory (bytes) above the level at ``__enter__``: the kernel's high-water mark, reset on entry
+    (Linux ≥ 4.0), else a thread sampling the resident size every millisecond."""
+
+    def __enter__(self):
+        import threading
+
+        self.base = (_status_kb("VmRSS") or 0) * 1024
+        self.exact = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.exact = _status_kb("VmHWM") is not None
+        except OSError:
+            pass
+        self.high, self._stop = self.base, threading.Event()
+        if not self.exact:
+            def sample():
+                while not self._stop.is_set():
+                    self.high = max(self.high, (_status_kb("VmRSS") or 0) * 1024)
+                    self._stop.wait(0.001)
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.exact:
+            self.high = (_status_kb("VmHWM") or 0) * 1024
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.high = max(self.high, (_status_kb("VmRSS") or 0) * 1024)
+        self.peak = max(0, self.high - self.base)
+        return False
+
+
+def decode_peak(seconds: float, mode: str = "chunked", fps: float = 8.0) -> dict:
+    """One row of ``bench decode`` (run it in a fresh process): decode ``seconds`` of random latents of the embedded
+    default's shape into a ComfyUI IMAGE, ``chunked`` (``operations.decode``, layout image) or ``batched`` (the
+    codec on every frame at once, then the IMAGE conversion)."""
+    import gc
+
+    from ..model import load_embedded_model
+    from ..operations import decode
+
+    model = load_embedded_model()
+    w, h = model.meta.get("resolution", (64, 64))
+    f = model.codec.factor
+    frames = int(round(seconds * fps)) + 1  # the start frame, then the video
+    lat = torch.randn(1, model.latent_channels, frames, h // f, w // f, generator=torch.Generator().manual_seed(0))
+
+    def batched(x):
+        with torch.no_grad():
+            px = model.codec.decode(x)
+        y = (px.float().clamp(-1, 1) + 1) / 2
+        return y.permute(0, 2, 3, 4, 1).reshape(-1, *y.shape[3:], 3).contiguous()
+
+    run = batched if mode == "batched" else (lambda x: decode(model, x, layout="image"))
+    run(lat[:, :, :2])  # warm-up: kernels and allocator set up outside the measurement
+    gc.collect()
+    with _PeakRSS() as m:
+        out = run(lat)
+    return {"seconds": seconds, "frames": frames, "mode": mode, "returned_mb": round(out.numel() * out.element_size() / 2**20, 2),
+            "peak_mb": round(m.peak / 2**20, 2), "exact_peak": m.exact}
+
+
+def bench_decode(seconds=(30, 120, 600), batched_up_to: float = 120) -> dict:
+    """``bench decode`` (module docstring): one fresh process per row."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    rows = []
+    for mode in ("chunked", "batched"):
+        for s in seconds:
+            if mode == "batched" and s > batched_up_to:
+                continue
+            code = f"import json; from pfvg_core.tools.bench import decode_peak; print(json.dumps(decode_peak({float(s)!r}, {mode!r})))"
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            row["peak_over_returned"] = round(row["peak_mb"] / row["returned_mb"], 3)
+            rows.append(row)
+    out = {"codec": "embedded default", "fps": 8.0, "rows": rows}
+    for mode in ("chunked", "batched"):
+        r = [x for x in rows if x["mode"] == mode]
+        if len(r) >= 2:
+            out[f"slope_{mode}"] = round((r[-1]["peak_mb"] - r[0]["peak_mb"]) / (r[-1]["returned_mb"] - r[0]["returned_mb"]), 3)
+    return out
+
+
 def run(what: str, quick: bool = False, config: str = "small") -> dict:
     if what == "cache":
         return bench_cache(segments=2 if quick else 6, thresholds=(0.0, 0.2) if quick else (0.0, 0.05, 0.1, 0.2, 0.3),
@@ -291,4 +406,6 @@ def run(what: str, quick: bool = False, config: str = "small") -> dict:
         return bench_loop(config, segments=220 if quick else 1000, overhead_rounds=4 if quick else 12)
     if what == "train":
         return bench_train(config, steps=3 if quick else 6)
+    if what == "decode":
+        return bench_decode(seconds=(30, 120) if quick else (30, 120, 600))
     raise ValueError(f"unknown benchmark {what!r}")

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm  # progress bars on stderr (a dependency of the pack)
 
 from ..checkpoint import CheckpointError
+from ..validate import strict_json
 from ..model import resolve_model
 
 
@@ -16,6 +17,7 @@ def cmd_generate(a) -> int:
     from ..loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
     import numpy as np
 
+    from ..decoding import decode_video
     from ..extend import state_from_video
     from ..sizing import fit_frames, model_size
     from ..lora import load_lora, parse_lora_arg, with_loras
@@ -23,7 +25,7 @@ def cmd_generate(a) -> int:
     from ..state import MemoryConfig
     from ..validate import SAMPLING, Limit, check_finite, number, prompt_entries
     from ..video_io import (check_image_path, check_video_path, contact_sheet, load_image, open_video, resample,
-                            to_uint8_frames, write_video)
+                            write_video)
 
     # every input is checked before any work (validate.py: finite, bounded, named in the error)
     seconds = number("--seconds", a.seconds, SAMPLING["seconds"])
@@ -100,25 +102,36 @@ def cmd_generate(a) -> int:
         image_embeds = encoders.encode_image(pixels) if encoders is not None else None
     bar = tqdm(total=n * options.steps, desc="generate", unit="step")
 
-    def decode(latents):
-        with torch.no_grad():
-            return codec.decode(latents.to(model.device, model.dtype) if encoders is None else latents).float().cpu()
+    dev, dt = (model.device, model.dtype) if encoders is None else (None, None)
+    finite = lambda what: lambda px, t0: check_finite(what, px)  # noqa: E731 (every decoded chunk, before it is kept)
+    keep = int(round(seconds * fps)) + (0 if reader is not None else 1)
+    new, t = None, 0  # the new frames, allocated once (decoding.decode_video writes each chunk into its place)
 
-    chunks = [] if reader is not None or encoders is not None else [check_finite("start frame", decode(start))]
+    def put(frames):
+        nonlocal new, t
+        if new is None:
+            new = np.empty((keep, *frames.shape[1:]), np.uint8)
+        k = min(len(frames), keep - t)
+        new[t : t + k] = frames[:k]
+        t += k
+
+    if reader is None and encoders is None:
+        put(decode_video(codec, start, layout="uint8", device=dev, dtype=dt, on_chunk=finite("start frame")))
     latents = [start]
     try:
         for seg in generate_long_video(model, state if state is not None else start, prompt, n, seed=seed, config=config,
                                        options=options, fps=fps, negative_prompt=a.negative, on_step=lambda e: bar.update(),
                                        image_embeds=None if reader is not None else image_embeds):
             if encoders is None:
-                chunks.append(check_finite(f"segment {seg.index}", decode(seg.latents)))
+                put(decode_video(codec, seg.latents, layout="uint8", device=dev, dtype=dt,
+                                 on_chunk=finite(f"segment {seg.index}")))
             else:  # a causal video VAE decodes the whole latent video (in overlapping windows), not segment by segment
                 latents.append(seg.latents.float().cpu())
     finally:
         bar.close()
     if encoders is not None:
-        chunks = [check_finite("video", decode(torch.cat(latents, dim=2)))]
-    new = to_uint8_frames(torch.cat(chunks, dim=2))[: int(round(seconds * fps)) + (0 if reader is not None else 1)]
+        put(decode_video(codec, torch.cat(latents, dim=2), layout="uint8", on_chunk=finite("video")))
+    new = new[:t]
     if reader is not None:  # the source (at the generation's size and fps), then its continuation
         frames = np.concatenate([np.stack(list(resample(source(), reader.fps, fps))), new])
     else:
@@ -327,7 +340,7 @@ def cmd_eval(a) -> int:
 
         b = ex.Budget.tiny() if a.quick else ex.Budget()
         res = ex.run(a.work, b, a.device, a.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
-        print(json.dumps(res) if a.json else ex.markdown(res))
+        print(strict_json(res) if a.json else ex.markdown(res))
         return 0
     from ..validate import SAMPLING, number
 
@@ -378,7 +391,7 @@ def cmd_eval(a) -> int:
     per = result.pop("per_frame")
     if a.per_frame:
         result["per_frame"] = per
-    print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    print(strict_json(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
 
@@ -404,7 +417,7 @@ def cmd_bench(a) -> int:
         result = run_train_f1(a)
     else:
         result = bench.run(a.what, quick=a.quick, config=a.config or "small")
-    print(json.dumps(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    print(strict_json(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
 
@@ -510,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
     b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train", "f1", "train-f1", "cache", "compile", "steps", "threads"])
+    b.add_argument("what", choices=["loop", "train", "f1", "train-f1", "cache", "compile", "steps", "threads", "decode"])
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
     b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
