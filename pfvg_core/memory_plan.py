@@ -282,7 +282,11 @@ def _gb(n: int) -> str:
 
 def page(size: Size = Size(), config: str = "hunyuan-f1") -> str:
     """docs/memory.md: the computed tables."""
-    inf, tr = inference_rows(size, config), training_rows(size, config)
+    return render(inference_rows(size, config), training_rows(size, config), size, config)
+
+
+def render(inf: list[dict], tr: list[dict], size: Size = Size(), config: str = "hunyuan-f1") -> str:
+    """The page for rows computed by ``inference_rows`` and ``training_rows``."""
     lines = ["# GPU memory, computed", "",
              f"Computed by `python -m pfvg_core.memory_plan` (`pfvg_core/memory_plan.py`) from the FramePack-F1 architecture "
              f"(`{config}`) built on the meta device: weights per dtype after each setting's storage rules, activations "
