@@ -682,7 +682,9 @@ class ComfyEncoders:
     dataset built in ComfyUI holds exactly what the inference nodes feed the model: latents = raw VAE latents ×
     the latent scale (``latent_in``), prompt features as CLIP Text Encode gives them (``encode_prompts``,
     unpadded, mask all ones, as ``conditioning_from_features``), SigLIP features as CLIP Vision Encode gives
-    them (``clip_vision_embeds``, same crop)."""
+    them with crop ``none`` (``clip_vision_embeds``): the frame squashed to SigLIP's square, as FramePack and
+    diffusers' FramePack pipeline do (``SiglipImageProcessor`` resizes to 384×384, no crop) and as the F1 template
+    encodes its start image. ``crop`` is how the video frames are fitted to the bucket, before that.)"""
 
     def __init__(self, vae, clip, clip_vision, crop: str = "center", tile_latents: int = 8):
         for name, obj, attr in (("vae", vae, "encode"), ("clip", clip, "tokenize"), ("clip_vision", clip_vision, "encode_image")):
@@ -707,7 +709,7 @@ class ComfyEncoders:
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         image = ((pixels.float() + 1) / 2).permute(0, 2, 3, 1)  # [B, H, W, 3] in [0, 1], a ComfyUI IMAGE
-        return clip_vision_embeds(self.clip_vision.encode_image(image, crop=self.crop == "center"))
+        return clip_vision_embeds(self.clip_vision.encode_image(image, crop=False))  # (FramePack's squash, not a crop)
 
 
 class _ComfyVideoCodec:

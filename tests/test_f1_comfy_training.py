@@ -67,7 +67,8 @@ def test_dataset_built_in_comfyui_equals_what_inference_feeds_the_model(f1_env):
     image = torch.from_numpy(first).float()[None] / 255  # LoadImage's IMAGE
     start = comfy_io.latent_in(model, {"samples": env.vae.encode(image)})
     tokens, pooled = comfy_io.prompt_features(env.clip.encode_from_tokens_scheduled(env.clip.tokenize("a red box slides right")))
-    embeds = comfy_io.clip_vision_embeds(vision.encode_image(image, crop=True))
+    embeds = comfy_io.clip_vision_embeds(vision.encode_image(image, crop=False))  # the F1 template's crop "none"
+    assert set(vision.calls) == {False}  # SigLIP squashes the frame, as FramePack and diffusers' pipeline
     inference = conditioning_from_features(model, tokens, pooled, start, embeds)
     v0 = ds[0]
     cached = cached_conditioning([v0], 0)

@@ -182,3 +182,16 @@ def test_loader_widgets_reach_the_engine(f1_env):
     except ImportError:
         with pytest.raises(ValueError, match="'flash' is not usable"):
             load("diffusion_models/FramePackI2V_HY_F1.safetensors", "auto", "(none)", attention="flash")
+
+
+def test_f1_template_squashes_the_start_image_for_siglip_as_framepack():
+    """FramePack and diffusers' FramePack pipeline give SigLIP the whole bucket-sized frame resized to 384×384
+    (SiglipImageProcessor: no crop); ComfyUI's CLIP Vision Encode does that with crop 'none' ('center' would cut
+    the sides of a 640×480 frame)."""
+    wf = json.load(open(os.path.join(WF, "api", "pfvg_framepack_f1_long_video.json")))
+    crops = [n["inputs"]["crop"] for n in wf.values() if n["class_type"] == "CLIPVisionEncode"]
+    assert crops == ["none"]
+    from transformers import SiglipImageProcessor
+
+    proc = SiglipImageProcessor(size={"height": 32, "width": 32})
+    assert not getattr(proc, "do_center_crop", False) and proc.size == {"height": 32, "width": 32}

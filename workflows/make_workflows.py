@@ -36,7 +36,7 @@ CORE = {
                             ("type", "hunyuan_video"), ("device", "default")], [("CLIP", "CLIP")]),
     "CLIPTextEncode": ([("clip", "CLIP")], [("text", "")], [("CONDITIONING", "CONDITIONING")]),
     "CLIPVisionLoader": ([], [("clip_name", "sigclip_vision_patch14_384.safetensors")], [("CLIP_VISION", "CLIP_VISION")]),
-    "CLIPVisionEncode": ([("clip_vision", "CLIP_VISION"), ("image", "IMAGE")], [("crop", "center")], [("CLIP_VISION_OUTPUT", "CLIP_VISION_OUTPUT")]),
+    "CLIPVisionEncode": ([("clip_vision", "CLIP_VISION"), ("image", "IMAGE")], [("crop", "none")], [("CLIP_VISION_OUTPUT", "CLIP_VISION_OUTPUT")]),
     "VAELoader": ([], [("vae_name", "hunyuan_video_vae_bf16.safetensors")], [("VAE", "VAE")]),
     "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [], [("LATENT", "LATENT")]),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [], [("IMAGE", "IMAGE")]),
