@@ -188,26 +188,35 @@ class F1Codec:
         return stream_windows(frames, self.tile_latents, self.encode)
 
 
-def stream_windows(frames: Iterable[np.ndarray], tile_latents: int, encode) -> Iterator[torch.Tensor]:
+def stream_windows(frames: Iterable[np.ndarray], tile_latents: int, encode, context: int = 2) -> Iterator[torch.Tensor]:
     """Encode a video with a causal 4×-in-time VAE window by window: ``encode`` maps pixels [1, 3, T, H, W] in
     [−1, 1] (T = 1 + 4k) to latents [1, C, 1 + k, h, w]; yields chunks whose concatenation is the video's
-    1 + ⌊(T − 1)/4⌋ latent frames. Window j covers frames [4·K·j, 4·K·(j + 1)] (K = ``tile_latents``;
-    consecutive windows share one frame, whose lone latent is dropped after the first window), so at most
-    1 + 4K frames are in memory at once. Trailing frames that do not complete a latent frame are dropped.
-    (Each window starts the VAE's causal context anew, as diffusers' own temporal tiling does.)"""
+    1 + ⌊(T − 1)/4⌋ latent frames, with at most 1 + 4·(K + ``context``) frames in memory (K = ``tile_latents``).
+
+    Window j ≥ 1 encodes the frames of its K latents, (4Kj, 4K(j + 1)], behind ``context`` latents' worth of the
+    frames before them (4·context frames, plus the one the VAE reads as an image), and keeps only its own K latents:
+    a causal VAE restarted at every window would encode each window's first frames without their past (a seam
+    in the latents every K frames). The VAE's causal attention reaches all earlier frames, so a finite context is
+    close to, not equal to, one pass over the whole video (tests/test_f1_training.py measures both). Trailing frames
+    that do not complete a latent frame are dropped."""
     from .video_io import to_pixels
 
-    span = 4 * int(tile_latents)
+    span, ctx = 4 * int(tile_latents), 4 * int(context)
     buf: list[np.ndarray] = []
-    first = True
+    first, have_ctx = True, 0  # have_ctx: frames of context at the head of buf (before the window's first frame)
     for f in frames:
         buf.append(np.array(f, copy=True))
-        if len(buf) == span + 1:
+        if len(buf) == have_ctx + span + 1:
             z = encode(to_pixels(np.stack(buf)))
-            yield z if first else z[:, :, 1:]
+            yield z if first else z[:, :, 1 + have_ctx // 4:]
             first = False
-            buf = buf[-1:]
-    usable = 1 + 4 * ((len(buf) - 1) // 4) if buf else 0
-    if usable > 1 or (first and usable == 1):
-        z = encode(to_pixels(np.stack(buf[:usable])))
-        yield z if first else z[:, :, 1:]
+            keep = min(len(buf), ctx + 1)
+            buf, have_ctx = buf[-keep:], keep - 1
+    rest = len(buf) - have_ctx - 1  # frames after the window's first frame
+    usable = 4 * (rest // 4) if buf else 0
+    if first and buf:
+        z = encode(to_pixels(np.stack(buf[:1 + usable])))
+        yield z
+    elif usable > 0:
+        z = encode(to_pixels(np.stack(buf[:have_ctx + 1 + usable])))
+        yield z[:, :, 1 + have_ctx // 4:]

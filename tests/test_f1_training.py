@@ -101,6 +101,32 @@ def test_streamed_vae_windows_give_the_whole_videos_latent_count(f1):
     assert codec.decode(torch.cat(chunks, 2)).shape[2] == 1 + 4 * 5
 
 
+def test_streamed_windows_carry_their_past_no_seam_every_window():
+    """A causal VAE restarted at every window encodes that window's first frames without their past (and its first
+    frame as a lone image latent): a seam every window. With the frames before each window as context, a causal
+    encoder whose reach is within the context gives exactly one pass over the whole video. (HunyuanVideo's VAE also
+    normalises over the frames it is given — GroupNorm — so any windowed encode, diffusers' temporal tiling included,
+    differs from one pass by those statistics everywhere, not at the seams.)"""
+    from pfvg_core.f1_encoders import stream_windows
+    from pfvg_core.video_io import to_pixels
+
+    def causal_encode(pixels):  # [1, 3, 1 + 4k, H, W] → [1, 3, 1 + k, H, W]: latent i sees frames 4i − 7 … 4i
+        x = pixels.mean(dim=(3, 4), keepdim=True)
+        padded = torch.cat([x[:, :, :1].expand(-1, -1, 7, -1, -1), x], 2)  # the first frame repeated (causal padding)
+        reach = torch.stack([padded[:, :, j:j + x.shape[2]] * (j + 1) for j in range(8)]).sum(0)
+        return reach[:, :, ::4]
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (4, 4, 3), dtype=np.uint8) for _ in range(41)]  # 1 + 10 latents
+    whole = causal_encode(to_pixels(np.stack(frames)))
+    restarted = torch.cat(list(stream_windows(frames, 2, causal_encode, context=0)), 2)
+    with_past = torch.cat(list(stream_windows(frames, 2, causal_encode, context=2)), 2)
+    assert restarted.shape == with_past.shape == whole.shape
+    seams = [3, 5, 7, 9]  # each window's first latent (windows of 2 latents after the first 1 + 2)
+    assert all(not torch.allclose(restarted[:, :, i], whole[:, :, i]) for i in seams)
+    torch.testing.assert_close(with_past, whole)
+
+
 def test_stage2_trains_f1_and_stores_only_what_trained(f1, tmp_path):
     out = str(tmp_path / "run")
     assert main(["train", "--config", _train_toml(f1, out, gradient_checkpointing="on")]) == 0
