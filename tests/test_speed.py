@@ -240,3 +240,25 @@ def test_recommend_settings_takes_the_fastest_portable_row_within_the_bound_and_
         recommend_settings(rows, 0.05, max_peak_gb=8)
     with pytest.raises(ValueError, match="error_bound"):
         recommend_settings(rows, float("inf"))
+
+
+def test_compiled_blocks_recompile_once_when_psi_changes_size_then_never():
+    """ψ₀ (prompt ⊕ image features) and ψ after Squeeze (the memory tokens) have different token counts, and the packed
+    context fills over the first segments: the compiled blocks trace again at segment 1, then reuse their graphs."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from pfvg_core.loop import SamplerOptions, generate_long_video
+    from pfvg_core.model import resolve_model
+    from pfvg_core.speed import compile_blocks
+    from pfvg_core.state import MemoryConfig
+
+    torch._dynamo.reset()
+    counters.clear()
+    m = resolve_model("default")
+    compile_blocks(m, "blocks", backend="eager")  # dynamo's tracing and guards, without a compiler
+    start = torch.randn(1, m.latent_channels, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    graphs = [counters["stats"]["unique_graphs"] for _ in generate_long_video(
+        m, start, "a ball", 5, seed=0, config=MemoryConfig(window=4), options=SamplerOptions(steps=2))]
+    torch._dynamo.reset()
+    assert graphs[1] > graphs[0] > 0 and graphs[2:] == [graphs[1]] * 3, graphs
