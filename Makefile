@@ -33,11 +33,11 @@ DEVICE ?= auto
 JOBS ?= 1
 WARM_START ?=
 train-default: venv
-	$(BIN)/python -m pfvg_core.tools.embedded_recipe --work build/default --preset $(PRESET) --device $(DEVICE) --jobs $(JOBS) \
+	$(BIN)/python -m research.embedded_recipe --work build/default --preset $(PRESET) --device $(DEVICE) --jobs $(JOBS) \
 		$(if $(WARM_START),--warm-start $(WARM_START))
 
 bench: venv
-	$(BIN)/python -m pfvg_core bench loop --json
+	$(BIN)/python -m bench loop --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

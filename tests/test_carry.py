@@ -1,4 +1,4 @@
-"""tools/carry.py: trained runs leave a machine as a few small files and are rebuilt elsewhere, where the
+"""research/carry.py: trained runs leave a machine as a few small files and are rebuilt elsewhere, where the
 evaluation resumes without training anything again."""
 import json
 import os
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pfvg_core.checkpoint import CheckpointError, read_safetensors
-from pfvg_core.tools import carry
-from pfvg_core.tools import experiments as ex
+from research import carry
+from research import experiments as ex
 
 VARIANTS = (ex.ALL, "FramePack only (no memory) + Direct Forcing")
 

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from pfvg_core.model import PFVGModel
-from pfvg_core.tools import embedded_recipe as rec
-from pfvg_core.tools import experiments as ex
+from research import embedded_recipe as rec
+from research import experiments as ex
 
 
 def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
     """A tiny budget of `make train-default`: codec, latents, pretraining, two stages (sized by wall clock),
     held-out evaluation, bundle, card; the model's DiT takes the codec's latent channels."""
     out = tmp_path / "default"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(out), "--work", str(tmp_path / "work"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(out), "--work", str(tmp_path / "work"),
                     "--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}',
                     "--seconds", '{"base": 2, "stage1": 4, "stage2": 4}'], check=True, capture_output=True)
     model = PFVGModel.load(str(out))
@@ -73,10 +73,10 @@ def test_warm_start_continues_from_a_bundle_and_records_the_history(tmp_path):
     the card's training history lists both runs."""
     args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 3, "stage2": 3}']
     first = tmp_path / "first"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(first), "--work", str(tmp_path / "w1"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(first), "--work", str(tmp_path / "w1"),
                     *args], check=True, capture_output=True)
     second = tmp_path / "second"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(second), "--work", str(tmp_path / "w2"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(second), "--work", str(tmp_path / "w2"),
                     "--warm-start", str(first), *args], check=True, capture_output=True)
     a, b = PFVGModel.load(str(first)), PFVGModel.load(str(second))
     assert all(torch.equal(x, y) for x, y in zip(a.codec.state_dict().values(), b.codec.state_dict().values()))  # kept
@@ -128,15 +128,15 @@ def test_ship_replaces_the_default_and_writes_why_in_its_card(tmp_path):
     """`embedded_recipe --ship BUNDLE`: the better candidate replaces --out, its card says against what."""
     args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 2, "stage2": 2}']
     shipped = tmp_path / "shipped"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(shipped), "--work", str(tmp_path / "w"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(shipped), "--work", str(tmp_path / "w"),
                     *args], check=True, capture_output=True)
     cand = _scaled_copy(shipped, tmp_path / "cand", 0.5)
     before = (shipped / "figures.json").read_text()
     worse = _scaled_copy(shipped, tmp_path / "worse", 2.0)
-    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--ship", str(worse), "--out", str(shipped)],
+    r = subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--ship", str(worse), "--out", str(shipped)],
                        capture_output=True, text=True)
     assert r.returncode == 3 and (shipped / "figures.json").read_text() == before  # not better: left as it was
-    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--ship", str(cand), "--out", str(shipped)],
+    r = subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--ship", str(cand), "--out", str(shipped)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     card = (shipped / "MODEL_CARD.md").read_text()

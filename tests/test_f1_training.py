@@ -18,7 +18,7 @@ from pfvg_core.data import LatentDataset
 from pfvg_core.f1_encoders import F1Encoders
 from pfvg_core.model import TRAINED_DIT_FILE, PFVGModel
 from pfvg_core.sizing import nearest_bucket
-from pfvg_core.tools.cli import main
+from pfvg_core.cli import main
 from pfvg_core.video_io import write_video
 
 W, H, FPS, WINDOW = 64, 48, 15, 3

@@ -11,13 +11,13 @@ import time
 import pytest
 import torch
 
-from pfvg_core.tools import carry, throughput
-from pfvg_core.tools import experiments as ex
+from research import carry, throughput
+from research import experiments as ex
 
 
 def test_the_call_runs_end_to_end_and_its_output_resumes_anywhere(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
-    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.research_call", "--quick", "--device", "cpu", "--jobs", "2",
+    r = subprocess.run([sys.executable, "-m", "research.protocol", "--quick", "--device", "cpu", "--jobs", "2",
                         "--out", str(out), "--work", str(work), "--seconds", "90", "--no-compile"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -144,7 +144,7 @@ def test_compiled_blocks_train_like_eager_with_memory_on(tmp_path):
 
 
 def test_trainings_at_a_time_follow_the_measured_memory():
-    from pfvg_core.tools.research_call import training_processes
+    from research.protocol import training_processes
 
     assert training_processes(None, None, 8, 16) == 16  # the CPU: no memory figure, every job
     assert training_processes(1.0, 80.0, 8, 16) == 7  # 0.85 × 80 GiB ÷ (8 × 1 GiB + a 0.6 GiB CUDA context)

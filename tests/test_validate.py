@@ -11,8 +11,8 @@ from PIL import Image
 from pfvg_core import validate
 from pfvg_core.checkpoint import CheckpointError
 from pfvg_core.model import PFVGModel
-from pfvg_core.tools import cli
-from pfvg_core.tools.cli import main
+from pfvg_core import cli
+from pfvg_core.cli import main
 from pfvg_core.video_io import load_image
 
 

@@ -256,7 +256,7 @@ SPEED_FILE = os.path.join(HERE, "f1_speed.json")  # written by --speed-from (a m
 
 def f1_speed_widgets() -> dict:
     """Load Packed DiT's speed widgets for the F1 template: the fastest measured setting within the error bound
-    (``speed.recommend_settings``, kept in ``f1_speed.json`` with the row it came from), else the plain ones."""
+    (``bench.settings.recommend_settings``, kept in ``f1_speed.json`` with the row it came from), else the plain ones."""
     if not os.path.isfile(SPEED_FILE):
         return {}
     with open(SPEED_FILE) as f:
@@ -265,7 +265,7 @@ def f1_speed_widgets() -> dict:
 
 def write_speed_file(suite_json: str, error_bound: float = 0.05) -> dict:
     """``--speed-from OUT/bench_f1_suite.json``: the recommendation from a measured suite into ``f1_speed.json``."""
-    from pfvg_core.speed import recommend_settings
+    from bench.settings import recommend_settings
 
     with open(suite_json) as f:
         suite = json.load(f)

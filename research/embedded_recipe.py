@@ -1,5 +1,5 @@
 """Recipe for the embedded default model (``make train-default``): the experiments' pipeline
-(``tools/experiments.py``) for the paper's method, then the bundle.
+(``research/experiments.py``) for the paper's method, then the bundle.
 
 1. ≥ 20 s world videos of the training split (views and sprites leave and return inside each clip
    sequence) → the ConvCodec (factor 4, 8 channels, loss weighted to sprite pixels), their latents;
@@ -24,8 +24,8 @@ import sys
 import numpy as np
 from safetensors.torch import load_file
 
-from ..model import EMBEDDED_DIR, PFVGModel
-from . import experiments as ex
+from pfvg_core.model import EMBEDDED_DIR, PFVGModel
+from research import experiments as ex
 
 ASSETS = EMBEDDED_DIR
 STAGE_RUNS = ("base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0")
@@ -289,7 +289,7 @@ def write_model_card(folder: str, fig: dict) -> None:
 
 A small model of the paper's architecture trained on the procedural world, shipped so that a new user
 gets a real long video on a CPU with no download. Reproduce with `make train-default`
-(`python -m pfvg_core.tools.embedded_recipe`; on a GPU: `--device cuda --jobs N`); the training log
+(`python -m research.embedded_recipe`; on a GPU: `--device cuda --jobs N`); the training log
 is `train_log.jsonl` beside this card (the three runs in order).
 
 - **Data**: {b['train_videos']} world videos of the training split, {b['seconds']:g} s each, 64×64 at 8 fps: cameras
@@ -335,7 +335,7 @@ Scored with the same protocol on the same {fig['against_shipped']['videos']} hel
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.embedded_recipe", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.embedded_recipe", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=ASSETS)
     ap.add_argument("--work", default="build/default")

@@ -1,4 +1,4 @@
-"""Benchmarks: ratios measured in one run (no timed unit tests). ``python -m pfvg_core bench loop --json``.
+"""Benchmarks: ratios measured in one run (no timed unit tests). ``python -m bench loop --json``.
 
 loop:
 - ``segment_time_ratio``: mean time of segments 190–200 ÷ segments 2–12 (target ≤ 1.05: the
@@ -42,9 +42,9 @@ import time
 
 import torch
 
-from ..loop import SamplerOptions, sample_segment
-from ..model import PFVGModel
-from ..state import MemoryConfig, init_state, step
+from pfvg_core.loop import SamplerOptions, sample_segment
+from pfvg_core.model import PFVGModel
+from pfvg_core.state import MemoryConfig, init_state, step
 
 
 def _rss_mb() -> float:
@@ -117,8 +117,8 @@ def bench_train(config: str = "small", clips: int = 4, latent: int = 16, videos:
     import copy
     import tempfile
 
-    from ..data import write_latent_video
-    from ..train import StageConfig, TrainConfig, Trainer, read_log
+    from pfvg_core.data import write_latent_video
+    from pfvg_core.train import StageConfig, TrainConfig, Trainer, read_log
 
     base = PFVGModel.build(config, seed=0)
     c = base.latent_channels
@@ -152,10 +152,10 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
     from the example image and prompt."""
     import os
 
-    from ..loop import generate_long_video
-    from ..model import load_embedded_model
-    from ..state import MemoryConfig
-    from ..video_io import load_image, to_uint8_frames
+    from pfvg_core.loop import generate_long_video
+    from pfvg_core.model import load_embedded_model
+    from pfvg_core.state import MemoryConfig
+    from pfvg_core.video_io import load_image, to_uint8_frames
 
     model = model or load_embedded_model()
     meta = model.meta
@@ -188,8 +188,8 @@ def _mae(a, b) -> float:
 
 
 def bench_cache(segments: int = 6, thresholds=(0.0, 0.05, 0.1, 0.2, 0.3), repeats: int = 2) -> dict:
-    from ..model import load_embedded_model
-    from ..speed import set_step_cache
+    from pfvg_core.model import load_embedded_model
+    from pfvg_core.speed import set_step_cache
 
     model = load_embedded_model()
     _embedded_video(model, segments=1)  # warm-up
@@ -211,8 +211,8 @@ def bench_cache(segments: int = 6, thresholds=(0.0, 0.05, 0.1, 0.2, 0.3), repeat
 
 
 def bench_compile(segments: int = 3) -> dict:
-    from ..model import load_embedded_model
-    from ..speed import compile_blocks
+    from pfvg_core.model import load_embedded_model
+    from pfvg_core.speed import compile_blocks
 
     model = load_embedded_model()
     _embedded_video(model, segments=1)
@@ -232,7 +232,7 @@ TOLERANCE = 1.05  # UniPC k "matches" 12 Euler steps when its error to the fine 
 
 
 def bench_steps(segments: int = 4, seeds=(0, 1), unipc=range(4, 13)) -> dict:
-    from ..model import load_embedded_model
+    from pfvg_core.model import load_embedded_model
 
     model = load_embedded_model()
     _embedded_video(model, segments=1)
@@ -260,7 +260,7 @@ def bench_steps(segments: int = 4, seeds=(0, 1), unipc=range(4, 13)) -> dict:
 
 
 def bench_threads(counts=(1, 2), segments: int = 4) -> dict:
-    from ..model import load_embedded_model
+    from pfvg_core.model import load_embedded_model
 
     model = load_embedded_model()
     old = torch.get_num_threads()

@@ -24,15 +24,15 @@ import os
 import torch
 from safetensors import safe_open
 
-from ..atomic import write_text
-from ..checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
-from ..model import BUNDLE_FILE
-from . import experiments as ex
+from pfvg_core.atomic import write_text
+from pfvg_core.checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
+from pfvg_core.model import BUNDLE_FILE
+from research import experiments as ex
 
 PARTS = ("dit", "semanticpack", "text_encoder", "image_encoder", "codec")
 FORMAT = "pfvg-runs-1"
 ROOT_JSON = ("codec.json", "budget.json")
-SCORES = "scores.json"  # beside the packed files: {run: {scores_<memory>.json: text}} (``research_call.write_scores``)
+SCORES = "scores.json"  # beside the packed files: {run: {scores_<memory>.json: text}} (``protocol.write_scores``)
 
 
 def _plan_inits(budget: ex.Budget) -> dict[str, tuple[str | None, bool]]:
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.carry", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.carry", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="experiments folder → a few files")

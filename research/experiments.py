@@ -1,4 +1,4 @@
-"""Experiments of issue 13 (``python -m pfvg_core eval --ablation``): does the memory (SemanticPack ψ) and
+"""Experiments of issue 13 (``python -m research.experiments``): does the memory (SemanticPack ψ) and
 does Direct Forcing help, measured against the truth on held-out world videos, with the statistics to decide.
 
 Protocol (PFVG §4.1 recipe, Table 2 questions):
@@ -40,16 +40,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import metrics
-from ..atomic import write_json, write_text
-from ..codec import ConvCodec
-from ..data import write_latent_video
-from ..loop import SamplerOptions, sample_segment, segments_for_seconds
-from ..model import PFVGModel
-from ..state import MemoryConfig, init_state, step
-from ..train import StageConfig, TrainConfig, Trainer
-from ..video_io import to_pixels, to_uint8_frames
-from .. import world
+from pfvg_core import metrics
+from pfvg_core.atomic import write_json, write_text
+from pfvg_core.codec import ConvCodec
+from pfvg_core.data import write_latent_video
+from pfvg_core.loop import SamplerOptions, sample_segment, segments_for_seconds
+from pfvg_core.model import PFVGModel
+from pfvg_core.state import MemoryConfig, init_state, step
+from pfvg_core.train import StageConfig, TrainConfig, Trainer
+from pfvg_core.video_io import to_pixels, to_uint8_frames
+from pfvg_core import world
 
 ALL = "MemoryPack + Direct Forcing"
 VARIANTS = {  # name: (stage-1 memory, stage-2 forcing, stage-2 parameters, memory at inference)
@@ -108,7 +108,7 @@ class Budget:
     # a model bundle to continue from (the shipped default): its codec is kept (no codec training), the shared
     # pretraining starts from its DiT and encoders, stage 1 with memory on from its SemanticPack
     warm_start: str | None = None
-    # speed on a GPU (issue 22 item 2; ``tools/throughput.py`` measures and picks them): bf16 autocast of the
+    # speed on a GPU (issue 22 item 2; ``research/throughput.py`` measures and picks them): bf16 autocast of the
     # forward passes (``off`` | ``bf16``: trainings and evaluations) and ``torch.compile`` of the DiT's blocks
     amp: str = "off"
     compile: str = "off"
@@ -130,7 +130,7 @@ def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print, channe
                 sprite_weight: float = 20.0, device: str = "cpu", batch: int = 64) -> ConvCodec:
     """Fit the ConvCodec (factor 4) on frames [N, H, W, 3] uint8 with ``codec.reconstruction_loss`` (L1 + MSE,
     weighted 1 + ``sprite_weight`` on sprite pixels), then normalise its latents. Returned on the CPU."""
-    from ..codec import reconstruction_loss
+    from pfvg_core.codec import reconstruction_loss
 
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -206,7 +206,7 @@ def pick_codec(measured: list[dict]) -> dict:
 def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCodec, Budget]:
     """Training videos → codec (the budget's, or the best of ``codec_candidates`` on held-out videos; trained
     once, kept in ``work``) → latents. Returns the codec and the budget with the codec chosen."""
-    from ..checkpoint import save_safetensors_atomic
+    from pfvg_core.checkpoint import save_safetensors_atomic
 
     path = os.path.join(work, "codec.safetensors")
     data = os.path.join(work, "latents")
@@ -220,7 +220,7 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
         write_json(chosen, {"channels": warm.codec.latent_channels, "sprite_weight": b.sprite_weight, "width": warm.codec.width,
                             "warm_start": os.path.abspath(b.warm_start)}, indent=1)
     have_codec = os.path.isfile(path) and os.path.isfile(chosen)
-    if have_codec:  # trained once (or carried back from another machine, tools/carry.py): never trained again
+    if have_codec:  # trained once (or carried back from another machine, research/carry.py): never trained again
         with open(chosen) as f:
             info = json.load(f)
         b = dataclasses.replace(b, codec_channels=info["channels"], sprite_weight=info["sprite_weight"],
@@ -357,7 +357,7 @@ def _train_job(spec: dict) -> dict:
 
 def load_codec(work: str, b: Budget) -> ConvCodec:
     """The experiments folder's codec (``prepare_data`` trained or carried it), in eval mode."""
-    from ..checkpoint import load_module
+    from pfvg_core.checkpoint import load_module
 
     return load_module(os.path.join(work, "codec.safetensors"), ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval()
 
@@ -365,7 +365,7 @@ def load_codec(work: str, b: Budget) -> ConvCodec:
 def fresh_model(work: str, b: Budget, seed: int) -> PFVGModel:
     """A newly initialised model of the budget's DiT config, no SemanticPack, with the folder's codec: what the
     shared pretraining starts from (and what ``throughput.probe`` trains)."""
-    from ..backbone import dit_config
+    from pfvg_core.backbone import dit_config
 
     dit = dict(dit_config(b.dit), in_channels=b.codec_channels, out_channels=b.codec_channels)
     model = PFVGModel.build(dit, semanticpack=False, seed=seed, codec_factor=None)
@@ -761,7 +761,7 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
                 if "base" not in trained:  # nothing else can train; no budget is written for a rerun to misread
                     raise RuntimeError(f"the shared pretraining failed: {failed.get('base')}")
                 b = dataclasses.replace(b, base=trained["base"]["steps"])
-        # the budget the runs were trained with (stage steps calibrated): what tools/carry.py packs with them
+        # the budget the runs were trained with (stage steps calibrated): what research/carry.py packs with them
         write_json(os.path.join(work, "budget.json"), b.to_dict(), indent=1)
         if on_trained is not None:
             on_trained(b)
@@ -816,7 +816,7 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.experiments", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.experiments", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="build/experiments")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")

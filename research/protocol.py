@@ -1,5 +1,5 @@
 """One device call does the whole research protocol (issue 22 item 2):
-``python -m pfvg_core.tools.research_call --out $OUT --seconds 420``.
+``python -m research.protocol --out $OUT --seconds 420``.
 
 Phases, each timed and logged to ``OUT/report.json`` (``phases``) the moment it ends:
 
@@ -34,10 +34,10 @@ import sys
 import time
 
 
-from ..atomic import write_json
-from . import carry
-from . import experiments as ex
-from . import throughput
+from pfvg_core.atomic import write_json
+from research import carry
+from research import experiments as ex
+from research import throughput
 
 # the research budget on a GPU: the experiments' protocol, the codec chosen on 2026-11-26 (no candidates),
 # 16 held-out 60 s videos, 3 training seeds, 8 sampling steps
@@ -194,7 +194,7 @@ def run(out: str, work: str, b: ex.Budget, device: str, jobs: int, seconds: floa
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.research_call", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.protocol", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="what comes back from the device ($OUT)")
     ap.add_argument("--work", default="build/research", help="the experiments folder on the device")

@@ -51,8 +51,8 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
     compile) on the experiments folder ``work`` (its latents and codec; ``experiments.prepare_data``).
     One step first (compilation, allocator warm-up: its seconds reported as ``first_step_s``), then ``steps``
     timed steps of ``max_clips`` clips per video."""
-    from ..train import StageConfig, TrainConfig, Trainer
-    from .experiments import fresh_model
+    from pfvg_core.train import StageConfig, TrainConfig, Trainer
+    from research.experiments import fresh_model
 
     dev = torch.device(device)
     row = {**setting, "steps": steps, "max_clips": max_clips}
@@ -66,7 +66,7 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
                               save_every=10**9, shift=b.shift, device=device, amp=setting["amp"], compile=setting["compile"])
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
-            if setting["compile"] != "off":  # as in the trainings, which compile many at once (research_call)
+            if setting["compile"] != "off":  # as in the trainings, which compile many at once (research.protocol)
                 import torch._inductor.config as inductor_config
 
                 inductor_config.compile_threads = 1
