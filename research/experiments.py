@@ -51,6 +51,42 @@ from pfvg_core.train import StageConfig, TrainConfig, Trainer
 from pfvg_core.video_io import to_pixels, to_uint8_frames
 from pfvg_core import world
 
+# the repository's root (research/ sits in it) and the installed package's parent: recorded paths are relative to one
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def provenance_path(path: str | None) -> str | None:
+    """A path as a model's provenance records it: relative to the repository root (or to the folder holding the
+    installed ``pfvg_core``), else its base name — never a machine's absolute path."""
+    if not path:
+        return path
+    import pfvg_core
+
+    full = os.path.abspath(path)
+    for root in (REPO_ROOT, os.path.dirname(os.path.dirname(os.path.abspath(pfvg_core.__file__)))):
+        rel = os.path.relpath(full, root)
+        if rel != "." and not rel.startswith(".."):
+            return rel.replace(os.sep, "/")
+    return os.path.basename(full.rstrip(os.sep))
+
+
+def resolve_path(path: str) -> str:
+    """A recorded (repository-relative) path back to one that opens: as given when it exists, else under the root."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    under = os.path.join(REPO_ROOT, path)
+    return under if os.path.exists(under) else path
+
+
+def recorded(value):
+    """``value`` (budget, codec choice, result) with every ``warm_start`` path as ``provenance_path`` records it."""
+    if isinstance(value, dict):
+        return {k: provenance_path(v) if k == "warm_start" and isinstance(v, str) else recorded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [recorded(v) for v in value]
+    return value
+
+
 ALL = "MemoryPack + Direct Forcing"
 VARIANTS = {  # name: (stage-1 memory, stage-2 forcing, stage-2 parameters, memory at inference)
     ALL: ("on", "direct", "last-layers+semanticpack", "on"),
@@ -212,13 +248,13 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
     data = os.path.join(work, "latents")
     chosen = os.path.join(work, "codec.json")
     if b.warm_start and not os.path.isfile(path):  # continue from a bundle: its codec, never retrained
-        warm = PFVGModel.load(b.warm_start)
+        warm = PFVGModel.load(resolve_path(b.warm_start))
         if not isinstance(warm.codec, ConvCodec):
             raise ValueError(f"warm_start {b.warm_start}: its codec is not a ConvCodec (not a world model of this recipe)")
         os.makedirs(work, exist_ok=True)
         save_safetensors_atomic(warm.codec.state_dict(), path)
         write_json(chosen, {"channels": warm.codec.latent_channels, "sprite_weight": b.sprite_weight, "width": warm.codec.width,
-                            "warm_start": os.path.abspath(b.warm_start)}, indent=1)
+                            "warm_start": provenance_path(b.warm_start)}, indent=1)
     have_codec = os.path.isfile(path) and os.path.isfile(chosen)
     if have_codec:  # trained once (or carried back from another machine, research/carry.py): never trained again
         with open(chosen) as f:
@@ -319,7 +355,7 @@ def _train_job(spec: dict) -> dict:
         torch.backends.cudnn.allow_tf32 = True
     t0 = time.time()
     if spec["init"] is None and b.warm_start:  # continue from the bundle (its DiT, encoders, codec, SemanticPack)
-        model = PFVGModel.load(b.warm_start)
+        model = PFVGModel.load(resolve_path(b.warm_start))
     elif spec["init"] is None:
         model = fresh_model(spec["work"], b, spec["seed"])
     else:
