@@ -1,6 +1,6 @@
-"""A short end-to-end check of the FSDP2 training path on the machine at hand (README "Several GPUs").
+"""A short end-to-end check of the FSDP2 training path on the machine at hand (docs/training.md, "Several GPUs").
 
-    python -m torch.distributed.run --standalone --nproc_per_node 1 -m research.dist_check --out /tmp/pfvg-dist
+    python -m torch.distributed.run --standalone --nproc_per_node 1 -m research.dist_check --out build/dist-check
 
 The FramePack-F1 DiT at full width and reduced depth (``--layers`` dual-stream + ``--single-layers``
 single-stream blocks) is written as a PFVG bundle, then trained through ``train.Trainer`` exactly as

@@ -313,8 +313,9 @@ TEMPLATES = {
         "(ψ ← Squeeze(ψ, Memorize(segment))); three segments give what the loop gives."),
     "pfvg_story_prompt_schedule": (
         "PFVG 3 · Story with a prompt schedule", story,
-        "One prompt per line with its start time ('0: …', '[10s] …'): the prompt changes while the memory keeps "
-        "the scene, so the ball is still there when the camera comes back."),
+        "One prompt per line with its start time ('0: …', '[10s] …'): the prompt changes at those times, the same "
+        "memory carried across them. The embedded default keeps the scene's look but not its objects: sprites "
+        "drift and merge, and a ball that leaves the view is not reliably there when the camera comes back."),
     "pfvg_direct_forcing_training": (
         "PFVG 4 · Direct Forcing training on world videos", training,
         "Renders procedural world videos into input/pfvg_world, fine-tunes the embedded model with the paper's "
