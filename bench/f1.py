@@ -1,4 +1,4 @@
-"""FramePack-F1 on a GPU: ``python -m bench f1 --json`` (issue 12, deliverable 8).
+"""FramePack-F1 on a GPU: ``python -m bench f1 --json``.
 
 The ``hunyuan-f1`` transformer with random weights, one segment of ``window`` latent frames at
 ``width``×``height`` with ``steps`` Euler steps, timed in one run for each storage variant:

@@ -29,7 +29,7 @@ def _portable(row: dict) -> bool:
 
 
 def recommend_settings(rows, error_bound: float = 0.05, max_peak_gb: float | None = None) -> dict:
-    """The F1 workflow's default (issue 23): the fastest measured row of ``bench f1 --suite`` whose error to the
+    """The F1 workflow's default: the fastest measured row of ``bench f1 --suite`` whose error to the
     bf16 uncached video stays within ``error_bound`` (and whose peak GPU memory within ``max_peak_gb``) among
     the settings every user's card runs (``_portable``: native attention, no compile; fp8 compute as ``auto``).
 

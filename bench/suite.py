@@ -1,4 +1,4 @@
-"""Every speed option of the packed DiT in one call: ``python -m bench f1 --suite --out DIR`` (issue 23).
+"""Every speed option of the packed DiT in one call: ``python -m bench f1 --suite --out DIR``.
 
 The ``hunyuan-f1`` transformer with random weights (12.9 B parameters), one F1 segment of ``window``
 latent frames at ``width``×``height`` with ``steps`` Euler steps (distilled guidance 10, local RoPE,

@@ -1,6 +1,6 @@
 """``python -m bench train-f1``: stage 2 of PFVG (Direct Forcing on the output layers + SemanticPack,
 §4.1) on the FramePack-F1 DiT with random weights, one clip of ``window`` latent frames + its packed context +
-ψ at 640×480, in each single-GPU memory plan (issue 19 item 7):
+ψ at 640×480, in each single-GPU memory plan:
 
 - ``bf16`` — bf16 base, no checkpointing (fits only where ≈ 120 GB is free; measured where it fits);
 - ``bf16_ckpt`` — bf16 base + gradient checkpointing per block (the ``80gb`` plan);

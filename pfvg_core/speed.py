@@ -5,7 +5,7 @@
   when its residual changed by less than ``threshold`` (relative mean absolute difference) since the
   last full step, the other blocks are skipped and their cached residual is added. Threshold 0 never
   skips (the result equals no cache). The cache is reset at every new segment (a new FramePack
-  context), so a segment still depends only on its memory state (DESIGN §1), and the conditional and
+  context), so a segment still depends only on its memory state (docs/architecture.md §1), and the conditional and
   the negative (CFG) evaluations have separate caches.
 - **compile**: ``torch.compile`` of the repeated transformer blocks (diffusers'
   ``compile_repeated_blocks``: regional compilation, short compile time).

@@ -216,7 +216,7 @@ class TrainConfig:
         return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
-# Single-GPU memory plans for stage 2 of a full-size DiT (issue 19; figures: README, ``bench train-f1``).
+# Single-GPU memory plans for stage 2 of a full-size DiT (figures: docs/training.md, ``bench train-f1``).
 PLANS = {
     "none": {},
     "80gb": dict(base_dtype="bfloat16", base_storage="compute", offload="none", gradient_checkpointing="on"),
@@ -347,7 +347,7 @@ class Trainer:
                              "recomputation, which brings its weights back): set gradient_checkpointing = 'on'")
         model.set_gradient_checkpointing(on)
         self.checkpointing = on
-        if config.compile != "off":  # launch-bound small models: fused kernels, fewer launches (issue 22 item 2)
+        if config.compile != "off":  # launch-bound small models: fused kernels, fewer launches
             compile_blocks(model, config.compile)
         self.data = dataset if dataset is not None else LatentDataset(config.data)
         _check_dataset_fits(model, self.data)

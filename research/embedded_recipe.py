@@ -232,7 +232,7 @@ def honest_reading(fig: dict) -> str:
             + (", ".join(missed) or "none") + ".")
 
 
-# the truth-anchored metrics a new default must not lose on (issue 22 item 1); tracking: higher is better
+# the truth-anchored metrics a new default must not lose on; tracking: higher is better
 SHIP_METRICS = ("mean_mse_to_truth", "revisit_error", "identity_colour_error", "identity_position_error", "tracking_corr")
 HIGHER_BETTER = {"tracking_corr"}
 

@@ -1,4 +1,4 @@
-"""Experiments of issue 13 (``python -m research.experiments``): does the memory (SemanticPack ψ) and
+"""The experiments (``python -m research.experiments``): does the memory (SemanticPack ψ) and
 does Direct Forcing help, measured against the truth on held-out world videos, with the statistics to decide.
 
 Protocol (PFVG §4.1 recipe, Table 2 questions):
@@ -144,7 +144,7 @@ class Budget:
     # a model bundle to continue from (the shipped default): its codec is kept (no codec training), the shared
     # pretraining starts from its DiT and encoders, stage 1 with memory on from its SemanticPack
     warm_start: str | None = None
-    # speed on a GPU (issue 22 item 2; ``research/throughput.py`` measures and picks them): bf16 autocast of the
+    # speed on a GPU (``research/throughput.py`` measures and picks them): bf16 autocast of the
     # forward passes (``off`` | ``bf16``: trainings and evaluations) and ``torch.compile`` of the DiT's blocks
     amp: str = "off"
     compile: str = "off"

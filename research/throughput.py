@@ -1,4 +1,4 @@
-"""Training throughput of the experiments' small world models on one device (issue 22 item 2).
+"""Training throughput of the experiments' small world models on one device.
 
 The 2026-11-26 H200 runs were launch-bound: 16 videos stacked in one forward pass, fp32 with TF32 matmuls,
 eager kernels — 1.83 s per optimizer step of 16 videos × 40 clips for the shared pretraining alone, i.e.
@@ -127,7 +127,7 @@ def probe(work: str, b, device: str, rows_settings: list[dict] | None = None, st
             "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() and str(device).startswith("cuda") else "cpu",
             "ratio_to_reference": round(best / ref, 2) if best and ref else None,
             "ratio_to_h200_2026_11_26": round(best / H200_2026_11_26, 2) if best else None,
-            "max_peak_gib": max_peak_gib, "target": "≥ 10× the 2026-11-26 H200 figure (issue 22 item 2)"}
+            "max_peak_gib": max_peak_gib, "target": "≥ 10× the 2026-11-26 H200 figure"}
 
 
 def effective_rate(row: dict, horizon_s: float) -> float:

@@ -1,4 +1,4 @@
-"""``python -m bench f1`` runs on a CPU at reduced depth and size (issue 12, deliverable 8):
+"""``python -m bench f1`` runs on a CPU at reduced depth and size:
 the same code as on the GPU, so CI covers the path; the figures are only checked for shape here."""
 import json
 
@@ -34,7 +34,7 @@ def test_bench_f1_command_line_prints_json(capsys, tmp_path):
     assert bench_main(["f1", "--device", "cpu", "--config", "tiny", "--width", "30", "--variants", "bf16"]) == 2
 
 
-# --- bench f1 --suite: every speed option in one call (issue 23) -----------------------------------------
+# --- bench f1 --suite: every speed option in one call -----------------------------------------
 import math  # noqa: E402
 
 import pytest  # noqa: E402
@@ -129,7 +129,7 @@ def test_suite_without_the_cache_group_says_why_the_cached_combinations_are_miss
 
 
 def test_suite_names_the_f1_workflow_default_from_its_rows(suite):
-    """Issue 23: the suite's own recommendation is the fastest row within the bound, as Load Packed DiT widgets."""
+    """The suite's own recommendation is the fastest row within the bound, as Load Packed DiT widgets."""
     from bench.settings import WORKFLOW_SETTINGS
 
     r = suite[0]

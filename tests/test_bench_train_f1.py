@@ -1,4 +1,4 @@
-"""``bench train-f1`` (issue 19 item 7) on a CPU at tiny size: the GPU call's code path, every plan measured or
+"""``bench train-f1`` on a CPU at tiny size: the GPU call's code path, every plan measured or
 skipped with its reason, ratios from the same run."""
 import json
 import math

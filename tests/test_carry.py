@@ -1,4 +1,4 @@
-"""research/carry.py: trained runs leave a machine as a few small files and are rebuilt elsewhere, where the
+"""research/carry.py: trained runs leave a machine as a few compact files and are rebuilt elsewhere, where the
 evaluation resumes without training anything again."""
 import json
 import os
@@ -91,7 +91,7 @@ def test_evaluation_resumes_from_carried_runs_without_training(trained, tmp_path
 
 def test_pack_refuses_what_does_not_fit_and_unpack_names_bad_input(trained, tmp_path):
     work, _, _ = trained
-    with pytest.raises(ValueError, match="at most 1 files can be carried"):
+    with pytest.raises(ValueError, match="at most 1 files were asked for"):
         carry.pack_runs(work, str(tmp_path / "x"), max_file_bytes=2**20 + 1000, max_files=1, log=lambda m: None)
     with pytest.raises(FileNotFoundError, match="not a folder of packed runs"):
         carry.unpack_runs(str(tmp_path), str(tmp_path / "w"), log=lambda m: None)

@@ -1,4 +1,4 @@
-"""Issue 21: the pack as a native ComfyUI citizen, tested with stand-ins for ComfyUI's modules (CI has no
+"""The pack as a native ComfyUI citizen, tested with stand-ins for ComfyUI's modules (CI has no
 ComfyUI): a first run that needs no upload, inputs brought to the model's size, one source of truth for
 inputs, the CPU thread rule, and the model held by ComfyUI's memory manager."""
 import importlib

@@ -110,7 +110,7 @@ def test_presets_name_the_default_budgets():
 
 
 def test_warm_start_continues_from_a_bundle_and_records_the_history(tmp_path):
-    """Issue 22 item 1: the recipe continues from the shipped default (its codec kept, its weights the start) and
+    """The recipe continues from the shipped default (its codec kept, its weights the start) and
     the card's training history lists both runs."""
     args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 3, "stage2": 3}']
     first = tmp_path / "first"

@@ -1,4 +1,4 @@
-"""Issue 19: FramePack-F1 training on tiny random encoders and DiT built offline — dataset build (cached
+"""FramePack-F1 training on tiny random encoders and DiT built offline — dataset build (cached
 features exactly as diffusers computes them), stage 2 on the F1 weights as published (diffusers folder),
 bundles storing only what trained + a base reference, gradient checkpointing with ψ, memory plans,
 generation with the same encoders — end to end through the CLI."""

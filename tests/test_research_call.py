@@ -1,4 +1,4 @@
-"""Issue 22 item 2: one device call does the whole protocol — a dry run of the exact command at tiny size on the
+"""The whole protocol in one bounded run — a dry run of the exact command at tiny size on the
 CPU, the deadline that keeps the evaluation inside the call, the throughput probe's choice, compiled training."""
 import concurrent.futures as cf
 import json

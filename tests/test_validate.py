@@ -1,4 +1,4 @@
-"""One validation place (pfvg_core/validate.py) and the CLI's clear errors (issue 15, items 5 and 9)."""
+"""One validation place (pfvg_core/validate.py) and the CLI's clear errors."""
 import json
 import math
 import os
