@@ -31,8 +31,8 @@ ASSETS = EMBEDDED_DIR
 STAGE_RUNS = ("base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0")
 
 
-# cpu: what 2 CPU cores train in ≈ 45 min (codec included) — too little for a useful model (README,
-# "Embedded default"); gpu: the experiments' budget (one H200 call trains it with every variant and seed).
+# cpu: what 2 CPU cores train in ≈ 45 min (codec included) — too little for a useful model (docs/embedded-model.md,
+# "Training it again"); gpu: the experiments' budget (trained with every variant and seed at once).
 PRESETS = {
     "cpu": dict(train_videos=32, heldout=4, codec_steps=800, codec_batch=32, codec_candidates=(), video_batch=4,
                 base=12, stage1=10, stage2=6, steps=8, warmup=5),

@@ -318,7 +318,7 @@ def train_job(spec: dict) -> dict:
     """One training (a process of its own): ``spec`` = {work, budget, name, init, stage, memory, seed, device,
     fresh_semanticpack}. Skipped when done; resumes from its checkpoints. Returns {name, seconds, steps}.
     A training with ``compile`` that fails goes on without it from its last checkpoint (``compile_failed`` in
-    the result): a compiler error on one run's graph must not end a device call."""
+    the result): a compiler error on one run's graph must not end the whole run."""
     b = Budget(**spec["budget"])
     if b.compile == "off":
         return _train_job(spec)
@@ -368,7 +368,7 @@ def _train_job(spec: dict) -> dict:
     trainer = Trainer(cfg, model=model)
     trainer.resume()
     # train until the time is up (``max_seconds`` of this job, or the absolute ``end_by`` of every training of a
-    # device call), then end the stage at the steps done
+    # run), then end the stage at the steps done
     # (the job's own cap always leaves it one step; only the call's deadline can leave it none: then it failed)
     cap_end = t0 + spec["max_seconds"] if spec.get("max_seconds") else math.inf
     end_by = spec.get("end_by") or math.inf

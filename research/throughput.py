@@ -2,7 +2,7 @@
 
 The 2026-11-26 H200 runs were launch-bound: 16 videos stacked in one forward pass, fp32 with TF32 matmuls,
 eager kernels — 1.83 s per optimizer step of 16 videos × 40 clips for the shared pretraining alone, i.e.
-≈ 350 clip-samples per second (README, "On a lent GPU"). The ways out are the usual ones for a small model on a
+≈ 350 clip-samples per second (docs/research.md). The ways out are the usual ones for a small model on a
 big card: more videos per forward pass (``video_batch``), bf16 autocast (``amp``) and fused kernels
 (``compile``: ``torch.compile`` of the DiT's blocks). Which of them pays, and by how much, is a measurement,
 not a guess: ``probe`` trains a few steps of the shared pretraining (teacher forcing, memory off: the figure

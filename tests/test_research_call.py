@@ -191,7 +191,7 @@ def test_generation_under_a_bf16_autocast_decodes_in_float32():
 
 
 def test_a_failed_training_is_recorded_and_the_rest_trains_and_is_evaluated(tmp_path, monkeypatch):
-    """One job's failure (a compiler error, out of memory) must not end a device call: the runs that start from it
+    """One job's failure (a compiler error, out of memory) must not end the whole run: the runs that start from it
     are left out with it, every other run trains and is evaluated, and the comparisons use what exists."""
     real = ex.train_job
 
