@@ -247,8 +247,8 @@ def test_ranks_with_different_data_are_refused_not_hung(tmp_path):
 
 
 def test_the_device_check_script_runs_on_the_cpu(tmp_path, monkeypatch):
-    """The prepared GPU check (research/dist_check.py) at the tiny width with gloo, as one rank with torchrun's
-    environment in this process (the device runs it under torchrun)."""
+    """The FSDP check for one GPU (research/dist_check.py) at the tiny width with gloo, as one rank with torchrun's
+    environment in this process (on a GPU it runs under torchrun)."""
     import json
 
     from research import dist_check
