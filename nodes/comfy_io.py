@@ -324,7 +324,7 @@ def _apply_deferred(engine) -> None:
     engine._pfvg_deferred = None
 
 
-# The CLI's default --threads (pfvg_core/tools/cli.py): on a shared or busy CPU, one intra-op thread was many
+# The CLI's default --threads (pfvg_core/cli.py): on a shared or busy CPU, one intra-op thread was many
 # times faster than torch's default (one per core). A user's own setting wins: PFVG_THREADS, or
 # OMP_NUM_THREADS / MKL_NUM_THREADS (torch's own variables) left as torch read them.
 DEFAULT_CPU_THREADS = 1

@@ -40,7 +40,7 @@ class LoadPackedDiT:
                                    "small error).", c.Limit(0.0, 1.0), step=0.01),
             "compile": (list(COMPILE_MODES), {"default": "off",
                                               "tooltip": "torch.compile the transformer blocks: faster sampling after a slow first segment."}),
-            # issue 23: fp8 matmuls (pfvg_core.speed.set_compute)
+            # fp8 matmuls (pfvg_core.speed.set_compute)
             "compute": (list(COMPUTE_MODES), {"default": "dtype", "tooltip": "DiT matmuls: dtype = in the compute dtype; fp8 = on "
                                               "fp8 tensor cores (RTX 40xx, H100/H200, Blackwell; needs torchao). With storage "
                                               "fp8_e4m3fn it also keeps the weights in fp8. auto = fp8 where the card and "

@@ -23,7 +23,7 @@ def saturated_mask(pixels: torch.Tensor, dilate: int = 1) -> torch.Tensor:
 
 
 def reconstruction_loss(rec: torch.Tensor, x: torch.Tensor, sprite_weight: float = 0.0) -> torch.Tensor:
-    """L1 + MSE per pixel, weighted 1 + ``sprite_weight`` on saturated (sprite) pixels (issue 13: the codec must
+    """L1 + MSE per pixel, weighted 1 + ``sprite_weight`` on saturated (sprite) pixels (the codec must
     keep each sprite's colour, which covers ~3 % of the pixels and is lost under an unweighted loss)."""
     per = (rec - x).abs().mean(1, keepdim=True) + ((rec - x) ** 2).mean(1, keepdim=True)
     if not sprite_weight:

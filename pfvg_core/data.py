@@ -219,7 +219,7 @@ def build_dataset(src: str, out: str, codec, size: tuple[int, int] = (64, 64), f
 # --- a conditioning dataset for FramePack-F1 -----------------------------------------------------
 def build_f1_dataset(src: str, out: str, encoders, size: tuple[int, int] | None = None, resolution: int = 640,
                      fps: float = 30.0, window: int = 9, log=print, cancel=None, on_video=None) -> dict[str, str]:
-    """Encode every video under ``src`` into a cached F1 dataset in ``out`` (DESIGN §9, issue 19):
+    """Encode every video under ``src`` into a cached F1 dataset in ``out`` (docs/architecture.md §5):
 
     per video, the VAE latents (model latents = raw × the VAE's scale, recorded as ``latent_scale``),
     streamed window by window (``F1Codec.encode_stream``: never the whole video in memory), after

@@ -1,4 +1,4 @@
-"""Several GPUs and nodes on torch's own engine: FSDP2 under ``torchrun`` (DESIGN §9).
+"""Several GPUs and nodes on torch's own engine: FSDP2 under ``torchrun`` (docs/architecture.md §5).
 
 - **Process group** from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``
   / c10d rendezvous): NCCL on ``cuda:LOCAL_RANK``, gloo on the CPU. Every collective here runs on that

@@ -1,4 +1,4 @@
-"""Video extension: continue an existing video (PFVG §3.1 memory, DESIGN §1 state).
+"""Video extension: continue an existing video (PFVG §3.1 memory, docs/architecture.md §1 state).
 
 The source video's first frame becomes the start latent (RoPE index 0) and ψ₀ comes from the prompt and
 that frame, as for a new video; then every later window of source frames goes through the same

@@ -1,6 +1,6 @@
 """FramePack-F1's encoders, from local files: HunyuanVideo's VAE, the LLaMA + CLIP text encoders and
 SigLIP (FramePack §4, PFVG §4.1). The one place that computes F1 conditioning outside ComfyUI
-(DESIGN §9): dataset building and CLI generation both call it, and it calls diffusers'
+(docs/architecture.md §5): dataset building and CLI generation both call it, and it calls diffusers'
 ``HunyuanVideoFramepackPipeline`` for the prompt and image features, so that they are exactly what
 FramePack-F1 / diffusers compute (LLaMA ``hidden_states[-3]`` of the template-wrapped prompt, cropped at
 95 tokens and padded to 256; CLIP pooled; SigLIP on pixels in [0, 1] with ``do_rescale=False``).

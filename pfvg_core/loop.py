@@ -1,4 +1,4 @@
-"""Segment sampler and the long-video loop (PFVG Fig. 1; DESIGN §1).
+"""Segment sampler and the long-video loop (PFVG Fig. 1; docs/architecture.md §1).
 
     for n = 0, 1, …:  context = FramePack(history) + ψₙ + start latent (RoPE index 0)
                       xⁿ = rectified-flow sampler(DiT, noise, context, prompt of segment n)

@@ -1,4 +1,4 @@
-"""Evaluation (PFVG §4.2; DESIGN §6): drift, consistency and revisit consistency, no downloads.
+"""Evaluation (PFVG §4.2; docs/embedded-model.md, The metrics): drift, consistency and revisit consistency, no downloads.
 
 - Per-frame metrics M: sharpness (variance of the Laplacian of luminance), colour statistics (mean
   of each channel, overall std), error to ground truth (MSE) where known.
@@ -10,7 +10,7 @@
 Similarity of two frames is 1 − mean |a − b| on [0, 1] pixels: 1 for identical frames, 0 for
 black vs white. Networks (CLIP, DINO, …) are optional adapters a user with local weights can pass.
 
-Truth-anchored metrics (issue 13): a still frame cannot win them, because each compares the video
+Truth-anchored metrics: a still frame cannot win them, because each compares the video
 with the true one where the truth moves or comes back:
 - ``revisit_error``: error to the truth on frames where the camera is back at a view it left;
 - ``sprite_identity_on_return``: colour in the sprite's true mask and position of the colour-matched

@@ -417,7 +417,7 @@ def check_bundle_config(cfg, path: str) -> None:
 
 
 # The embedded default's sampler when its bundle names none: the fewest UniPC steps whose video is within
-# the benchmark's tolerance of 12 Euler steps (``python -m pfvg_core bench steps``: UniPC 9 steps, error to
+# the benchmark's tolerance of 12 Euler steps (``python -m bench steps``: UniPC 9 steps, error to
 # a 48-step reference 1.21 vs Euler-12's 1.33 (pixel MAE), 0.66× the sampling time, 2-core CPU).
 EMBEDDED_SAMPLING = {"sampler": "unipc", "steps": 9}
 

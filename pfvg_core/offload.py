@@ -1,4 +1,4 @@
-"""Block offload for training a frozen DiT on a small card (issue 19 item 4, the ``24gb`` plan).
+"""Block offload for training a frozen DiT on a small card (the ``24gb`` plan).
 
 Inference uses diffusers' group offload (``backbone.place_dit``), which moves a block's weights back to the
 CPU as soon as its forward ends. Training with gradient checkpointing needs more: a block is recomputed in the

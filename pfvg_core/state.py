@@ -1,4 +1,4 @@
-"""MemoryState: the immutable value carried from segment to segment (DESIGN §1).
+"""MemoryState: the immutable value carried from segment to segment (docs/architecture.md §1).
 
 It holds ψ, the bounded packed history with absolute time indices, the start latent, the segment
 counter, the seed stream, the id of the model that made it, and what later segments' prompts need

@@ -144,7 +144,7 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 (autocast on the forward passes) | auto (bf16 on CUDA, off on CPU)
     compile: str = "off"  # off | blocks: torch.compile of the DiT's repeated blocks (``speed.compile_blocks``)
     psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
-    # memory plan for big models (FramePack-F1; README "Training FramePack-F1"):
+    # memory plan for big models (FramePack-F1; docs/training.md):
     plan: str = "none"  # none | 80gb | 24gb: presets of the four options below (PLANS)
     base_dtype: str = "auto"  # frozen weights: auto (bf16 for a full-size DiT, else float32) | float32 | bfloat16
     base_storage: str = "compute"  # compute | fp8_e4m3fn | fp8_e5m2: frozen matmul weights stored in fp8
@@ -190,7 +190,7 @@ class TrainConfig:
         for k, v in PLANS[self.plan].items():
             if getattr(self, k) not in (v, defaults[k]):
                 raise ValueError(f"plan {self.plan!r} sets {k} = {v!r}, but the config gives {getattr(self, k)!r}: "
-                                 "drop one of them (README: memory plans)")
+                                 "drop one of them (docs/training.md: memory plans)")
             setattr(self, k, v)
         for k, allowed in (("base_dtype", ("auto", "float32", "bfloat16")), ("base_storage", ("compute", "fp8_e4m3fn", "fp8_e5m2")),
                            ("offload", ("none", "group")), ("gradient_checkpointing", ("auto", "on", "off")),
@@ -216,7 +216,7 @@ class TrainConfig:
         return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
-# Single-GPU memory plans for stage 2 of a full-size DiT (issue 19; figures: README, ``bench train-f1``).
+# Single-GPU memory plans for stage 2 of a full-size DiT (figures: docs/training.md, ``bench train-f1``).
 PLANS = {
     "none": {},
     "80gb": dict(base_dtype="bfloat16", base_storage="compute", offload="none", gradient_checkpointing="on"),
@@ -347,7 +347,7 @@ class Trainer:
                              "recomputation, which brings its weights back): set gradient_checkpointing = 'on'")
         model.set_gradient_checkpointing(on)
         self.checkpointing = on
-        if config.compile != "off":  # launch-bound small models: fused kernels, fewer launches (issue 22 item 2)
+        if config.compile != "off":  # launch-bound small models: fused kernels, fewer launches
             compile_blocks(model, config.compile)
         self.data = dataset if dataset is not None else LatentDataset(config.data)
         _check_dataset_fits(model, self.data)
@@ -811,7 +811,7 @@ def trainable_in_fp32(model: PFVGModel, params: list[torch.nn.Parameter]) -> Non
 def _skip_whole_net_stages(cfg: TrainConfig, full_size: bool, world: int) -> TrainConfig:
     """PFVG §4.1 stage 1 trains the whole net: for a full-size DiT (12.9 B parameters; AdamW's state alone
     ≈ 206 GB) in one process it cannot fit one GPU, so with ``whole_net_stages = 'auto'`` such stages are
-    skipped, with a message saying why; several GPUs run them under torchrun (README)."""
+    skipped, with a message saying why; several GPUs run them under torchrun (docs/training.md)."""
     if not full_size or world > 1 or cfg.whole_net_stages != "auto":
         return cfg
     whole = [s for s in cfg.stages if {"all", "dit"} & {g.strip() for g in s.params.split("+")}]

@@ -1,4 +1,4 @@
-"""The procedural world (DESIGN §5): seeded videos that need memory, with per-frame ground truth.
+"""The procedural world (docs/embedded-model.md, The world): seeded videos that need memory, with per-frame ground truth.
 
 A canvas wider (and taller) than the view holds a textured background and fixed landmarks; sprites
 of random shapes and saturated colours bounce back and forth in their own lanes, so they leave the

@@ -206,7 +206,7 @@ def test_disk_full_is_one_clear_line_and_the_old_video_survives(tmp_path):
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # files over 4 KiB: 'file too large'
-        from pfvg_core.tools.cli import main
+        from pfvg_core.cli import main
         sys.exit(main(["generate", "--model", "random:tiny", "--image", {str(img)!r}, "--prompt", "x",
                        "--seconds", "2", "--fps", "4", "--steps", "1", "--out", {str(out)!r}]))
     """)

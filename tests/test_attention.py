@@ -1,4 +1,4 @@
-"""ψ into attention without the additive mask (issue 12, deliverable 2): the mask-free forms equal the
+"""ψ into attention without the additive mask: the mask-free forms equal the
 additive-mask form within float tolerance, no mask reaches the attention kernel at batch 1, and the
 backend is chosen through diffusers' attention backends."""
 import pytest

@@ -1,9 +1,9 @@
-"""``python -m pfvg_core bench f1`` runs on a CPU at reduced depth and size (issue 12, deliverable 8):
+"""``python -m bench f1`` runs on a CPU at reduced depth and size:
 the same code as on the GPU, so CI covers the path; the figures are only checked for shape here."""
 import json
 
-from pfvg_core.tools.bench_f1 import bench_f1
-from pfvg_core.tools.cli import main
+from bench.f1 import bench_f1
+from bench.__main__ import main as bench_main
 
 
 def test_bench_f1_on_cpu_reports_every_variant_beside_diffusers():
@@ -24,22 +24,22 @@ def test_bench_f1_on_cpu_reports_every_variant_beside_diffusers():
 
 def test_bench_f1_command_line_prints_json(capsys, tmp_path):
     log = tmp_path / "f1.jsonl"
-    rc = main(["bench", "f1", "--json", "--device", "cpu", "--config", "tiny", "--layers", "1", "1", "--width", "32",
+    rc = bench_main(["f1", "--json", "--device", "cpu", "--config", "tiny", "--layers", "1", "1", "--width", "32",
                "--height", "32", "--steps", "1", "--variants", "bf16", "--log", str(log)])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["layers"] == [1, 1] and out["variants"][0]["variant"] == "bf16"
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert len(lines) >= 3 and lines[-1]["variants"][0]["ours_on"]["segment_s"] > 0  # partial results as they come
-    assert main(["bench", "f1", "--device", "cpu", "--config", "tiny", "--width", "30", "--variants", "bf16"]) == 2
+    assert bench_main(["f1", "--device", "cpu", "--config", "tiny", "--width", "30", "--variants", "bf16"]) == 2
 
 
-# --- bench f1 --suite: every speed option in one call (issue 23) -----------------------------------------
+# --- bench f1 --suite: every speed option in one call -----------------------------------------
 import math  # noqa: E402
 
 import pytest  # noqa: E402
 
-from pfvg_core.tools.bench_speed import RESULT_FILE, bench_f1_suite  # noqa: E402
+from bench.suite import RESULT_FILE, bench_f1_suite  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +110,14 @@ def test_suite_stops_at_its_time_budget_and_keeps_what_it_measured(tmp_path):
 
 
 def test_suite_command_line_prints_a_table_and_refuses_bad_input(capsys, tmp_path):
-    rc = main(["bench", "f1", "--suite", "--device", "cpu", "--config", "tiny", "--width", "32", "--height", "32",
+    rc = bench_main(["f1", "--suite", "--device", "cpu", "--config", "tiny", "--width", "32", "--height", "32",
                "--steps", "1", "--groups", "cache", "--thresholds", "0.2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0 and "bf16 + cache 0.2" in out and "recommended step cache" in out
     assert json.loads((tmp_path / RESULT_FILE).read_text())["groups"] == ["cache"]
-    assert main(["bench", "f1", "--suite", "--device", "cpu", "--config", "tiny", "--groups", "everything"]) == 2
+    assert bench_main(["f1", "--suite", "--device", "cpu", "--config", "tiny", "--groups", "everything"]) == 2
     assert "unknown row groups" in capsys.readouterr().err
-    assert main(["bench", "f1", "--suite", "--device", "cpu", "--config", "tiny", "--thresholds", "0.1,x"]) == 2
+    assert bench_main(["f1", "--suite", "--device", "cpu", "--config", "tiny", "--thresholds", "0.1,x"]) == 2
 
 
 def test_suite_without_the_cache_group_says_why_the_cached_combinations_are_missing():
@@ -129,8 +129,8 @@ def test_suite_without_the_cache_group_says_why_the_cached_combinations_are_miss
 
 
 def test_suite_names_the_f1_workflow_default_from_its_rows(suite):
-    """Issue 23: the suite's own recommendation is the fastest row within the bound, as Load Packed DiT widgets."""
-    from pfvg_core.speed import WORKFLOW_SETTINGS
+    """The suite's own recommendation is the fastest row within the bound, as Load Packed DiT widgets."""
+    from bench.settings import WORKFLOW_SETTINGS
 
     r = suite[0]
     rec = r["recommended_settings"]

@@ -1,12 +1,12 @@
-"""``bench train-f1`` (issue 19 item 7) on a CPU at tiny size: the GPU call's code path, every plan measured or
+"""``bench train-f1`` on a CPU at tiny size: the GPU call's code path, every plan measured or
 skipped with its reason, ratios from the same run."""
 import json
 import math
 
 import pytest
 
-from pfvg_core.tools.bench_train_f1 import bench_train_f1
-from pfvg_core.tools.cli import main
+from bench.train_f1 import bench_train_f1
+from bench.__main__ import main as bench_main
 
 
 def test_every_plan_is_measured_or_skipped_with_a_reason(tmp_path):
@@ -22,9 +22,9 @@ def test_every_plan_is_measured_or_skipped_with_a_reason(tmp_path):
 
 
 def test_command_line(capsys):
-    assert main(["bench", "train-f1", "--json", "--device", "cpu", "--width", "32", "--height", "32", "--variants", "bf16_ckpt"]) == 0
+    assert bench_main(["train-f1", "--json", "--device", "cpu", "--width", "32", "--height", "32", "--variants", "bf16_ckpt"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["config"] == "tiny" and out["layers"] == [1, 1] and out["ratios"]["direct_over_teacher"] > 0
-    assert main(["bench", "train-f1", "--device", "cpu", "--variants", "int4"]) == 2
+    assert bench_main(["train-f1", "--device", "cpu", "--variants", "int4"]) == 2
     with pytest.raises(ValueError, match="multiples of 16"):
         bench_train_f1("tiny", width=30, height=32, device="cpu")

@@ -1,4 +1,4 @@
-"""tools/carry.py: trained runs leave a machine as a few small files and are rebuilt elsewhere, where the
+"""research/carry.py: trained runs leave a machine as a few compact files and are rebuilt elsewhere, where the
 evaluation resumes without training anything again."""
 import json
 import os
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pfvg_core.checkpoint import CheckpointError, read_safetensors
-from pfvg_core.tools import carry
-from pfvg_core.tools import experiments as ex
+from research import carry
+from research import experiments as ex
 
 VARIANTS = (ex.ALL, "FramePack only (no memory) + Direct Forcing")
 
@@ -91,7 +91,7 @@ def test_evaluation_resumes_from_carried_runs_without_training(trained, tmp_path
 
 def test_pack_refuses_what_does_not_fit_and_unpack_names_bad_input(trained, tmp_path):
     work, _, _ = trained
-    with pytest.raises(ValueError, match="at most 1 files can be carried"):
+    with pytest.raises(ValueError, match="at most 1 files were asked for"):
         carry.pack_runs(work, str(tmp_path / "x"), max_file_bytes=2**20 + 1000, max_files=1, log=lambda m: None)
     with pytest.raises(FileNotFoundError, match="not a folder of packed runs"):
         carry.unpack_runs(str(tmp_path), str(tmp_path / "w"), log=lambda m: None)
@@ -105,39 +105,3 @@ def test_pack_refuses_what_does_not_fit_and_unpack_names_bad_input(trained, tmp_
     os.remove(empty / "budget.json")
     with pytest.raises(FileNotFoundError, match="budget"):
         carry.pack_runs(str(empty), str(tmp_path / "y"), log=lambda m: None)
-
-
-def test_pack_leaves_out_the_last_runs_to_fit_and_keeps_what_they_start_from(trained, tmp_path):
-    """A device returns a few files only: with ``drop_to_fit`` the plan's last runs are left out until the rest fits
-    (never a run without the run it starts from); the manifest names them and the kept runs rebuild."""
-    work, b, _ = trained
-    full = carry.pack_runs(work, str(tmp_path / "full"), log=lambda m: None)
-    need = sum(v.numel() * v.element_size() for p in full for v in read_safetensors(p).values()) + 2**20 * len(full)
-    dest = tmp_path / "small"
-    carry.pack_runs(work, str(dest), log=lambda m: None, max_total_bytes=need - 1, drop_to_fit=True)
-    from safetensors import safe_open
-
-    with safe_open(str(dest / "runs-000.safetensors"), "pt") as f:
-        manifest = json.loads(f.metadata()["manifest"])
-    order = [job["name"] for phase in ex.training_plan(b) for job in phase]
-    kept, dropped = list(manifest["runs"]), manifest["dropped"]
-    assert dropped and sorted(kept + dropped) == sorted(order) and kept == [r for r in order if r in kept]
-    assert dropped == carry.drop_order(b, order)[: len(dropped)]
-    assert {"base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0"} <= set(kept)  # the default's chain stays
-    assert all(manifest["runs"][r]["init"] in (None, *kept) for r in kept)
-    written = carry.unpack_runs(str(dest), str(tmp_path / "w"), log=lambda m: None)
-    assert written == kept
-    with pytest.raises(ValueError, match="bytes can be carried"):
-        carry.pack_runs(work, str(tmp_path / "none"), log=lambda m: None, max_total_bytes=2**10)
-
-
-def test_drop_order_leaves_the_last_seed_s_stage_2_first_and_never_the_default_chain():
-    b = ex.Budget.tiny(seeds=(0, 1))
-    order = [job["name"] for phase in ex.training_plan(b) for job in phase]
-    drop = carry.drop_order(b, order)
-    assert drop[: len(b.variants)] == [f"{ex.slug(v)}_seed1" for v in b.variants]
-    assert set(drop[len(b.variants): len(b.variants) + 2]) == {"stage1_memory_on_seed1", "stage1_memory_off_seed1"}
-    assert "base" not in drop and "stage1_memory_on_seed0" not in drop and f"{ex.slug(ex.ALL)}_seed0" not in drop
-    for k, name in enumerate(drop):  # a run is left out only after every run that starts from it
-        later = {j["name"] for ph in ex.training_plan(b) for j in ph if j["init"] == name}
-        assert later <= set(drop[:k])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pfvg_core.tools.cli import main
+from pfvg_core.cli import main
 
 
 @pytest.fixture
@@ -54,10 +54,11 @@ def test_unreadable_model_is_one_line(tmp_path, image):
 
 
 def test_bench_loop_quick_prints_the_three_figures(capsys, monkeypatch):
-    from pfvg_core.tools import bench
+    from bench import engine as bench
+    from bench.__main__ import main as bench_main
 
     monkeypatch.setattr(bench, "run", lambda what, quick, config: bench.bench_loop("tiny", segments=14, overhead_rounds=2, overhead_steps=2))
-    assert main(["bench", "loop", "--json"]) == 0
+    assert bench_main(["loop", "--json"]) == 0
     import json
 
     out = json.loads(capsys.readouterr().out)

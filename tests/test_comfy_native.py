@@ -1,4 +1,4 @@
-"""Issue 21: the pack as a native ComfyUI citizen, tested with stand-ins for ComfyUI's modules (CI has no
+"""The pack as a native ComfyUI citizen, tested with stand-ins for ComfyUI's modules (CI has no
 ComfyUI): a first run that needs no upload, inputs brought to the model's size, one source of truth for
 inputs, the CPU thread rule, and the model held by ComfyUI's memory manager."""
 import importlib
@@ -211,7 +211,7 @@ def test_help_pages_list_every_input_with_its_tooltip():
 
 # --- the CPU thread rule --------------------------------------------------------------------------
 def test_cpu_thread_rule_is_the_clis_unless_the_user_set_one():
-    from pfvg_core.tools.cli import build_parser
+    from pfvg_core.cli import build_parser
 
     generate = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
                     if a.dest == "threads")

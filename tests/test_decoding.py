@@ -108,7 +108,7 @@ def test_decode_peak_memory_is_flat_in_the_video_length():
     """Peak memory above the start of a decode into a ComfyUI IMAGE (the kernel's high-water mark, reset before; sampled where it cannot be reset):
     going from 10 s to 60 s adds at most 1.2× the extra frames returned (plus 16 MB of measurement slack); decoding
     in one batch adds ~50× (bench decode prints the figures)."""
-    from pfvg_core.tools.bench import decode_peak
+    from bench.engine import decode_peak
 
     short, long = decode_peak(10.0), decode_peak(60.0)
     grown = long["peak_mb"] - short["peak_mb"]

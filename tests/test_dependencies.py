@@ -1,4 +1,4 @@
-"""Dependency floor (issue 12, deliverable 9): the declared diffusers floor has every sampler we offer
+"""Dependency floor: the declared diffusers floor has every sampler we offer
 (UniPC's ``set_timesteps`` takes ``sigmas`` only from 0.37), and tomli is declared for Python < 3.11."""
 import inspect
 import os

@@ -1,4 +1,4 @@
-"""Loading to a device / dtype / storage (issue 12, deliverable 1): per-tensor reads, fp8 storage
+"""Loading to a device / dtype / storage: per-tensor reads, fp8 storage
 with layerwise casting, published fp8 single files, clear errors. CPU only (CI)."""
 import pytest
 import torch

@@ -247,11 +247,11 @@ def test_ranks_with_different_data_are_refused_not_hung(tmp_path):
 
 
 def test_the_device_check_script_runs_on_the_cpu(tmp_path, monkeypatch):
-    """The prepared GPU check (tools/dist_check.py) at the tiny width with gloo, as one rank with torchrun's
-    environment in this process (the device runs it under torchrun)."""
+    """The FSDP check for one GPU (research/dist_check.py) at the tiny width with gloo, as one rank with torchrun's
+    environment in this process (on a GPU it runs under torchrun)."""
     import json
 
-    from pfvg_core.tools import dist_check
+    from research import dist_check
 
     for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_port())).items():
         monkeypatch.setenv(k, v)

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from pfvg_core.model import PFVGModel
-from pfvg_core.tools import embedded_recipe as rec
-from pfvg_core.tools import experiments as ex
+from research import embedded_recipe as rec
+from research import experiments as ex
 
 
 def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
     """A tiny budget of `make train-default`: codec, latents, pretraining, two stages (sized by wall clock),
     held-out evaluation, bundle, card; the model's DiT takes the codec's latent channels."""
     out = tmp_path / "default"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(out), "--work", str(tmp_path / "work"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(out), "--work", str(tmp_path / "work"),
                     "--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}',
                     "--seconds", '{"base": 2, "stage1": 4, "stage2": 4}'], check=True, capture_output=True)
     model = PFVGModel.load(str(out))
@@ -35,27 +35,68 @@ def test_default_model_recipe_runs_end_to_end_on_cpu(tmp_path):
     assert size <= 25e6
 
 
-def _fig(mse, tracking, revisit_high):
+def _fig(on, first, blur, tracking, revisit_high):
+    """Figures with per-video rows (memory on and the two still references) and their means."""
     ref = {m: None for m in ex.METRICS}
-    return {"mean": {"memory on": {**ref, "mean_mse_to_truth": mse, "tracking_corr": tracking},
-                     ex.metrics.REF_FIRST: {**ref, "mean_mse_to_truth": 0.03},
-                     ex.metrics.REF_BLUR: {**ref, "mean_mse_to_truth": 0.025}},
+    rows = {name: [{**ref, "seed": k, "mean_mse_to_truth": e} for k, e in enumerate(errors)]
+            for name, errors in (("memory on", on), (ex.metrics.REF_FIRST, first), (ex.metrics.REF_BLUR, blur))}
+    mean = {name: {**ref, "mean_mse_to_truth": sum(e) / len(e)} for name, e in
+            (("memory on", on), (ex.metrics.REF_FIRST, first), (ex.metrics.REF_BLUR, blur))}
+    mean["memory on"]["tracking_corr"] = tracking
+    return {"rows": rows, "mean": mean,
             "on_minus_off": {"revisit_error": {"mean": revisit_high - 0.001, "low": revisit_high - 0.002, "high": revisit_high}}}
 
 
+FIRST = [0.030, 0.032, 0.028, 0.031, 0.029, 0.030]
+BLUR = [0.025, 0.026, 0.024, 0.025, 0.026, 0.024]
+
+
 def test_targets_and_honest_reading_follow_the_figures():
-    good = _fig(0.02, 0.9, -0.0005)
+    good = _fig([e - 0.01 for e in BLUR], FIRST, BLUR, 0.9, -0.0005)
     t = rec.targets(good)
-    assert t["beats first frame repeated (MSE to truth)"] and t["beats blurred first frame (MSE to truth)"]
+    assert t["beats first frame repeated (MSE to truth, interval < 0)"] and t["beats blurred first frame (MSE to truth, interval < 0)"]
     assert t["camera tracking correlation ≥ 0.8"] and t["memory on beats off: revisit error (interval < 0)"]
     assert t["memory on beats off: sprite colour on return (interval < 0)"] is None
     assert "Not met: none" in rec.honest_reading(good)
-    bad = _fig(0.028, 0.5, 0.001)
+    bad = _fig([e - 0.002 for e in FIRST], FIRST, BLUR, 0.5, 0.001)
     t = rec.targets(bad)
-    assert t["beats first frame repeated (MSE to truth)"] and not t["beats blurred first frame (MSE to truth)"]
+    assert t["beats first frame repeated (MSE to truth, interval < 0)"] and not t["beats blurred first frame (MSE to truth, interval < 0)"]
     assert not t["camera tracking correlation ≥ 0.8"] and not t["memory on beats off: revisit error (interval < 0)"]
     text = rec.honest_reading(bad)
-    assert "Not met: beats blurred first frame" in text and "0.0280" in text and "0.50" in text
+    assert "Not met: beats blurred first frame" in text and "0.50" in text and "loses to the blurred first frame" in text
+
+
+def test_a_tie_with_a_still_reference_is_not_a_win():
+    """A lower mean whose paired interval holds zero ties the reference: the target is not met."""
+    on = [FIRST[0] - 0.004, FIRST[1] + 0.003, FIRST[2] - 0.003, FIRST[3] + 0.002, FIRST[4] - 0.002, FIRST[5] + 0.0035]
+    fig = _fig(on, FIRST, BLUR, 0.0, 0.001)
+    assert fig["mean"]["memory on"]["mean_mse_to_truth"] < fig["mean"][ex.metrics.REF_FIRST]["mean_mse_to_truth"]
+    assert rec.against_references(fig)[ex.metrics.REF_FIRST]["verdict"] == "ties"
+    assert rec.targets(fig)["beats first frame repeated (MSE to truth, interval < 0)"] is False
+    text = rec.honest_reading(fig)
+    assert "ties with the first frame repeated" in text and "Targets met: none" in text
+
+
+def test_the_shipped_card_reads_its_figures_with_the_paired_intervals():
+    """The shipped bundle's card says what its figures say: no target it does not meet, and how to train it again."""
+    fig = json.load(open(os.path.join(rec.ASSETS, "figures.json")))
+    card = open(os.path.join(rec.ASSETS, "MODEL_CARD.md")).read()
+    met = [k for k, v in rec.targets(fig).items() if v]
+    assert card.count("Honest reading") == 1 and rec.honest_reading(fig) in card
+    assert "Targets met: " + (", ".join(met) or "none") + "." in card
+    history = PFVGModel.load(rec.ASSETS).meta["history"]
+    for cmd in rec.reproduce_commands(history, fig["budget"]):
+        assert cmd in card and cmd.startswith("python -m research.embedded_recipe")
+    assert f"the {len(history)} runs" in card or len(history) == 1
+
+
+def test_provenance_paths_are_repository_relative_or_a_base_name(tmp_path):
+    assert ex.provenance_path(rec.ASSETS) == "pfvg_core/assets/default"
+    assert ex.provenance_path(str(tmp_path / "bundle")) == "bundle"
+    assert ex.provenance_path(None) is None
+    assert ex.resolve_path("pfvg_core/assets/default") in ("pfvg_core/assets/default", os.path.join(ex.REPO_ROOT, "pfvg_core/assets/default"))
+    rec_ = ex.recorded({"budget": {"warm_start": str(tmp_path / "b")}, "codec": {"choice": [{"warm_start": rec.ASSETS}]}})
+    assert rec_ == {"budget": {"warm_start": "b"}, "codec": {"choice": [{"warm_start": "pfvg_core/assets/default"}]}}
 
 
 def test_presets_name_the_default_budgets():
@@ -69,23 +110,25 @@ def test_presets_name_the_default_budgets():
 
 
 def test_warm_start_continues_from_a_bundle_and_records_the_history(tmp_path):
-    """Issue 22 item 1: the recipe continues from the shipped default (its codec kept, its weights the start) and
+    """The recipe continues from the shipped default (its codec kept, its weights the start) and
     the card's training history lists both runs."""
     args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 3, "stage2": 3}']
     first = tmp_path / "first"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(first), "--work", str(tmp_path / "w1"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(first), "--work", str(tmp_path / "w1"),
                     *args], check=True, capture_output=True)
     second = tmp_path / "second"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(second), "--work", str(tmp_path / "w2"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(second), "--work", str(tmp_path / "w2"),
                     "--warm-start", str(first), *args], check=True, capture_output=True)
     a, b = PFVGModel.load(str(first)), PFVGModel.load(str(second))
     assert all(torch.equal(x, y) for x, y in zip(a.codec.state_dict().values(), b.codec.state_dict().values()))  # kept
     assert not all(torch.equal(x, y) for x, y in zip(a.dit.state_dict().values(), b.dit.state_dict().values()))  # trained on
     history = b.meta["history"]
-    assert len(history) == 2 and history[0]["warm_start"] is None and history[1]["warm_start"] == str(first)
+    assert len(history) == 2 and history[0]["warm_start"] is None and history[1]["warm_start"] == "first"  # no machine path
     assert history[1]["minutes"] >= 0 and set(history[1]["steps"]) == set(rec.STAGE_RUNS)
     card = (second / "MODEL_CARD.md").read_text()
-    assert "## Training history" in card and str(first) in card and "scratch" in card
+    assert "## Training history" in card and "first (run 1)" in card and "scratch" in card
+    assert "--warm-start build/run1-model" in card and str(tmp_path) not in card
+    assert str(tmp_path) not in (second / "pfvg.json").read_text() + (second / "figures.json").read_text()
     # the base run started from the bundle's weights, not from a random DiT
     log = [json.loads(x) for x in open(tmp_path / "w2" / "base" / "train_log.jsonl")]
     scratch = [json.loads(x) for x in open(tmp_path / "w1" / "base" / "train_log.jsonl")]
@@ -128,15 +171,15 @@ def test_ship_replaces_the_default_and_writes_why_in_its_card(tmp_path):
     """`embedded_recipe --ship BUNDLE`: the better candidate replaces --out, its card says against what."""
     args = ["--quick", "--device", "cpu", "--budget", '{"codec_channels": 6}', "--seconds", '{"base": 2, "stage1": 2, "stage2": 2}']
     shipped = tmp_path / "shipped"
-    subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--out", str(shipped), "--work", str(tmp_path / "w"),
+    subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--out", str(shipped), "--work", str(tmp_path / "w"),
                     *args], check=True, capture_output=True)
     cand = _scaled_copy(shipped, tmp_path / "cand", 0.5)
     before = (shipped / "figures.json").read_text()
     worse = _scaled_copy(shipped, tmp_path / "worse", 2.0)
-    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--ship", str(worse), "--out", str(shipped)],
+    r = subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--ship", str(worse), "--out", str(shipped)],
                        capture_output=True, text=True)
     assert r.returncode == 3 and (shipped / "figures.json").read_text() == before  # not better: left as it was
-    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.embedded_recipe", "--ship", str(cand), "--out", str(shipped)],
+    r = subprocess.run([sys.executable, "-m", "research.embedded_recipe", "--ship", str(cand), "--out", str(shipped)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     card = (shipped / "MODEL_CARD.md").read_text()

@@ -7,7 +7,7 @@ import torch
 
 from pfvg_core import metrics, world
 from pfvg_core.codec import reconstruction_loss, saturated_mask
-from pfvg_core.tools import experiments as ex
+from research import experiments as ex
 
 
 def test_tiny_experiments_run_in_parallel_processes_on_cpu(tmp_path):

@@ -11,7 +11,7 @@ from pfvg_core.extend import encode_chunks, state_from_latents, state_from_video
 from pfvg_core.loop import SamplerOptions, generate_long_video
 from pfvg_core.model import PFVGModel
 from pfvg_core.state import MemoryConfig
-from pfvg_core.tools.cli import main
+from pfvg_core.cli import main
 from pfvg_core.video_io import open_video, resample, to_uint8_frames, write_video
 
 OPTS = SamplerOptions(steps=3)

@@ -1,4 +1,4 @@
-"""Issue 19 item 5: in ComfyUI (stand-ins with ComfyUI's semantics, no ComfyUI): Build Training Dataset with
+"""In ComfyUI (stand-ins with ComfyUI's semantics, no ComfyUI): Build Training Dataset with
 ComfyUI's VAE / CLIP / CLIP vision writes the cached dataset, and its features equal what the inference nodes
 feed the model; Direct Forcing Train trains a FramePack-F1 model from it without copying the frozen DiT."""
 import json

@@ -1,4 +1,4 @@
-"""The FramePack-F1 path a ComfyUI user takes (issue 12, deliverables 1, 3, 4, 5, 7), without ComfyUI and
+"""The FramePack-F1 path a ComfyUI user takes, without ComfyUI and
 without real weights: the shipped F1 workflow run end to end with a tiny random F1-format DiT in
 ``diffusion_models/`` and stand-ins with ComfyUI's semantics for the HunyuanVideo text encoders (CLIP),
 SigLIP (CLIP vision) and the HunyuanVideo VAE (8× space, 4× time, raw latents in LATENT)."""

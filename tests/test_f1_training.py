@@ -1,4 +1,4 @@
-"""Issue 19: FramePack-F1 training on tiny random encoders and DiT built offline — dataset build (cached
+"""FramePack-F1 training on tiny random encoders and DiT built offline — dataset build (cached
 features exactly as diffusers computes them), stage 2 on the F1 weights as published (diffusers folder),
 bundles storing only what trained + a base reference, gradient checkpointing with ψ, memory plans,
 generation with the same encoders — end to end through the CLI."""
@@ -18,7 +18,7 @@ from pfvg_core.data import LatentDataset
 from pfvg_core.f1_encoders import F1Encoders
 from pfvg_core.model import TRAINED_DIT_FILE, PFVGModel
 from pfvg_core.sizing import nearest_bucket
-from pfvg_core.tools.cli import main
+from pfvg_core.cli import main
 from pfvg_core.video_io import write_video
 
 W, H, FPS, WINDOW = 64, 48, 15, 3

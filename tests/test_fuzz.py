@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from pfvg_core import video_io
-from pfvg_core.tools.cli import main
+from pfvg_core.cli import main
 from pfvg_core.train import TrainConfig, load_config
 
 SEED = int(os.environ.get("PFVG_FUZZ_SEED", "1515"))  # CI: fixed; set it to explore

@@ -1,4 +1,4 @@
-"""Issue 19 item 3–4: gradient checkpointing that keeps ψ (gradients equal with and without it; saved
+"""Gradient checkpointing that keeps ψ (gradients equal with and without it; saved
 activations bounded), trainable weights in fp32 over a bf16 / fp8 frozen base, whole-net stages skipped for a
 full-size DiT in one process."""
 from __future__ import annotations

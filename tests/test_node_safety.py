@@ -1,4 +1,4 @@
-"""The nodes with ComfyUI stubbed (issue 15): training never overwrites a model unless asked, an
+"""The nodes with ComfyUI stubbed: training never overwrites a model unless asked, an
 interrupt raised inside the step hook keeps the finished step, events go to the job's client with
 its prompt id, the nodes use the engine's validation, and a seeded fuzz of every node input ends in
 a clear error or a finite output."""

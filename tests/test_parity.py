@@ -1,4 +1,4 @@
-"""Parity with the reference (issue 12, deliverable 6): with memory off and F1's local RoPE, our loop
+"""Parity with the reference: with memory off and F1's local RoPE, our loop
 (``sample_segment`` + ``step``, as ``generate_long_video`` runs them) equals diffusers'
 ``HunyuanVideoFramepackPipeline`` with F1 (vanilla) sampling on the same tiny random transformer,
 tiny HunyuanVideo VAE and tiny SigLIP, with the same prompt embeddings, image latents, sigmas and

@@ -1,4 +1,4 @@
-"""Issue 22 item 2: one device call does the whole protocol — a dry run of the exact command at tiny size on the
+"""The whole protocol in one bounded run — a dry run of the exact command at tiny size on the
 CPU, the deadline that keeps the evaluation inside the call, the throughput probe's choice, compiled training."""
 import concurrent.futures as cf
 import json
@@ -11,13 +11,13 @@ import time
 import pytest
 import torch
 
-from pfvg_core.tools import carry, throughput
-from pfvg_core.tools import experiments as ex
+from research import carry, throughput
+from research import experiments as ex
 
 
 def test_the_call_runs_end_to_end_and_its_output_resumes_anywhere(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
-    r = subprocess.run([sys.executable, "-m", "pfvg_core.tools.research_call", "--quick", "--device", "cpu", "--jobs", "2",
+    r = subprocess.run([sys.executable, "-m", "research.protocol", "--quick", "--device", "cpu", "--jobs", "2",
                         "--out", str(out), "--work", str(work), "--seconds", "90", "--no-compile"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -37,10 +37,9 @@ def test_the_call_runs_end_to_end_and_its_output_resumes_anywhere(tmp_path):
     assert set(res["rows"]) == set(ex.VARIANTS) | {ex.INFERENCE_OFF} and all(set(v) == {"0", "1"} for v in res["rows"].values())
     assert set(res["references"]) == set(ex.metrics.REFERENCES) and len(res["comparisons"]) == 4
     assert "(reference) blurred first frame repeated" in report["experiments_md"]
-    # what comes back from a device: ≤ 8 files, ≤ 16 MiB each, ≤ 64 MiB in all
+    # the output folder: the report, the scores and the trained runs packed (research/carry.py)
     files = sorted(os.listdir(out))
-    sizes = [os.path.getsize(out / f) for f in files]
-    assert "runs-000.safetensors" in files and len(files) <= 8 and max(sizes) <= 16 * 2**20 and sum(sizes) <= 64 * 2**20
+    assert {"report.json", "scores.json", "runs-000.safetensors"} <= set(files)
     # back on another machine: the runs rebuilt, the scores restored, nothing trained or evaluated again
     elsewhere = tmp_path / "elsewhere"
     written = carry.unpack_runs(str(out), str(elsewhere), log=lambda m: None)
@@ -144,7 +143,7 @@ def test_compiled_blocks_train_like_eager_with_memory_on(tmp_path):
 
 
 def test_trainings_at_a_time_follow_the_measured_memory():
-    from pfvg_core.tools.research_call import training_processes
+    from research.protocol import training_processes
 
     assert training_processes(None, None, 8, 16) == 16  # the CPU: no memory figure, every job
     assert training_processes(1.0, 80.0, 8, 16) == 7  # 0.85 × 80 GiB ÷ (8 × 1 GiB + a 0.6 GiB CUDA context)
@@ -192,7 +191,7 @@ def test_generation_under_a_bf16_autocast_decodes_in_float32():
 
 
 def test_a_failed_training_is_recorded_and_the_rest_trains_and_is_evaluated(tmp_path, monkeypatch):
-    """One job's failure (a compiler error, out of memory) must not end a device call: the runs that start from it
+    """One job's failure (a compiler error, out of memory) must not end the whole run: the runs that start from it
     are left out with it, every other run trains and is evaluated, and the comparisons use what exists."""
     real = ex.train_job
 

@@ -35,7 +35,7 @@ def test_every_pfvg_core_module_imports_with_comfyui_refused():
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout)
     assert got["comfy"] == []
-    assert {"pfvg_core.loop", "pfvg_core.operations", "pfvg_core.tools.cli", "pfvg_core.tools.embedded_recipe"} <= set(got["imported"])
+    assert {"pfvg_core.loop", "pfvg_core.operations", "pfvg_core.cli"} <= set(got["imported"])
 
 
 def test_the_refusing_hook_does_refuse():
@@ -85,9 +85,19 @@ def test_pfvg_core_has_no_import_of_comfyui_and_no_import_circle():
             if n not in seen:
                 seen.add(n)
                 todo += edges[n]
-    # the tools subpackage sits apart: no engine module imports it
-    assert not [m for m, e in edges.items() if not m.startswith("pfvg_core.tools") and any(n.startswith("pfvg_core.tools") for n in e)
-                and m != "pfvg_core.__main__"]
+    # the command line sits apart: only ``python -m pfvg_core`` imports it
+    assert [m for m, e in edges.items() if "pfvg_core.cli" in e] == ["pfvg_core.__main__"]
+    # the engine never reaches the research runners or the benchmarks (they live outside the package)
+    assert not [m for m, f in mods.items() if any(n.split(".")[0] in ("research", "bench") for n in _imports(f, m))]
+
+
+def test_research_and_bench_import_the_engine_as_users_do():
+    """research/ and bench/ are outside the installed package: they reach the engine by absolute imports only."""
+    for folder in ("research", "bench"):
+        for m, f in _modules(folder).items():
+            rel = [n.module for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.ImportFrom) and n.level]
+            assert not rel, f"{f} imports relatively: {rel}"
+            assert not [n for n in _imports(f, m) if n.split(".")[0] in COMFY], f"{f} imports ComfyUI"
 
 
 def test_circle_detection_finds_a_circle(tmp_path):

@@ -150,7 +150,7 @@ def test_lora_matrices_follow_the_dit_to_the_card(tmp_path):
 
 
 def test_cli_generate_on_the_card(tmp_path, image, monkeypatch):
-    from pfvg_core.tools.cli import main
+    from pfvg_core.cli import main
 
     read_files_to_the_card(monkeypatch)
     with FakeCard():
@@ -168,7 +168,7 @@ def test_stage2_trains_one_step_on_the_card(f1, tmp_path, monkeypatch, plan):  #
     step makes (clips, noise, t, ψ) where the DiT computes. (The 24gb plan's block offload swaps ``param.data`` between
     devices, which a meta tensor cannot take: its order of moves is tested on the CPU in test_grad_checkpointing.)"""
     import pfvg_core.train as train
-    from pfvg_core.tools.cli import main
+    from pfvg_core.cli import main
 
     read_files_to_the_card(monkeypatch)
     register_card_backend(monkeypatch)

@@ -85,7 +85,7 @@ def test_bad_options_are_named():
 
 def test_cache_and_steps_benchmarks_report_their_figures():
     """The benchmarks' structure and their correctness anchors (not their timings)."""
-    from pfvg_core.tools.bench import bench_cache, bench_steps
+    from bench.engine import bench_cache, bench_steps
 
     r = bench_cache(segments=1, thresholds=(0.0, 5.0), repeats=1)
     assert r["thresholds"]["0.0"]["pixel_mae"] == 0.0 and r["thresholds"]["0.0"]["latent_rel"] == 0.0
@@ -204,7 +204,8 @@ def test_recommend_threshold_picks_the_fastest_within_the_bound():
 
 def test_recommend_settings_takes_the_fastest_portable_row_within_the_bound_and_names_widgets():
     from pfvg_core.backbone import ATTENTION_BACKENDS, OFFLOAD, STORAGE
-    from pfvg_core.speed import COMPILE_MODES, recommend_settings
+    from bench.settings import recommend_settings
+    from pfvg_core.speed import COMPILE_MODES
 
     rows = [{"name": "diffusers", "s_per_frame": 0.1, "err_to_bf16": 0.0},
             {"name": "bf16", "compute": "dtype", "attention": "native", "step_cache": None, "compile": "off", "memory": "off",

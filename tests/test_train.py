@@ -216,11 +216,11 @@ def test_direct_forcing_costs_no_extra_model_evaluation(tmp_path):
 def test_bench_train_quick_prints_the_two_ratios(monkeypatch, capsys):
     import json
 
-    from pfvg_core.tools import bench
-    from pfvg_core.tools.cli import main
+    from bench import engine as bench
+    from bench.__main__ import main as bench_main
 
     monkeypatch.setattr(bench, "run", lambda what, quick, config: bench.bench_train("tiny", clips=2, latent=8, videos=1, steps=2))
-    assert main(["bench", "train", "--json"]) == 0
+    assert bench_main(["train", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     # timings are the benchmark's business (a loaded CI machine reorders them): here only that both
     # ratios are measured, finite and positive
@@ -335,7 +335,7 @@ def test_memory_option_is_a_deprecated_alias_of_memory_mode(tmp_path):
         load_config(str(tmp_path / "both.toml"))
     with pytest.warns(DeprecationWarning):
         assert TrainConfig(memory="zero").memory_mode == "zero"
-    from pfvg_core.tools.cli import build_parser
+    from pfvg_core.cli import build_parser
     for flag in ("--memory-mode", "--memory"):
         args = build_parser().parse_args(["generate", "--model", "m", "--image", "i.png", "--prompt", "p", "--seconds", "1", "--out", "o.webp",
                                           flag, "off"])

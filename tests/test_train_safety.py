@@ -171,7 +171,7 @@ def test_config_errors_are_one_cli_line(tmp_path):
 
 def test_cli_refuses_to_train_over_a_model_it_cannot_resume(tmp_path, capsys):
     from pfvg_core.model import PFVGModel
-    from pfvg_core.tools.cli import main
+    from pfvg_core.cli import main
 
     make_data(tmp_path / "data")
     PFVGModel.build("tiny", seed=3).save(str(tmp_path / "out" / "model"))  # someone's model, no checkpoints

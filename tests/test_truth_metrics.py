@@ -1,4 +1,4 @@
-"""Truth-anchored metrics (issue 13): known answers, and on world videos a still frame never wins."""
+"""Truth-anchored metrics: known answers, and on world videos a still frame never wins."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""One validation place (pfvg_core/validate.py) and the CLI's clear errors (issue 15, items 5 and 9)."""
+"""One validation place (pfvg_core/validate.py) and the CLI's clear errors."""
 import json
 import math
 import os
@@ -11,8 +11,8 @@ from PIL import Image
 from pfvg_core import validate
 from pfvg_core.checkpoint import CheckpointError
 from pfvg_core.model import PFVGModel
-from pfvg_core.tools import cli
-from pfvg_core.tools.cli import main
+from pfvg_core import cli
+from pfvg_core.cli import main
 from pfvg_core.video_io import load_image
 
 

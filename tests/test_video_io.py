@@ -71,7 +71,7 @@ def test_errors_name_the_file_and_keep_the_old_video(tmp_path):
 
 
 def test_dataset_videos_are_resampled_to_the_asked_fps(tmp_path):
-    """Issue 19: `dataset build --fps` resamples (it was only written as metadata): 30 frames at 30 fps → 8 at 8 fps."""
+    """`dataset build --fps` resamples (it was only written as metadata): 30 frames at 30 fps → 8 at 8 fps."""
     import numpy as np
 
     from pfvg_core.video_io import write_video

@@ -241,7 +241,7 @@ def test_templates_are_served_no_folder_shadows_workflows():
 
 
 def test_a_measured_suite_sets_the_f1_template_speed_widgets(tmp_path, monkeypatch):
-    """Issue 23: ``make_workflows.py --speed-from`` puts the fastest setting within the error bound into the F1
+    """``make_workflows.py --speed-from`` puts the fastest setting within the error bound into the F1
     template's Load Packed DiT; without a measurement the template keeps the plain settings."""
     monkeypatch.setattr(mw, "SPEED_FILE", str(tmp_path / "f1_speed.json"))
     loader = lambda g: next(n for n in g.api().values() if n["class_type"] == "PFVGLoadPackedDiT")  # noqa: E731

@@ -280,7 +280,7 @@ SPEED_FILE = os.path.join(HERE, "f1_speed.json")  # written by --speed-from (a m
 
 def f1_speed_widgets() -> dict:
     """Load Packed DiT's speed widgets for the F1 template: the fastest measured setting within the error bound
-    (``speed.recommend_settings``, kept in ``f1_speed.json`` with the row it came from), else the plain ones."""
+    (``bench.settings.recommend_settings``, kept in ``f1_speed.json`` with the row it came from), else the plain ones."""
     if not os.path.isfile(SPEED_FILE):
         return {}
     with open(SPEED_FILE) as f:
@@ -289,7 +289,7 @@ def f1_speed_widgets() -> dict:
 
 def write_speed_file(suite_json: str, error_bound: float = 0.05) -> dict:
     """``--speed-from OUT/bench_f1_suite.json``: the recommendation from a measured suite into ``f1_speed.json``."""
-    from pfvg_core.speed import recommend_settings
+    from bench.settings import recommend_settings
 
     with open(suite_json) as f:
         suite = json.load(f)
@@ -337,8 +337,9 @@ TEMPLATES = {
         "makes a 60 s video with the embedded model. Runs on a CPU; press Run."),
     "pfvg_story_prompt_schedule": (
         "02 · A story whose prompt changes on a schedule (embedded model)", story,
-        "One prompt per line with its start time ('0: …', '[10s] …'): the prompt changes while the memory keeps "
-        "the scene, so the ball is still there when the camera comes back."),
+        "One prompt per line with its start time ('0: …', '[10s] …'): the prompt changes at those times, the same "
+        "memory carried across them. The embedded default keeps the scene's look but not its objects: sprites "
+        "drift and merge, and a ball that leaves the view is not reliably there when the camera comes back."),
     "pfvg_generate_and_evaluate": (
         "03 · Generate 30 s and measure its drift and consistency", evaluate,
         "Δdrift over the first and last 15 % and the consistency to the first and the previous frame: the report "

@@ -1,4 +1,4 @@
-"""Experiments of issue 13 (``python -m pfvg_core eval --ablation``): does the memory (SemanticPack ψ) and
+"""The experiments (``python -m research.experiments``): does the memory (SemanticPack ψ) and
 does Direct Forcing help, measured against the truth on held-out world videos, with the statistics to decide.
 
 Protocol (PFVG §4.1 recipe, Table 2 questions):
@@ -40,16 +40,52 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import metrics
-from ..atomic import write_json, write_text
-from ..codec import ConvCodec
-from ..data import write_latent_video
-from ..loop import SamplerOptions, sample_segment, segments_for_seconds
-from ..model import PFVGModel
-from ..state import MemoryConfig, init_state, step
-from ..train import StageConfig, TrainConfig, Trainer
-from ..video_io import to_pixels, to_uint8_frames
-from .. import world
+from pfvg_core import metrics
+from pfvg_core.atomic import write_json, write_text
+from pfvg_core.codec import ConvCodec
+from pfvg_core.data import write_latent_video
+from pfvg_core.loop import SamplerOptions, sample_segment, segments_for_seconds
+from pfvg_core.model import PFVGModel
+from pfvg_core.state import MemoryConfig, init_state, step
+from pfvg_core.train import StageConfig, TrainConfig, Trainer
+from pfvg_core.video_io import to_pixels, to_uint8_frames
+from pfvg_core import world
+
+# the repository's root (research/ sits in it) and the installed package's parent: recorded paths are relative to one
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def provenance_path(path: str | None) -> str | None:
+    """A path as a model's provenance records it: relative to the repository root (or to the folder holding the
+    installed ``pfvg_core``), else its base name — never a machine's absolute path."""
+    if not path:
+        return path
+    import pfvg_core
+
+    full = os.path.abspath(path)
+    for root in (REPO_ROOT, os.path.dirname(os.path.dirname(os.path.abspath(pfvg_core.__file__)))):
+        rel = os.path.relpath(full, root)
+        if rel != "." and not rel.startswith(".."):
+            return rel.replace(os.sep, "/")
+    return os.path.basename(full.rstrip(os.sep))
+
+
+def resolve_path(path: str) -> str:
+    """A recorded (repository-relative) path back to one that opens: as given when it exists, else under the root."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    under = os.path.join(REPO_ROOT, path)
+    return under if os.path.exists(under) else path
+
+
+def recorded(value):
+    """``value`` (budget, codec choice, result) with every ``warm_start`` path as ``provenance_path`` records it."""
+    if isinstance(value, dict):
+        return {k: provenance_path(v) if k == "warm_start" and isinstance(v, str) else recorded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [recorded(v) for v in value]
+    return value
+
 
 ALL = "MemoryPack + Direct Forcing"
 VARIANTS = {  # name: (stage-1 memory, stage-2 forcing, stage-2 parameters, memory at inference)
@@ -108,7 +144,7 @@ class Budget:
     # a model bundle to continue from (the shipped default): its codec is kept (no codec training), the shared
     # pretraining starts from its DiT and encoders, stage 1 with memory on from its SemanticPack
     warm_start: str | None = None
-    # speed on a GPU (issue 22 item 2; ``tools/throughput.py`` measures and picks them): bf16 autocast of the
+    # speed on a GPU (``research/throughput.py`` measures and picks them): bf16 autocast of the
     # forward passes (``off`` | ``bf16``: trainings and evaluations) and ``torch.compile`` of the DiT's blocks
     amp: str = "off"
     compile: str = "off"
@@ -130,7 +166,7 @@ def train_codec(frames: np.ndarray, steps: int, seed: int = 0, log=print, channe
                 sprite_weight: float = 20.0, device: str = "cpu", batch: int = 64) -> ConvCodec:
     """Fit the ConvCodec (factor 4) on frames [N, H, W, 3] uint8 with ``codec.reconstruction_loss`` (L1 + MSE,
     weighted 1 + ``sprite_weight`` on sprite pixels), then normalise its latents. Returned on the CPU."""
-    from ..codec import reconstruction_loss
+    from pfvg_core.codec import reconstruction_loss
 
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -206,21 +242,21 @@ def pick_codec(measured: list[dict]) -> dict:
 def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCodec, Budget]:
     """Training videos → codec (the budget's, or the best of ``codec_candidates`` on held-out videos; trained
     once, kept in ``work``) → latents. Returns the codec and the budget with the codec chosen."""
-    from ..checkpoint import save_safetensors_atomic
+    from pfvg_core.checkpoint import save_safetensors_atomic
 
     path = os.path.join(work, "codec.safetensors")
     data = os.path.join(work, "latents")
     chosen = os.path.join(work, "codec.json")
     if b.warm_start and not os.path.isfile(path):  # continue from a bundle: its codec, never retrained
-        warm = PFVGModel.load(b.warm_start)
+        warm = PFVGModel.load(resolve_path(b.warm_start))
         if not isinstance(warm.codec, ConvCodec):
             raise ValueError(f"warm_start {b.warm_start}: its codec is not a ConvCodec (not a world model of this recipe)")
         os.makedirs(work, exist_ok=True)
         save_safetensors_atomic(warm.codec.state_dict(), path)
         write_json(chosen, {"channels": warm.codec.latent_channels, "sprite_weight": b.sprite_weight, "width": warm.codec.width,
-                            "warm_start": os.path.abspath(b.warm_start)}, indent=1)
+                            "warm_start": provenance_path(b.warm_start)}, indent=1)
     have_codec = os.path.isfile(path) and os.path.isfile(chosen)
-    if have_codec:  # trained once (or carried back from another machine, tools/carry.py): never trained again
+    if have_codec:  # trained once (or carried back from another machine, research/carry.py): never trained again
         with open(chosen) as f:
             info = json.load(f)
         b = dataclasses.replace(b, codec_channels=info["channels"], sprite_weight=info["sprite_weight"],
@@ -282,7 +318,7 @@ def train_job(spec: dict) -> dict:
     """One training (a process of its own): ``spec`` = {work, budget, name, init, stage, memory, seed, device,
     fresh_semanticpack}. Skipped when done; resumes from its checkpoints. Returns {name, seconds, steps}.
     A training with ``compile`` that fails goes on without it from its last checkpoint (``compile_failed`` in
-    the result): a compiler error on one run's graph must not end a device call."""
+    the result): a compiler error on one run's graph must not end the whole run."""
     b = Budget(**spec["budget"])
     if b.compile == "off":
         return _train_job(spec)
@@ -319,7 +355,7 @@ def _train_job(spec: dict) -> dict:
         torch.backends.cudnn.allow_tf32 = True
     t0 = time.time()
     if spec["init"] is None and b.warm_start:  # continue from the bundle (its DiT, encoders, codec, SemanticPack)
-        model = PFVGModel.load(b.warm_start)
+        model = PFVGModel.load(resolve_path(b.warm_start))
     elif spec["init"] is None:
         model = fresh_model(spec["work"], b, spec["seed"])
     else:
@@ -332,7 +368,7 @@ def _train_job(spec: dict) -> dict:
     trainer = Trainer(cfg, model=model)
     trainer.resume()
     # train until the time is up (``max_seconds`` of this job, or the absolute ``end_by`` of every training of a
-    # device call), then end the stage at the steps done
+    # run), then end the stage at the steps done
     # (the job's own cap always leaves it one step; only the call's deadline can leave it none: then it failed)
     cap_end = t0 + spec["max_seconds"] if spec.get("max_seconds") else math.inf
     end_by = spec.get("end_by") or math.inf
@@ -357,7 +393,7 @@ def _train_job(spec: dict) -> dict:
 
 def load_codec(work: str, b: Budget) -> ConvCodec:
     """The experiments folder's codec (``prepare_data`` trained or carried it), in eval mode."""
-    from ..checkpoint import load_module
+    from pfvg_core.checkpoint import load_module
 
     return load_module(os.path.join(work, "codec.safetensors"), ConvCodec(b.codec_channels, 4, b.codec_width), "codec").eval()
 
@@ -365,7 +401,7 @@ def load_codec(work: str, b: Budget) -> ConvCodec:
 def fresh_model(work: str, b: Budget, seed: int) -> PFVGModel:
     """A newly initialised model of the budget's DiT config, no SemanticPack, with the folder's codec: what the
     shared pretraining starts from (and what ``throughput.probe`` trains)."""
-    from ..backbone import dit_config
+    from pfvg_core.backbone import dit_config
 
     dit = dict(dit_config(b.dit), in_channels=b.codec_channels, out_channels=b.codec_channels)
     model = PFVGModel.build(dit, semanticpack=False, seed=seed, codec_factor=None)
@@ -761,7 +797,7 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
                 if "base" not in trained:  # nothing else can train; no budget is written for a rerun to misread
                     raise RuntimeError(f"the shared pretraining failed: {failed.get('base')}")
                 b = dataclasses.replace(b, base=trained["base"]["steps"])
-        # the budget the runs were trained with (stage steps calibrated): what tools/carry.py packs with them
+        # the budget the runs were trained with (stage steps calibrated): what research/carry.py packs with them
         write_json(os.path.join(work, "budget.json"), b.to_dict(), indent=1)
         if on_trained is not None:
             on_trained(b)
@@ -816,7 +852,7 @@ def run(work: str, b: Budget, device: str = "auto", jobs: int = 1, log=print, se
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.experiments", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.experiments", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="build/experiments")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")

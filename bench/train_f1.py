@@ -1,6 +1,6 @@
-"""``python -m pfvg_core bench train-f1``: stage 2 of PFVG (Direct Forcing on the output layers + SemanticPack,
+"""``python -m bench train-f1``: stage 2 of PFVG (Direct Forcing on the output layers + SemanticPack,
 §4.1) on the FramePack-F1 DiT with random weights, one clip of ``window`` latent frames + its packed context +
-ψ at 640×480, in each single-GPU memory plan (issue 19 item 7):
+ψ at 640×480, in each single-GPU memory plan:
 
 - ``bf16`` — bf16 base, no checkpointing (fits only where ≈ 120 GB is free; measured where it fits);
 - ``bf16_ckpt`` — bf16 base + gradient checkpointing per block (the ``80gb`` plan);
@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from ..model import HUNYUAN_VIDEO_SCALE
+from pfvg_core.model import HUNYUAN_VIDEO_SCALE
 
 PLANS = {
     "bf16": dict(base_storage="compute", offload="none", gradient_checkpointing="off"),
@@ -35,8 +35,8 @@ TARGETS_GIB = {"bf16_ckpt": 40, "fp8_ckpt": 22, "fp8_ckpt_offload": 14}
 
 def _dataset(folder: str, cfg: dict, width: int, height: int, window: int, clips: int, text_len: int = 256) -> str:
     """One cached-feature video (random latents and features of F1's widths): 1 + clips·window latent frames."""
-    from ..atomic import write_json
-    from ..checkpoint import save_safetensors_atomic
+    from pfvg_core.atomic import write_json
+    from pfvg_core.checkpoint import save_safetensors_atomic
 
     g = torch.Generator().manual_seed(0)
     t = {"latents": torch.randn(cfg["in_channels"], 1 + clips * window, height // 8, width // 8, generator=g),
@@ -53,9 +53,9 @@ def _dataset(folder: str, cfg: dict, width: int, height: int, window: int, clips
 
 def _model(cfg: dict, device: torch.device, storage: str, offload: str):
     """A random full-size (or reduced) F1 DiT in bf16, built straight on ``device``, with a fresh SemanticPack."""
-    from ..backbone import DiT, FP8, place_dit
-    from ..model import PFVGModel
-    from ..semanticpack import SemanticPack, SemanticPackConfig
+    from pfvg_core.backbone import DiT, FP8, place_dit
+    from pfvg_core.model import PFVGModel
+    from pfvg_core.semanticpack import SemanticPack, SemanticPackConfig
 
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -70,7 +70,7 @@ def _model(cfg: dict, device: torch.device, storage: str, offload: str):
     sp = SemanticPack(SemanticPackConfig.for_dit(cfg))
     model = PFVGModel(dit, sp, meta={"latent_scale": HUNYUAN_VIDEO_SCALE, "temporal_factor": 4})
     if offload == "group":  # the training block offload (offload.py), not inference's group offload
-        from ..train import with_block_offload
+        from pfvg_core.train import with_block_offload
 
         return with_block_offload(model, device)
     return model.to(device)
@@ -83,7 +83,7 @@ def _sync(dev):
 
 def run_plan(plan: str, forcing: str, cfg: dict, data: str, device: torch.device, window: int, steps: int) -> dict:
     """Train ``steps`` + 1 steps of stage 2 in ``plan`` (the first is warm-up); seconds per clip and peak memory."""
-    from ..train import StageConfig, Trainer, TrainConfig
+    from pfvg_core.train import StageConfig, Trainer, TrainConfig
 
     p = PLANS[plan]
     model = None
@@ -118,7 +118,7 @@ def run_plan(plan: str, forcing: str, cfg: dict, data: str, device: torch.device
 def bench_train_f1(config: str = "hunyuan-f1", width: int = 640, height: int = 480, window: int = 9, steps: int = 2,
                    plans: tuple = tuple(PLANS), layers: tuple | None = None, device: str = "auto", log: str | None = None) -> dict:
     """Every plan (+ teacher forcing in bf16_ckpt), ratios from the same run; each result appended to ``log``."""
-    from ..backbone import dit_config, resolve_device
+    from pfvg_core.backbone import dit_config, resolve_device
 
     dev = resolve_device(device)
     cfg = dit_config(config)
@@ -152,7 +152,7 @@ def bench_train_f1(config: str = "hunyuan-f1", width: int = 640, height: int = 4
                                 "met": None if by[plan, "direct"]["peak_gib"] is None else by[plan, "direct"]["peak_gib"] <= gib}
                          for plan, gib in TARGETS_GIB.items() if (plan, "direct") in by}
     with contextlib.suppress(Exception):
-        from ..backbone import DiT
+        from pfvg_core.backbone import DiT
 
         with torch.device("meta"):
             result["params_b"] = round(sum(p.numel() for p in DiT.from_config(cfg).parameters()) / 1e9, 3)
@@ -162,7 +162,7 @@ def bench_train_f1(config: str = "hunyuan-f1", width: int = 640, height: int = 4
 def run_train_f1(a) -> dict:
     """The CLI's ``bench train-f1`` (options shared with ``bench f1``); on a CPU: the tiny config, depth 1 + 1, 64×48,
     1 timed step."""
-    from ..backbone import resolve_device
+    from pfvg_core.backbone import resolve_device
 
     cpu = resolve_device(a.device).type == "cpu"
     plans = tuple(a.variants.split(",")) if a.variants else (("bf16_ckpt", "fp8_ckpt") if cpu else tuple(PLANS))

@@ -1,4 +1,4 @@
-"""Benchmarks: ratios measured in one run (no timed unit tests). ``python -m pfvg_core bench loop --json``.
+"""Benchmarks: ratios measured in one run (no timed unit tests). ``python -m bench loop --json``.
 
 loop:
 - ``segment_time_ratio``: mean time of segments 190–200 ÷ segments 2–12 (target ≤ 1.05: the
@@ -51,9 +51,9 @@ import time
 
 import torch
 
-from ..loop import SamplerOptions, sample_segment
-from ..model import PFVGModel
-from ..state import MemoryConfig, init_state, step
+from pfvg_core.loop import SamplerOptions, sample_segment
+from pfvg_core.model import PFVGModel
+from pfvg_core.state import MemoryConfig, init_state, step
 
 
 def _rss_mb() -> float:
@@ -126,8 +126,8 @@ def bench_train(config: str = "small", clips: int = 4, latent: int = 16, videos:
     import copy
     import tempfile
 
-    from ..data import write_latent_video
-    from ..train import StageConfig, TrainConfig, Trainer, read_log
+    from pfvg_core.data import write_latent_video
+    from pfvg_core.train import StageConfig, TrainConfig, Trainer, read_log
 
     base = PFVGModel.build(config, seed=0)
     c = base.latent_channels
@@ -161,11 +161,11 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
     from the example image and prompt."""
     import os
 
-    from ..loop import generate_long_video
-    from ..model import load_embedded_model
-    from ..state import MemoryConfig
-    from ..decoding import decode_video
-    from ..video_io import load_image
+    from pfvg_core.decoding import decode_video
+    from pfvg_core.loop import generate_long_video
+    from pfvg_core.model import load_embedded_model
+    from pfvg_core.state import MemoryConfig
+    from pfvg_core.video_io import load_image
 
     model = model or load_embedded_model()
     meta = model.meta
@@ -197,8 +197,8 @@ def _mae(a, b) -> float:
 
 
 def bench_cache(segments: int = 6, thresholds=(0.0, 0.05, 0.1, 0.2, 0.3), repeats: int = 2) -> dict:
-    from ..model import load_embedded_model
-    from ..speed import set_step_cache
+    from pfvg_core.model import load_embedded_model
+    from pfvg_core.speed import set_step_cache
 
     model = load_embedded_model()
     _embedded_video(model, segments=1)  # warm-up
@@ -220,8 +220,8 @@ def bench_cache(segments: int = 6, thresholds=(0.0, 0.05, 0.1, 0.2, 0.3), repeat
 
 
 def bench_compile(segments: int = 3) -> dict:
-    from ..model import load_embedded_model
-    from ..speed import compile_blocks
+    from pfvg_core.model import load_embedded_model
+    from pfvg_core.speed import compile_blocks
 
     model = load_embedded_model()
     _embedded_video(model, segments=1)
@@ -241,7 +241,7 @@ TOLERANCE = 1.05  # UniPC k "matches" 12 Euler steps when its error to the fine 
 
 
 def bench_steps(segments: int = 4, seeds=(0, 1), unipc=range(4, 13)) -> dict:
-    from ..model import load_embedded_model
+    from pfvg_core.model import load_embedded_model
 
     model = load_embedded_model()
     _embedded_video(model, segments=1)
@@ -269,7 +269,7 @@ def bench_steps(segments: int = 4, seeds=(0, 1), unipc=range(4, 13)) -> dict:
 
 
 def bench_threads(counts=(1, 2), segments: int = 4) -> dict:
-    from ..model import load_embedded_model
+    from pfvg_core.model import load_embedded_model
 
     model = load_embedded_model()
     old = torch.get_num_threads()
@@ -341,8 +341,8 @@ def decode_peak(seconds: float, mode: str = "chunked", fps: float = 8.0) -> dict
     codec on every frame at once, then the IMAGE conversion)."""
     import gc
 
-    from ..model import load_embedded_model
-    from ..operations import decode
+    from pfvg_core.model import load_embedded_model
+    from pfvg_core.operations import decode
 
     model = load_embedded_model()
     w, h = model.meta.get("resolution", (64, 64))
@@ -372,14 +372,14 @@ def bench_decode(seconds=(30, 120, 600), batched_up_to: float = 120) -> dict:
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository (bench/ is in it)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     rows = []
     for mode in ("chunked", "batched"):
         for s in seconds:
             if mode == "batched" and s > batched_up_to:
                 continue
-            code = f"import json; from pfvg_core.tools.bench import decode_peak; print(json.dumps(decode_peak({float(s)!r}, {mode!r})))"
+            code = f"import json; from bench.engine import decode_peak; print(json.dumps(decode_peak({float(s)!r}, {mode!r})))"
             res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
             row = json.loads(res.stdout.strip().splitlines()[-1])
             row["peak_over_returned"] = round(row["peak_mb"] / row["returned_mb"], 3)

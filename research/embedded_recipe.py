@@ -1,5 +1,5 @@
 """Recipe for the embedded default model (``make train-default``): the experiments' pipeline
-(``tools/experiments.py``) for the paper's method, then the bundle.
+(``research/experiments.py``) for the paper's method, then the bundle.
 
 1. ≥ 20 s world videos of the training split (views and sprites leave and return inside each clip
    sequence) → the ConvCodec (factor 4, 8 channels, loss weighted to sprite pixels), their latents;
@@ -24,15 +24,15 @@ import sys
 import numpy as np
 from safetensors.torch import load_file
 
-from ..model import EMBEDDED_DIR, PFVGModel
-from . import experiments as ex
+from pfvg_core.model import EMBEDDED_DIR, PFVGModel
+from research import experiments as ex
 
 ASSETS = EMBEDDED_DIR
 STAGE_RUNS = ("base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0")
 
 
-# cpu: what 2 CPU cores train in ≈ 45 min (codec included) — too little for a useful model (README,
-# "Embedded default"); gpu: the experiments' budget (one H200 call trains it with every variant and seed).
+# cpu: what 2 CPU cores train in ≈ 45 min (codec included) — too little for a useful model (docs/embedded-model.md,
+# "Training it again"); gpu: the experiments' budget (trained with every variant and seed at once).
 PRESETS = {
     "cpu": dict(train_videos=32, heldout=4, codec_steps=800, codec_batch=32, codec_candidates=(), video_batch=4,
                 base=12, stage1=10, stage2=6, steps=8, warmup=5),
@@ -75,8 +75,8 @@ def package(work: str, result: dict, out: str, log=print) -> dict | None:
     training log (the three stages in order) and, when ``result`` holds the evaluation, the figures
     (held-out split) and the model card."""
     model = PFVGModel.load(os.path.join(work, STAGE_RUNS[-1], "model"))
-    model.meta["recipe"] = {"budget": result["budget"], "device": result["device"], "codec": result.get("codec"),
-                            "stages": list(STAGE_RUNS)}
+    model.meta["recipe"] = ex.recorded({"budget": result["budget"], "device": result["device"], "codec": result.get("codec"),
+                                        "stages": list(STAGE_RUNS)})
     model.meta["history"] = training_history(work, result)
     tmp = out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -99,22 +99,55 @@ def package(work: str, result: dict, out: str, log=print) -> dict | None:
 
 def training_history(work: str, result: dict) -> list[dict]:
     """The model's training history: the warm-start bundle's (when the run continued from one), then this run
-    — which runs, on which machine, for how long (minutes of training from the runs' logs)."""
+    — which runs, on which machine, for how long (minutes of training from the runs' logs), and the command that
+    trains it again (``reproduce``: the recipe's arguments with the steps this run trained)."""
     import platform
     import time
 
     b = result["budget"]
     previous = []
     if b.get("warm_start"):
-        with open(os.path.join(b["warm_start"], "pfvg.json")) as f:
+        with open(os.path.join(ex.resolve_path(b["warm_start"]), "pfvg.json")) as f:
             previous = list((json.load(f).get("meta") or {}).get("history") or [])
     steps = {run: len(ex._read_log(os.path.join(work, run))) for run in STAGE_RUNS}
     minutes = sum(r.get("seconds", 0.0) for run in STAGE_RUNS for r in ex._read_log(os.path.join(work, run))) / 60
     entry = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "device": result["device"],
              "machine": f"{platform.machine()}, {os.cpu_count()} cores" if result["device"] == "cpu" else result["device"],
-             "warm_start": b.get("warm_start"), "train_videos": b["train_videos"], "steps": steps,
+             "warm_start": ex.provenance_path(b.get("warm_start")), "train_videos": b["train_videos"], "steps": steps,
              "minutes": round(minutes, 1)}
+    entry["budget"] = budget_arguments(b, [steps[r] for r in STAGE_RUNS])
     return previous + [entry]
+
+
+STEP_FIELDS = ("base", "stage1", "stage2")
+
+
+def budget_arguments(budget: dict, steps: list[int] | None = None, preset: str = "cpu") -> dict:
+    """The ``--budget`` fields that differ from ``preset`` (warm start and codec candidates aside), with the stage
+    steps fixed to ``steps`` (what the run trained): with them the recipe trains the same number of steps again."""
+    ref = default_budget(preset=preset).to_dict()
+    out = {k: v for k, v in budget.items() if k not in ("warm_start",) + STEP_FIELDS and k in ref and ref[k] != v
+           and not (isinstance(v, list) and list(ref[k] or []) == v)}
+    for k, n in zip(STEP_FIELDS, steps or [budget[k] for k in STEP_FIELDS]):
+        out[k] = n
+    return out
+
+
+def reproduce_commands(history: list[dict], budget: dict, device: str = "cpu", out: str = "pfvg_core/assets/default") -> list[str]:
+    """The commands that train the bundle again, one per run of its history (each run continues from the previous
+    one's bundle), from what the bundle records: the budget's fields that differ from the ``cpu`` preset and the
+    steps each run trained."""
+    cmds = []
+    for k, h in enumerate(history, 1):
+        args = h.get("budget") or budget_arguments({**budget, "train_videos": h.get("train_videos", budget["train_videos"])},
+                                                   list((h.get("steps") or {}).values()) or None)
+        target = out if k == len(history) else f"build/run{k}-model"
+        cmd = (f"python -m research.embedded_recipe --preset cpu --device {h.get('device') or device} --work build/run{k} "
+               f"--out {target} --budget '{json.dumps(args)}'")
+        if k > 1:
+            cmd += f" --warm-start build/run{k - 1}-model"
+        cmds.append(cmd)
+    return cmds
 
 
 def default_figures(result: dict) -> dict:
@@ -132,8 +165,8 @@ def default_figures(result: dict) -> dict:
         for m in ex.METRICS:
             d = np.array([[ex._num(a.get(m)) - ex._num(b.get(m)) for a, b in zip(rows["memory on"], rows["memory off"])]])
             paired[m] = ex.paired_interval(d)
-    return {"videos": len(on), "seconds": result["budget"]["heldout_seconds"], "mean": means, "on_minus_off": paired,
-            "codec": result["codec"], "budget": result["budget"], "rows": rows}
+    return ex.recorded({"videos": len(on), "seconds": result["budget"]["heldout_seconds"], "mean": means,
+                        "on_minus_off": paired, "codec": result["codec"], "budget": result["budget"], "rows": rows})
 
 
 def _mean(xs):
@@ -141,13 +174,29 @@ def _mean(xs):
     return float(np.mean(v)) if v else None
 
 
+def against_references(fig: dict, metric: str = "mean_mse_to_truth") -> dict[str, dict]:
+    """Memory on − each still reference on ``metric``, paired by held-out video with a 95 % interval, and the
+    verdict: ``beats`` (interval below zero), ``loses`` (above zero) or ``ties`` (the interval holds zero)."""
+    out = {}
+    on = fig["rows"]["memory on"]
+    for ref in (ex.metrics.REF_FIRST, ex.metrics.REF_BLUR):
+        r = ex.paired_interval(np.array([[ex._num(a.get(metric)) - ex._num(b.get(metric)) for a, b in zip(on, fig["rows"][ref])]]))
+        verdict = None if r["mean"] is None else ("beats" if r["high"] < 0 else ("loses" if r["low"] > 0 else "ties"))
+        out[ref] = {**r, "verdict": verdict}
+    return out
+
+
 def targets(fig: dict) -> dict[str, bool | None]:
-    """Issue 13's targets for the default model, each True / False (None: not measurable here)."""
+    """The default model's targets, each True / False (None: not measurable here). Beating a still reference
+    needs the paired interval below zero: a tie is not a win."""
     m = fig["mean"]
     on = m["memory on"]
+    refs = against_references(fig)
     out = {
-        "beats first frame repeated (MSE to truth)": on["mean_mse_to_truth"] < m[ex.metrics.REF_FIRST]["mean_mse_to_truth"],
-        "beats blurred first frame (MSE to truth)": on["mean_mse_to_truth"] < m[ex.metrics.REF_BLUR]["mean_mse_to_truth"],
+        "beats first frame repeated (MSE to truth, interval < 0)": None if refs[ex.metrics.REF_FIRST]["verdict"] is None
+        else refs[ex.metrics.REF_FIRST]["verdict"] == "beats",
+        "beats blurred first frame (MSE to truth, interval < 0)": None if refs[ex.metrics.REF_BLUR]["verdict"] is None
+        else refs[ex.metrics.REF_BLUR]["verdict"] == "beats",
         "camera tracking correlation ≥ 0.8": None if on["tracking_corr"] is None else on["tracking_corr"] >= 0.8,
     }
     for metric, label in (("revisit_error", "revisit error"), ("identity_colour_error", "sprite colour on return"),
@@ -158,7 +207,8 @@ def targets(fig: dict) -> dict[str, bool | None]:
 
 
 def honest_reading(fig: dict) -> str:
-    """The figures in words: which targets are met, with the numbers."""
+    """The figures in words: how the model compares with the still references (paired intervals), which targets
+    are met, with the numbers."""
     m = fig["mean"]
     on, first, blur = m["memory on"], m[ex.metrics.REF_FIRST], m[ex.metrics.REF_BLUR]
     t = targets(fig)
@@ -166,6 +216,12 @@ def honest_reading(fig: dict) -> str:
     missed = [k for k, v in t.items() if v is False]
     parts = [f"Error to the truth {on['mean_mse_to_truth']:.4f} against {first['mean_mse_to_truth']:.4f} for the first frame "
              f"repeated and {blur['mean_mse_to_truth']:.4f} for the blurred first frame"]
+    for ref, r in against_references(fig).items():
+        if r["verdict"] is not None:
+            name = ref.replace("(reference) ", "")
+            verb = {"beats": "beats", "loses": "loses to", "ties": "ties with"}[r["verdict"]]
+            parts.append(f"it {verb} the {name} (on − reference {r['mean']:+.4f} "
+                         f"[{r['low']:+.4f}, {r['high']:+.4f}])")
     if on["tracking_corr"] is not None:
         parts.append(f"camera tracking correlation {on['tracking_corr']:.2f} (target 0.8)")
     for metric in ("revisit_error", "identity_colour_error", "identity_position_error"):
@@ -176,7 +232,7 @@ def honest_reading(fig: dict) -> str:
             + (", ".join(missed) or "none") + ".")
 
 
-# the truth-anchored metrics a new default must not lose on (issue 22 item 1); tracking: higher is better
+# the truth-anchored metrics a new default must not lose on; tracking: higher is better
 SHIP_METRICS = ("mean_mse_to_truth", "revisit_error", "identity_colour_error", "identity_position_error", "tracking_corr")
 HIGHER_BETTER = {"tracking_corr"}
 
@@ -259,11 +315,9 @@ def history_table(history: list[dict]) -> str:
             "|---|---|---|---|---|---|---|"]
     for k, h in enumerate(history, 1):
         steps = ", ".join(str(v) for v in (h.get("steps") or {}).values())
-        start = h.get("warm_start")
-        if start:  # a path inside this repository is shown from its root (the bundle of run k − 1)
-            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            rel = os.path.relpath(start, root)
-            start = f"{rel if not rel.startswith('..') else start} (run {k - 1})" if k > 1 else start
+        start = ex.provenance_path(h.get("warm_start"))
+        if start and k > 1:  # the bundle of run k − 1
+            start = f"{start} (run {k - 1})"
         rows.append(f"| {k} | {h.get('date')} | {h.get('machine')} | {start or 'scratch'} | {h.get('train_videos')} "
                     f"| {steps} | {h.get('minutes')} |")
     return "\n".join(rows)
@@ -280,6 +334,11 @@ def write_model_card(folder: str, fig: dict) -> None:
     gate = float(load_file(sp)["log_gate"]) if os.path.exists(sp) else None
     steps = {r["run"]: r["step"] for r in log}
     c = fig["codec"]
+    history = cfg["meta"].get("history") or []
+    commands = "\n".join(reproduce_commands(history, b, cfg["meta"].get("recipe", {}).get("device", "cpu")))
+    runs = "run" if len(history) == 1 else f"{len(history)} runs"
+    how = ("this command" if len(history) == 1 else
+           f"these {len(history)} commands in order, each run continuing from the bundle of the one before")
     table = "| video | " + " | ".join(ex.METRICS) + " |\n|---|" + "---|" * len(ex.METRICS) + "\n"
     for name, row in fig["mean"].items():
         table += f"| {name} | " + " | ".join("—" if row[k] is None else f"{row[k]:.4g}" for k in ex.METRICS) + " |\n"
@@ -288,9 +347,8 @@ def write_model_card(folder: str, fig: dict) -> None:
     card = f"""# PFVG embedded default model
 
 A small model of the paper's architecture trained on the procedural world, shipped so that a new user
-gets a real long video on a CPU with no download. Reproduce with `make train-default`
-(`python -m pfvg_core.tools.embedded_recipe`; on a GPU: `--device cuda --jobs N`); the training log
-is `train_log.jsonl` beside this card (the three runs in order).
+gets a real long video on a CPU with no download. The training log is `train_log.jsonl` beside this card
+(the three stages of the last run, in order); the training history below lists the {runs} that made it.
 
 - **Data**: {b['train_videos']} world videos of the training split, {b['seconds']:g} s each, 64×64 at 8 fps: cameras
   that pan away and return within the clip, sprites that leave the view or go behind pillars and return.
@@ -310,7 +368,14 @@ is `train_log.jsonl` beside this card (the three runs in order).
 
 ## Training history
 
-{history_table(cfg['meta'].get('history') or [])}
+{history_table(history)}
+
+Trained again from the repository root by {how}; the steps are those each run trained (the runs sized their
+stages by wall clock); on a GPU, `--device cuda`:
+
+```bash
+{commands}
+```
 
 ## Figures (held-out split: {fig['videos']} videos × {fig['seconds']:g} s, generated from the first frame and prompt)
 
@@ -335,7 +400,7 @@ Scored with the same protocol on the same {fig['against_shipped']['videos']} hel
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.embedded_recipe", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.embedded_recipe", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=ASSETS)
     ap.add_argument("--work", default="build/default")
@@ -357,7 +422,7 @@ def main(argv=None) -> int:
         print(json.dumps(cmp, indent=1))
         return 0 if cmp["better"] else 3
     kw = json.loads(a.budget) if a.budget else {}
-    if a.warm_start:
+    if a.warm_start:  # used as an absolute path; recorded relative to the repository (experiments.provenance_path)
         kw["warm_start"] = os.path.abspath(a.warm_start)
     if a.experiments:
         b = ex.Budget.tiny(**kw) if a.quick else ex.Budget(**{**PRESETS["gpu"], **kw})

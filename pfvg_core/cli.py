@@ -1,4 +1,4 @@
-"""Command line: ``python -m pfvg_core generate|bench …``. Bad input → one clear line, exit 2."""
+"""Command line: ``python -m pfvg_core generate|world|eval|dataset|train …``. Bad input → one clear line, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -8,23 +8,23 @@ import sys
 import torch
 from tqdm.auto import tqdm  # progress bars on stderr (a dependency of the pack)
 
-from ..checkpoint import CheckpointError
-from ..validate import strict_json
-from ..model import resolve_model
+from .checkpoint import CheckpointError
+from .model import resolve_model
+from .validate import strict_json
 
 
 def cmd_generate(a) -> int:
-    from ..loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
+    from .loop import PromptSchedule, SamplerOptions, generate_long_video, segments_for_seconds
     import numpy as np
 
-    from ..decoding import decode_video
-    from ..extend import state_from_video
-    from ..sizing import fit_frames, model_size
-    from ..lora import load_lora, parse_lora_arg, with_loras
-    from ..speed import compile_blocks, set_step_cache, set_threads
-    from ..state import MemoryConfig
-    from ..validate import SAMPLING, Limit, check_finite, number, prompt_entries
-    from ..video_io import (check_image_path, check_video_path, contact_sheet, load_image, open_video, resample,
+    from .decoding import decode_video
+    from .extend import state_from_video
+    from .sizing import fit_frames, model_size
+    from .lora import load_lora, parse_lora_arg, with_loras
+    from .speed import compile_blocks, set_step_cache, set_threads
+    from .state import MemoryConfig
+    from .validate import SAMPLING, Limit, check_finite, number, prompt_entries
+    from .video_io import (check_image_path, check_video_path, contact_sheet, load_image, open_video, resample,
                             write_video)
 
     # every input is checked before any work (validate.py: finite, bounded, named in the error)
@@ -146,7 +146,7 @@ def cmd_generate(a) -> int:
 
 def _encoders(a):
     """FramePack-F1's encoders from ``--encoders`` and the per-part options, or None when none is given."""
-    from ..f1_encoders import PARTS, F1Encoders
+    from .f1_encoders import PARTS, F1Encoders
 
     parts = {p: getattr(a, p, None) for p in PARTS if getattr(a, p, None)}
     if not getattr(a, "encoders", None) and not parts:
@@ -161,7 +161,7 @@ def _check_latent_scale(model, codec) -> None:
 
 
 def add_encoder_options(p: argparse.ArgumentParser) -> None:
-    from ..f1_encoders import PARTS
+    from .f1_encoders import PARTS
 
     p.add_argument("--encoders", default=None, metavar="FOLDER",
                    help="FramePack-F1's encoders in diffusers' HunyuanVideo layout (vae/, text_encoder/ + tokenizer/, "
@@ -192,9 +192,9 @@ def _fit(size: tuple[int, int], multiple: int) -> tuple[int, int]:
 
 
 def _schedule(name: str, text: str):
-    from ..framepack import Schedule
+    from .framepack import Schedule
 
-    from ..validate import MAX_SCHEDULE_FRAMES
+    from .validate import MAX_SCHEDULE_FRAMES
 
     sched = Schedule.parse(text)
     if sched.length > MAX_SCHEDULE_FRAMES:
@@ -204,10 +204,10 @@ def _schedule(name: str, text: str):
 
 def _load_model(a):
     """The model of ``--model`` on ``--device`` in ``--dtype`` (``--storage``, ``--offload``, ``--attention``, ``--compute``)."""
-    from ..backbone import set_attention_backend
+    from .backbone import set_attention_backend
 
-    from ..semanticpack import gated_attention_problem
-    from ..speed import set_compute
+    from .semanticpack import gated_attention_problem
+    from .speed import set_compute
 
     model = resolve_model(a.model, dtype=a.dtype, device=a.device, storage=a.storage, offload=a.offload)
     if a.attention != "native":
@@ -221,8 +221,8 @@ def _load_model(a):
 
 def add_device_options(p: argparse.ArgumentParser) -> None:
     """--device / --dtype / --storage / --offload / --attention / --compute (backbone.load_dit, place_dit, speed.set_compute)."""
-    from ..backbone import ATTENTION_BACKENDS, DTYPES, OFFLOAD, STORAGE
-    from ..speed import COMPUTE_MODES
+    from .backbone import ATTENTION_BACKENDS, DTYPES, OFFLOAD, STORAGE
+    from .speed import COMPUTE_MODES
 
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype (bf16 on a GPU)")
@@ -238,9 +238,9 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
 def cmd_train(a) -> int:
     import os
 
-    from .. import distributed
-    from ..train import Trainer, load_config
-    from ..validate import Limit, number
+    from . import distributed
+    from .train import Trainer, load_config
+    from .validate import Limit, number
 
     cfg = load_config(a.config)
     max_steps = number("--max-steps", a.max_steps, Limit(1, 10**9, integer=True, optional=True))
@@ -280,8 +280,8 @@ def cmd_train(a) -> int:
 
 
 def cmd_dataset(a) -> int:
-    from ..data import build_dataset, build_f1_dataset
-    from ..validate import SAMPLING, number
+    from .data import build_dataset, build_f1_dataset
+    from .validate import SAMPLING, number
 
     raw = _parse_size(a.size)
     size = (number("--size W", raw[0], SAMPLING["width"]), number("--size H", raw[1], SAMPLING["height"])) if raw else None
@@ -310,10 +310,10 @@ def cmd_dataset(a) -> int:
 def cmd_world(a) -> int:
     import os
 
-    from ..atomic import check_writable, write_text
-    from ..validate import SAMPLING, Limit, number
-    from ..video_io import check_video_path, write_video
-    from ..world import make_video
+    from .atomic import check_writable, write_text
+    from .validate import SAMPLING, Limit, number
+    from .video_io import check_video_path, write_video
+    from .world import make_video
 
     seed = number("--seed", a.seed, SAMPLING["seed"])
     seconds = number("--seconds", a.seconds, SAMPLING["seconds"])
@@ -332,25 +332,18 @@ def cmd_world(a) -> int:
 def cmd_eval(a) -> int:
     import os
 
-    from ..data import read_frames
-    from ..metrics import evaluate, plot_metrics
+    from .data import read_frames
+    from .metrics import evaluate, plot_metrics
 
-    if a.ablation:
-        from . import experiments as ex
-
-        b = ex.Budget.tiny() if a.quick else ex.Budget()
-        res = ex.run(a.work, b, a.device, a.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
-        print(strict_json(res) if a.json else ex.markdown(res))
-        return 0
-    from ..validate import SAMPLING, number
+    from .validate import SAMPLING, number
 
     fps = number("--fps", a.fps, SAMPLING["fps"]) if a.fps is not None else None
     if not a.video:
-        raise ValueError("eval needs --video (or --ablation)")
+        raise ValueError("eval needs --video")
     if not os.path.exists(a.video):
         raise FileNotFoundError(f"video not found: {a.video}")
     if a.plot:
-        from ..video_io import check_image_path
+        from .video_io import check_image_path
 
         check_image_path(a.plot, "--plot")
     try:
@@ -370,7 +363,7 @@ def cmd_eval(a) -> int:
             raise ValueError(f"--truth {a.truth}: expected a world truth object")
         fps = fps or number("truth fps", truth.get("fps", 8.0), SAMPLING["fps"])
         if "params" in truth:  # a world video: re-render the true frames
-            from ..world import Sprite, WorldParams, render
+            from .world import Sprite, WorldParams, render
 
             p = dict(truth["params"])
             p["sprites"] = tuple(Sprite(**s) for s in p["sprites"])
@@ -382,7 +375,7 @@ def cmd_eval(a) -> int:
                 truth_frames = None
     result = evaluate(frames, truth, truth_frames, fps=fps or 8.0)
     if a.features:
-        from ..features import evaluate_features, load_image_features
+        from .features import evaluate_features, load_image_features
 
         result["features"] = {os.path.basename(os.path.normpath(p)): evaluate_features(frames, load_image_features(p))
                               for p in a.features}
@@ -391,32 +384,6 @@ def cmd_eval(a) -> int:
     per = result.pop("per_frame")
     if a.per_frame:
         result["per_frame"] = per
-    print(strict_json(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
-    return 0
-
-
-def cmd_bench(a) -> int:
-    from . import bench
-
-    if a.what == "f1" and a.suite:
-        from .bench_speed import run_suite
-
-        result = run_suite(a)
-        if not a.json:  # a table (the JSON has every field)
-            from .bench_speed import format_table
-
-            print(format_table(result))
-            return 0
-    elif a.what == "f1":
-        from .bench_f1 import run_f1
-
-        result = run_f1(a)
-    elif a.what == "train-f1":
-        from .bench_train_f1 import run_train_f1
-
-        result = run_train_f1(a)
-    else:
-        result = bench.run(a.what, quick=a.quick, config=a.config or "small")
     print(strict_json(result) if a.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0
 
@@ -431,9 +398,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..rope import ROPE_MODES
-    from ..sizing import FIT_MODES
-    from ..state import MEMORY_MODES
+    from .rope import ROPE_MODES
+    from .sizing import FIT_MODES
+    from .state import MEMORY_MODES
 
     p = _Parser(prog="python -m pfvg_core", description="PFVG: long, consistent image-to-video")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -470,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on an idle many-core machine for large models)")
     g.add_argument("--step-cache", type=float, default=None, metavar="THRESHOLD",
                    help="First Block Cache: skip the DiT's later blocks while the first block's residual changes by less "
-                        "than THRESHOLD (0.05–0.2 typical; off by default; bench cache measures it)")
+                        "than THRESHOLD (0.05–0.2 typical; off by default; `python -m bench cache` measures it)")
     g.add_argument("--compile", choices=("off", "blocks"), default="off",
                    help="torch.compile the transformer blocks (slow first segment; off by default)")
     g.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
@@ -514,23 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-frame", action="store_true", help="include per-frame values")
     e.add_argument("--features", action="append", metavar="FOLDER",
                    help="a local transformers vision model (CLIP, SigLIP, DINOv2…) for feature consistency; repeatable")
-    e.add_argument("--ablation", action="store_true",
-                   help="the experiments (tools/experiments.py): memory on/off, teacher/Direct/Student Forcing, 3 seeds each, "
-                        "held-out split, paired 95 %% intervals")
-    e.add_argument("--quick", action="store_true", help="with --ablation: a tiny budget (smoke run)")
-    e.add_argument("--work", default="build/experiments", help="with --ablation: working folder")
-    e.add_argument("--device", default="auto", help="with --ablation: auto | cpu | cuda")
-    e.add_argument("--jobs", type=int, default=1, help="with --ablation: trainings/evaluations at a time (processes)")
     e.set_defaults(func=cmd_eval)
-    b = sub.add_parser("bench", help="benchmarks printing ratios measured in one run")
-    b.add_argument("what", choices=["loop", "train", "f1", "train-f1", "cache", "compile", "steps", "threads", "decode"])
-    b.add_argument("--json", action="store_true")
-    b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
-    b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
-    from .bench_f1 import add_f1_options
-
-    add_f1_options(b)
-    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Every speed option of the packed DiT in one call: ``python -m pfvg_core bench f1 --suite --out DIR`` (issue 23).
+"""Every speed option of the packed DiT in one call: ``python -m bench f1 --suite --out DIR``.
 
 The ``hunyuan-f1`` transformer with random weights (12.9 B parameters), one F1 segment of ``window``
 latent frames at ``width``×``height`` with ``steps`` Euler steps (distilled guidance 10, local RoPE,
@@ -44,14 +44,15 @@ import time
 
 import torch
 
-from ..backbone import ATTENTION_BACKENDS, attention_backend_unavailable, place_dit, resolve_device, \
+from pfvg_core.backbone import ATTENTION_BACKENDS, attention_backend_unavailable, place_dit, resolve_device, \
     set_attention_backend
-from ..loop import SamplerOptions, sample_segment
-from ..model import Conditioning, PFVGModel
-from ..semanticpack import SemanticPack, SemanticPackConfig
-from ..speed import compile_blocks, fp8_compute_unavailable, recommend_settings, recommend_threshold, set_compute, set_step_cache
-from ..state import MemoryConfig, init_state, step
-from .bench_f1 import TEMPORAL_FACTOR, bench_setup, _peak_gb, _reset_peak, _sync, _time, _tiny_reference_parts, diffusers_runner, \
+from pfvg_core.loop import SamplerOptions, sample_segment
+from pfvg_core.model import Conditioning, PFVGModel
+from pfvg_core.semanticpack import SemanticPack, SemanticPackConfig
+from pfvg_core.speed import compile_blocks, fp8_compute_unavailable, recommend_threshold, set_compute, set_step_cache
+from bench.settings import recommend_settings
+from pfvg_core.state import MemoryConfig, init_state, step
+from bench.f1 import TEMPORAL_FACTOR, bench_setup, _peak_gb, _reset_peak, _sync, _time, _tiny_reference_parts, diffusers_runner, \
     random_dit
 
 GROUPS = ("diffusers", "cache", "attention", "fp8", "memory", "compile", "storage")  # in the order they run
@@ -118,7 +119,7 @@ class Suite:
 
     def flush(self) -> None:
         if self.out_dir:
-            from ..atomic import write_json
+            from pfvg_core.atomic import write_json
 
             os.makedirs(self.out_dir, exist_ok=True)
             write_json(os.path.join(self.out_dir, RESULT_FILE), self.result, indent=1)
@@ -523,7 +524,7 @@ def _numbers(name: str, text: str) -> tuple[float, ...]:
 
 
 def run_suite(a) -> dict:
-    """The CLI's ``bench f1 --suite`` (options of ``bench_f1.add_f1_options``)."""
+    """The CLI's ``bench f1 --suite`` (options of ``bench.f1.add_f1_options``)."""
     dev = resolve_device(a.device)
     cpu = dev.type != "cuda"
     layers = tuple(a.layers) if a.layers else ((1, 1) if cpu else None)

@@ -1,5 +1,5 @@
-"""One device call does the whole research protocol (issue 22 item 2):
-``python -m pfvg_core.tools.research_call --out $OUT --seconds 420``.
+"""The whole research protocol in one run of bounded wall clock:
+``python -m research.protocol --out OUT --seconds 420``.
 
 Phases, each timed and logged to ``OUT/report.json`` (``phases``) the moment it ends:
 
@@ -11,17 +11,15 @@ Phases, each timed and logged to ``OUT/report.json`` (``phases``) the moment it 
 3. ``train``: every run of the protocol (shared pretraining; stage 1 per seed, memory on and off; stage 2 per
    variant and seed: (a)–(c) with 3 seeds), the stages sized by the seconds left and the trainings at a time
    the memory allows (``experiments.calibrate``), all of them ended by a deadline that leaves the evaluation
-   its time; the runs are packed into ``OUT`` at once (``carry.pack_runs``), so they come back whatever happens
-   to the evaluation;
+   its time; the runs are packed into ``OUT`` at once (``carry.pack_runs``), so they survive whatever happens to
+   the evaluation;
 4. ``eval``: the references, then every model on the held-out 60 s videos (batched per model, bf16 when the
    runs trained in bf16, ``--jobs`` processes); each finished evaluation's scores go to ``OUT/scores.json`` at
    once; the evaluations the deadline cuts are listed and done later on any machine (``carry unpack`` restores
    the runs and the scores; ``embedded_recipe --experiments --work …`` finishes and ships seed 0);
 5. ``report.json`` → ``experiments``: the table (and its Markdown).
 
-What comes back from a device is at most 8 files, 16 MiB each, 64 MiB in all: ``report.json``, ``scores.json``
-and at most 6 files of packed runs (the last seed's stage-2 runs are left out first when they do not fit).
-One job's failure (a compiler error, out of memory) is recorded and the rest goes on. ``--quick`` runs the same
+``OUT`` then holds ``report.json``, ``scores.json`` and the packed runs (``runs-*.safetensors``). One job's failure (a compiler error, out of memory) is recorded and the rest goes on. ``--quick`` runs the same
 command at tiny size on a CPU (the dry run CI tests).
 """
 from __future__ import annotations
@@ -34,10 +32,10 @@ import sys
 import time
 
 
-from ..atomic import write_json
-from . import carry
-from . import experiments as ex
-from . import throughput
+from pfvg_core.atomic import write_json
+from research import carry
+from research import experiments as ex
+from research import throughput
 
 # the research budget on a GPU: the experiments' protocol, the codec chosen on 2026-11-26 (no candidates),
 # 16 held-out 60 s videos, 3 training seeds, 8 sampling steps
@@ -48,10 +46,8 @@ TRAIN_OVERRUN = 1.15  # every training ends by (data + probe) + 1.15 × its shar
 PACK_RESERVE_S = 20.0  # seconds kept for writing the table at the end
 PROBE_SHARE = 0.2  # the probe starts no setting after this share of the call
 # per-step time of one run alone relative to the shared pretraining at the same setting: stage 1 (ψ, BPTT), stage 2
-# (the slowest variant, Student Forcing: 5 more DiT evaluations per clip; README, 2026-11-26 H200 runs)
+# (the slowest variant, Student Forcing: 5 more DiT evaluations per clip; docs/research.md, H200 step times)
 ALONE = {"stage1": 1.5, "stage2": 2.5}
-# what comes back from a device: at most 8 files, 16 MiB each, 64 MiB in all (report.json and scores.json beside)
-RUN_FILES, RUN_FILE_BYTES, RUN_BYTES = 6, 15 * 2**20, 60 * 2**20
 REPORT = "report.json"
 # share of the GPU's memory the trainings may take at once; a memory-on run keeps the graphs of ``psi_bptt`` clips
 # (ψ's gradient runs that far back), so it needs ≈ psi_bptt × the probe's peak (measured memory off, one clip)
@@ -173,7 +169,7 @@ def run(out: str, work: str, b: ex.Budget, device: str, jobs: int, seconds: floa
         names = [[job["name"] for job in phase] for phase in ex.training_plan(budget)]
         figures = {k: training_throughput(work, n) for k, n in zip(("base", "stage1", "stage2"), names)}
         try:
-            files = carry.pack_runs(work, out, RUN_FILE_BYTES, RUN_FILES, log, max_total_bytes=RUN_BYTES, drop_to_fit=True)
+            files = carry.pack_runs(work, out, log=log)
         except Exception as e:  # noqa: BLE001 - the evaluation still runs; the report says what was not packed
             files, figures["pack_error"] = [], f"{type(e).__name__}: {e}"
         report.done("train", t_train, budget_seconds=split, steps={"base": budget.base, "stage1": budget.stage1,
@@ -194,10 +190,10 @@ def run(out: str, work: str, b: ex.Budget, device: str, jobs: int, seconds: floa
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.research_call", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.protocol", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="what comes back from the device ($OUT)")
-    ap.add_argument("--work", default="build/research", help="the experiments folder on the device")
+    ap.add_argument("--out", required=True, help="the report, the scores and the packed runs")
+    ap.add_argument("--work", default="build/research", help="the experiments folder (trainings, evaluations)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--jobs", type=int, default=16, help="processes at a time (trainings, evaluations)")
     ap.add_argument("--seconds", type=float, default=420.0, help="wall clock for the whole call")

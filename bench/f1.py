@@ -1,4 +1,4 @@
-"""FramePack-F1 on a GPU: ``python -m pfvg_core bench f1 --json`` (issue 12, deliverable 8).
+"""FramePack-F1 on a GPU: ``python -m bench f1 --json``.
 
 The ``hunyuan-f1`` transformer with random weights, one segment of ``window`` latent frames at
 ``width``×``height`` with ``steps`` Euler steps, timed in one run for each storage variant:
@@ -26,11 +26,11 @@ import time
 import numpy as np
 import torch
 
-from ..backbone import build_dit, dit_config, place_dit, resolve_device
-from ..loop import SamplerOptions, sample_segment
-from ..model import Conditioning, PFVGModel
-from ..semanticpack import SemanticPack, SemanticPackConfig
-from ..state import MemoryConfig, init_state, step
+from pfvg_core.backbone import build_dit, dit_config, place_dit, resolve_device
+from pfvg_core.loop import SamplerOptions, sample_segment
+from pfvg_core.model import Conditioning, PFVGModel
+from pfvg_core.semanticpack import SemanticPack, SemanticPackConfig
+from pfvg_core.state import MemoryConfig, init_state, step
 
 VARIANTS = {"bf16": (None, "none"), "fp8": (torch.float8_e4m3fn, "none"), "fp8_offload": (torch.float8_e4m3fn, "group")}
 TEMPORAL_FACTOR = 4  # HunyuanVideo VAE: one latent frame = 4 video frames
@@ -48,7 +48,7 @@ def add_f1_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-diffusers", action="store_true", help="skip diffusers' pipeline loop")
     g.add_argument("--log", default=None, help="append each result as a JSON line to this file as it comes")
     g.add_argument("--suite", action="store_true",
-                   help="every speed option in one call (tools/bench_speed.py): diffusers, First Block Cache sweep, attention "
+                   help="every speed option in one call (bench/suite.py): diffusers, First Block Cache sweep, attention "
                         "backends with the ψ check, memory on, fp8 compute, torch.compile, fp8 storage; errors to the bf16 video")
     g.add_argument("--groups", default=None, help="with --suite: comma-separated row groups (default: all of "
                                                    "diffusers,cache,attention,memory,fp8,compile,storage)")
@@ -215,7 +215,7 @@ def check_loading(dev: torch.device, dtype: torch.dtype) -> dict:
     offload option, one segment sampled; relative difference to the float32 CPU segment."""
     import tempfile
 
-    from ..state import MemoryConfig as MC
+    from pfvg_core.state import MemoryConfig as MC
 
     ref_model = PFVGModel.build("tiny", seed=0)
     ref_model.semanticpack.open_gate(0.0)
@@ -289,7 +289,7 @@ def run_f1(a) -> dict:
     cpu = dev.type != "cuda"
     layers = tuple(a.layers) if a.layers else ((1, 1) if cpu else None)
     if a.suite:
-        raise ValueError("--suite runs through tools/bench_speed.run_suite (the CLI dispatches it)")
+        raise ValueError("--suite runs through bench.suite.run_suite (python -m bench dispatches it)")
     variants = tuple((a.variants or ("bf16,fp8" if cpu else "bf16,fp8,fp8_offload")).split(","))
 
     def log(rec):

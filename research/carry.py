@@ -1,6 +1,5 @@
-"""Carry trained experiment runs off a machine that returns only a few small files (``pack_runs``), and
-rebuild them elsewhere (``unpack_runs``), so that a training cut short during its evaluation is not lost:
-the evaluation resumes on any machine from the rebuilt runs (``experiments.run`` skips every training whose
+"""Move trained experiment runs to another machine as a few compact files (``pack_runs``) and rebuild them
+there (``unpack_runs``), so that an evaluation cut short resumes on any machine from the rebuilt runs (``experiments.run`` skips every training whose
 ``done.json`` exists).
 
 The runs of one experiments folder share most of their weights: a stage-2 run changes only the layers its
@@ -24,15 +23,15 @@ import os
 import torch
 from safetensors import safe_open
 
-from ..atomic import write_text
-from ..checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
-from ..model import BUNDLE_FILE
-from . import experiments as ex
+from pfvg_core.atomic import write_text
+from pfvg_core.checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
+from pfvg_core.model import BUNDLE_FILE
+from research import experiments as ex
 
 PARTS = ("dit", "semanticpack", "text_encoder", "image_encoder", "codec")
 FORMAT = "pfvg-runs-1"
 ROOT_JSON = ("codec.json", "budget.json")
-SCORES = "scores.json"  # beside the packed files: {run: {scores_<memory>.json: text}} (``research_call.write_scores``)
+SCORES = "scores.json"  # beside the packed files: {run: {scores_<memory>.json: text}} (``protocol.write_scores``)
 
 
 def _plan_inits(budget: ex.Budget) -> dict[str, tuple[str | None, bool]]:
@@ -44,15 +43,6 @@ def _plan_inits(budget: ex.Budget) -> dict[str, tuple[str | None, bool]]:
     return out
 
 
-def drop_order(budget: ex.Budget, runs: list[str]) -> list[str]:
-    """The order in which runs are left out when a pack does not fit: the last seed first, and within a seed its
-    stage-2 runs before its stage-1 runs (no run is kept without the run it starts from). Never left out: the
-    shared pretraining and the default's chain (stage 1 with memory and the paper's method, seed 0)."""
-    keep = {"base", "stage1_memory_on_seed0", f"{ex.slug(ex.ALL)}_seed0"}
-    where = {job["name"]: (job["seed"], k) for k, phase in enumerate(ex.training_plan(budget)) for job in phase}
-    return sorted((r for r in runs if r not in keep and r in where), key=lambda r: (-where[r][0], -where[r][1], runs.index(r)))
-
-
 def _read_text(path: str) -> str | None:
     if not os.path.isfile(path):
         return None
@@ -60,13 +50,10 @@ def _read_text(path: str) -> str | None:
         return f.read()
 
 
-def pack_runs(work: str, dest: str, max_file_bytes: int = 15 * 2**20, max_files: int = 8, log=print,
-              max_total_bytes: int | None = None, drop_to_fit: bool = False) -> list[str]:
-    """Pack every finished run of the experiments folder ``work`` (and its codec) into ``dest``. Returns the
-    files written. Raises ``ValueError`` naming the sizes when they do not fit ``max_files`` files (and
-    ``max_total_bytes`` in all) — unless ``drop_to_fit``: then the last runs of the plan are left out until the
-    rest fits (stage 2 of the last seed first; a run is never kept without the run it starts from), and the
-    manifest lists them (``dropped``)."""
+def pack_runs(work: str, dest: str, max_file_bytes: int = 2**30, max_files: int | None = None, log=print) -> list[str]:
+    """Pack every finished run of the experiments folder ``work`` (and its codec) into ``dest``, in files of at most
+    ``max_file_bytes``. Returns the files written. Raises ``ValueError`` naming the sizes when they need more than
+    ``max_files`` files (no limit by default)."""
     bpath = os.path.join(work, "budget.json")
     if not os.path.isfile(bpath):
         raise FileNotFoundError(f"{bpath}: no budget of a finished training in {work} (experiments.run writes it)")
@@ -121,27 +108,11 @@ def pack_runs(work: str, dest: str, max_file_bytes: int = 15 * 2**20, max_files:
             size += n
         return shards
 
-    def fits(shards):
-        total = sum(v.numel() * v.element_size() for sh in shards for v in sh.values()) + 2**20 * len(shards)
-        return len(shards) <= max_files and (max_total_bytes is None or total <= max_total_bytes)
-
     shards = shard(tensors)
-    manifest["dropped"] = []
-    if drop_to_fit and not fits(shards):
-        for name in drop_order(budget, list(manifest["runs"])):
-            del manifest["runs"][name]
-            tensors = {k: v for k, v in tensors.items() if not k.startswith(f"{name}/")}
-            manifest["dropped"].append(name)
-            shards = shard(tensors)
-            if fits(shards):
-                break
-    if manifest["dropped"]:
-        log(f"left out to fit {max_files} files / {max_total_bytes} bytes: {manifest['dropped']}")
-    if not fits(shards):
+    if max_files is not None and len(shards) > max_files:
         total = sum(v.numel() * v.element_size() for v in tensors.values())
         raise ValueError(f"the runs need {len(shards)} files of ≤ {max_file_bytes} bytes ({total} bytes of tensors); "
-                         f"at most {max_files} files" + (f" and {max_total_bytes} bytes" if max_total_bytes else "")
-                         + " can be carried: pack fewer runs or a smaller model")
+                         f"at most {max_files} files were asked for: pack fewer runs or allow larger files")
     os.makedirs(dest, exist_ok=True)
     paths = []
     for i, shard in enumerate(shards):
@@ -237,14 +208,14 @@ def main(argv=None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m pfvg_core.tools.carry", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m research.carry", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="experiments folder → a few files")
     p.add_argument("work")
     p.add_argument("dest")
-    p.add_argument("--max-file-mib", type=float, default=15.0)
-    p.add_argument("--max-files", type=int, default=8)
+    p.add_argument("--max-file-mib", type=float, default=1024.0, help="largest file to write")
+    p.add_argument("--max-files", type=int, default=None, help="refuse to write more files than this")
     u = sub.add_parser("unpack", help="packed files → experiments folder")
     u.add_argument("src")
     u.add_argument("work")

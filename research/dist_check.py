@@ -1,6 +1,6 @@
-"""A short end-to-end check of the FSDP2 training path on the machine at hand (README "Several GPUs").
+"""A short end-to-end check of the FSDP2 training path on the machine at hand (docs/training.md, "Several GPUs").
 
-    python -m torch.distributed.run --standalone --nproc_per_node 1 -m pfvg_core.tools.dist_check --out /tmp/pfvg-dist
+    python -m torch.distributed.run --standalone --nproc_per_node 1 -m research.dist_check --out build/dist-check
 
 The FramePack-F1 DiT at full width and reduced depth (``--layers`` dual-stream + ``--single-layers``
 single-stream blocks) is written as a PFVG bundle, then trained through ``train.Trainer`` exactly as
@@ -25,7 +25,7 @@ import torch
 
 
 def _config(name: str, layers: int, single: int) -> dict:
-    from ..backbone import dit_config
+    from pfvg_core.backbone import dit_config
 
     cfg = dit_config(name)
     cfg.update(num_layers=layers, num_single_layers=single)
@@ -33,7 +33,7 @@ def _config(name: str, layers: int, single: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pfvg_core.tools.dist_check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m research.dist_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="work folder (bundle, data, checkpoints; shared by all ranks)")
     p.add_argument("--dit", default="hunyuan-f1", help="DiT config whose width is kept (hunyuan-f1; tiny on the CPU)")
     p.add_argument("--layers", type=int, default=1, help="dual-stream blocks (F1 has 20)")
@@ -45,15 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", default=None, help="JSON report path (rank 0)")
     a = p.parse_args(argv)
 
-    from .. import distributed
-    from ..data import write_latent_video
-    from ..loop import SamplerOptions, generate_long_video
-    from ..model import PFVGModel
-    from ..state import MemoryConfig
-    from ..train import StageConfig, TrainConfig, Trainer, read_log
+    from pfvg_core import distributed
+    from pfvg_core.data import write_latent_video
+    from pfvg_core.loop import SamplerOptions, generate_long_video
+    from pfvg_core.model import PFVGModel
+    from pfvg_core.state import MemoryConfig
+    from pfvg_core.train import StageConfig, TrainConfig, Trainer, read_log
 
     if not distributed.launched():
-        print("run under torchrun: python -m torch.distributed.run --standalone --nproc_per_node N -m pfvg_core.tools.dist_check ...",
+        print("run under torchrun: python -m torch.distributed.run --standalone --nproc_per_node N -m research.dist_check ...",
               file=sys.stderr)
         return 2
     t0 = time.perf_counter()

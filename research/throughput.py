@@ -1,8 +1,8 @@
-"""Training throughput of the experiments' small world models on one device (issue 22 item 2).
+"""Training throughput of the experiments' small world models on one device.
 
 The 2026-11-26 H200 runs were launch-bound: 16 videos stacked in one forward pass, fp32 with TF32 matmuls,
 eager kernels — 1.83 s per optimizer step of 16 videos × 40 clips for the shared pretraining alone, i.e.
-≈ 350 clip-samples per second (README, "On a lent GPU"). The ways out are the usual ones for a small model on a
+≈ 350 clip-samples per second (docs/research.md). The ways out are the usual ones for a small model on a
 big card: more videos per forward pass (``video_batch``), bf16 autocast (``amp``) and fused kernels
 (``compile``: ``torch.compile`` of the DiT's blocks). Which of them pays, and by how much, is a measurement,
 not a guess: ``probe`` trains a few steps of the shared pretraining (teacher forcing, memory off: the figure
@@ -51,8 +51,8 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
     compile) on the experiments folder ``work`` (its latents and codec; ``experiments.prepare_data``).
     One step first (compilation, allocator warm-up: its seconds reported as ``first_step_s``), then ``steps``
     timed steps of ``max_clips`` clips per video."""
-    from ..train import StageConfig, TrainConfig, Trainer
-    from .experiments import fresh_model
+    from pfvg_core.train import StageConfig, TrainConfig, Trainer
+    from research.experiments import fresh_model
 
     dev = torch.device(device)
     row = {**setting, "steps": steps, "max_clips": max_clips}
@@ -66,7 +66,7 @@ def measure(work: str, b, device: str, setting: dict, steps: int = 2, max_clips:
                               save_every=10**9, shift=b.shift, device=device, amp=setting["amp"], compile=setting["compile"])
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
-            if setting["compile"] != "off":  # as in the trainings, which compile many at once (research_call)
+            if setting["compile"] != "off":  # as in the trainings, which compile many at once (research.protocol)
                 import torch._inductor.config as inductor_config
 
                 inductor_config.compile_threads = 1
@@ -127,7 +127,7 @@ def probe(work: str, b, device: str, rows_settings: list[dict] | None = None, st
             "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() and str(device).startswith("cuda") else "cpu",
             "ratio_to_reference": round(best / ref, 2) if best and ref else None,
             "ratio_to_h200_2026_11_26": round(best / H200_2026_11_26, 2) if best else None,
-            "max_peak_gib": max_peak_gib, "target": "≥ 10× the 2026-11-26 H200 figure (issue 22 item 2)"}
+            "max_peak_gib": max_peak_gib, "target": "≥ 10× the 2026-11-26 H200 figure"}
 
 
 def effective_rate(row: dict, horizon_s: float) -> float:
