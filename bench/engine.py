@@ -169,7 +169,7 @@ def _embedded_video(model=None, segments: int = 6, steps: int = 12, sampler: str
 
     model = model or load_embedded_model()
     meta = model.meta
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository (bench/ is in it)
     ex = os.path.join(root, "demo")
     if os.path.isfile(os.path.join(ex, "start.png")):
         pixels = load_image(os.path.join(ex, "start.png"), size=tuple(meta.get("resolution", (64, 64))), multiple=model.codec.factor)
