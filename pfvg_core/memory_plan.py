@@ -316,5 +316,21 @@ def render(inf: list[dict], tr: list[dict], size: Size = Size(), config: str = "
     return "\n".join(lines) + "\n"
 
 
+README_BEGIN, README_END = "<!-- memory table: python -m pfvg_core.memory_plan --readme -->", "<!-- end of memory table -->"
+
+
+def readme_table(inf: list[dict], tr: list[dict]) -> str:
+    """The README's short table (between ``README_BEGIN`` and ``README_END``): the totals of docs/memory.md."""
+    rows = [f"| FramePack-F1 inference, {r['setting']} | {_gb(r['total'])} |" for r in inf]
+    rows += [f"| stage-2 training, {r['plan']} | {_gb(r['total'])} |" for r in tr if "no checkpointing" not in r["plan"]]
+    return "\n".join([README_BEGIN, "| 640×480, 9 latent frames a segment (computed, not measured) | GPU memory |", "|---|---|",
+                      *rows, README_END])
+
+
 if __name__ == "__main__":
+    import sys
+
+    if "--readme" in sys.argv:
+        print(readme_table(inference_rows(), training_rows()))
+        raise SystemExit(0)
     print(page(), end="")

@@ -55,3 +55,9 @@ def test_full_size_figures_follow_the_architecture_and_the_measured_peaks(full):
 def test_docs_memory_page_is_what_the_computation_gives(full):
     with open(os.path.join(ROOT, "docs", "memory.md"), encoding="utf-8") as f:
         assert f.read() == mp.render(*full), "docs/memory.md is stale: python -m pfvg_core.memory_plan > docs/memory.md"
+
+
+def test_readme_memory_table_is_what_the_computation_gives(full):
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    assert mp.readme_table(*full) in text, "README's memory table is stale: python -m pfvg_core.memory_plan --readme"
