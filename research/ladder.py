@@ -276,30 +276,37 @@ def prompt_variants(p: world.WorldParams, seconds: float) -> dict[str, tuple[str
 
 
 def run_r2(model, videos, latents: torch.Tensor, memories=("on", "off"), opts: SamplerOptions = SamplerOptions(),
-           window: int = 4, seed: int = 0, reps: int = 2000, sampler=default_sampler, log=print) -> dict:
-    """Rung 2 (module docstring), on the videos whose camera pans."""
+           window: int = 4, seed: int = 0, reps: int = 2000, sampler=default_sampler, log=print, segments: int = 1) -> dict:
+    """Rung 2 (module docstring), on the videos whose camera pans. ``segments`` > 1: the shift over that many
+    segments generated from the start frame by the loop (each segment after the first from the model's own
+    history), against the shift the prompt states over that time."""
     t0, c0 = time.time(), time.process_time()
+    if int(segments) != segments or segments < 1:
+        raise ValueError(f"r2 segments must be a whole number ≥ 1, got {segments}")
     moving = [i for i, v in enumerate(videos) if v.params.pan != 0]
     if len(moving) < 2:
         raise ValueError(f"r2 needs at least 2 videos with a panning camera, got {len(moving)} of {len(videos)}")
     vids = [videos[i] for i in moving]
-    lat = latents[moving][:, :, : 1 + window]
+    frames_n = segments * window
+    if latents.shape[2] < 1 + frames_n or any(len(v.frames) < 1 + frames_n for v in vids):
+        raise ValueError(f"r2 over {segments} segments needs videos of ≥ {1 + frames_n} frames")
+    lat = latents[moving][:, :, : 1 + frames_n]
     starts = lat[:, :, :1].to(model.device)
-    seg_seconds = window * model.temporal_factor / vids[0].fps
+    seg_seconds = frames_n * model.temporal_factor / vids[0].fps
     variants = [prompt_variants(v.params, seg_seconds) for v in vids]
     first = decode(model, lat[:, :, :1])[:, 0]
     codec_seg = decode(model, lat[:, :, 1:])
-    true_dx = np.array([v.truth["camera"][window][0] - v.truth["camera"][0][0] for v in vids], np.float64)
+    true_dx = np.array([v.truth["camera"][frames_n][0] - v.truth["camera"][0][0] for v in vids], np.float64)
     sign = np.sign([v.params.pan for v in vids])
     idx = resamples(len(vids), reps, seed)
-    ref = {REF_RAW: np.array([segment_shift(v.frames[0], v.frames[1 : 1 + window])[0] for v in vids]),
+    ref = {REF_RAW: np.array([segment_shift(v.frames[0], v.frames[1 : 1 + frames_n])[0] for v in vids]),
            REF_CODEC: np.array([segment_shift(first[i], codec_seg[i])[0] for i in range(len(vids))])}
-    out = {"videos": [int(v.params.seed) for v in vids], "segment_seconds": seg_seconds,
+    out = {"videos": [int(v.params.seed) for v in vids], "segments": segments, "segment_seconds": seg_seconds,
            "true_dx": true_dx.tolist(), "references": {}, "memory": {}}
     for name, est in ref.items():
         corr, slope = _corr_slope(est[idx], true_dx[idx])
         out["references"][name] = {"corr": interval(corr), "gain": interval(slope),
-                                   "sign_agreement": interval((np.sign(est) == np.sign(true_dx))[idx].mean(-1)),
+                                   "sign_agreement": interval((np.sign(est) == sign)[idx].mean(-1)),  # the stated sign
                                    "mean_abs_dx": interval(np.abs(est)[idx].mean(-1))}
     for m in memories:
         lats, dx = {}, {}
@@ -309,8 +316,13 @@ def run_r2(model, videos, latents: torch.Tensor, memories=("on", "off"), opts: S
                 cond = model.conditioning(prompts, starts)
             state = init_state(model, starts, cond, seed + (1 if name == R2_SEED else 0),
                                MemoryConfig(window=window, memory_mode=m))
-            with torch.no_grad():
-                x = sampler(model, state, cond, opts).float().cpu()
+            xs = []
+            for k in range(segments):
+                with torch.no_grad():
+                    xs.append(sampler(model, state, cond, opts).float().cpu())
+                if k + 1 < segments:
+                    state = step(model, state, xs[-1].to(model.device))
+            x = torch.cat(xs, 2)
             lats[name] = x
             frames = decode(model, x)
             dx[name] = np.array([segment_shift(first[i], frames[i])[0] for i in range(len(vids))])
@@ -334,7 +346,7 @@ def run_r2(model, videos, latents: torch.Tensor, memories=("on", "off"), opts: S
         out["memory"][m] = {"rows": rows, "follows_stated_shift": {"corr": interval(corr), "gain": interval(slope)},
                             "measured_dx": {n: dx[n].tolist() for n in R2_VARIANTS}}
     secs, cpu = time.time() - t0, time.process_time() - c0
-    log(f"r2: {len(vids)} panning videos × {len(R2_VARIANTS)} prompts × memory {'/'.join(memories)}: {cpu:.1f} CPU s ({secs:.1f} s wall)")
+    log(f"r2: {len(vids)} panning videos × {len(R2_VARIANTS)} prompts × {segments} segment(s) × memory {'/'.join(memories)}: {cpu:.1f} CPU s ({secs:.1f} s wall)")
     out["seconds"], out["cpu_seconds"] = round(secs, 1), round(cpu, 1)
     return out
 
@@ -407,7 +419,7 @@ def markdown(res: dict) -> str:
         out.append("")
     if "r2" in res:
         r = res["r2"]
-        out.append(f"r2 ({len(r['videos'])} panning videos, first segment = {r['segment_seconds']:g} s; true |dx| "
+        out.append(f"r2 ({len(r['videos'])} panning videos, first {r.get('segments', 1)} segment(s) = {r['segment_seconds']:g} s; true |dx| "
                    f"{np.mean(np.abs(r['true_dx'])):.2f} px)\n")
         for name, row in r["references"].items():
             out.append(f"- {name}: corr {_fmt(row['corr'], 2)}, gain {_fmt(row['gain'], 2)}, sign agreement {_fmt(row['sign_agreement'], 2)}")
@@ -441,6 +453,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sampler", default=None, help="euler or unipc (default: the bundle's, else euler)")
     ap.add_argument("--shift", type=float, default=None, help="time shift (default: the bundle's, else 2)")
     ap.add_argument("--window", type=int, default=None, help="latent frames per segment (default: the bundle's, else 4)")
+    ap.add_argument("--r2-segments", type=int, default=1, help="r2: segments generated from the start frame (1: the first)")
     ap.add_argument("--r3-seconds", type=float, default=60.0, help="r3: video length")
     ap.add_argument("--seed", type=int, default=0, help="noise and bootstrap seed")
     ap.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
@@ -466,13 +479,13 @@ def main(argv=None) -> int:
     res = {"model": a.model, "heldout_seeds": world.heldout_seeds(a.videos, a.heldout_start), "settings": st,
            "memory": list(memories), "seed": a.seed, "reps": a.reps, "threads": a.threads}
     if "r1" in rungs or "r2" in rungs:
-        frames = 1 + (positions[-1] + 1) * w if "r1" in rungs else 1 + w
+        frames = max(1 + (positions[-1] + 1) * w if "r1" in rungs else 1, 1 + a.r2_segments * w)
         videos = heldout_videos(a.videos, (frames - 1) / fps, a.heldout_start, fps)
         lat = encode(model, videos)
         if "r1" in rungs:
             res["r1"] = run_r1(model, videos, lat, positions, memories, opts, w, a.seed, a.reps, log=log)
         if "r2" in rungs:
-            res["r2"] = run_r2(model, videos, lat, memories, opts, w, a.seed, a.reps, log=log)
+            res["r2"] = run_r2(model, videos, lat, memories, opts, w, a.seed, a.reps, log=log, segments=a.r2_segments)
     if "r3" in rungs:
         videos = heldout_videos(a.videos, a.r3_seconds, a.heldout_start, fps)
         res["r3"] = run_r3(model, videos, memories, opts, w, a.seed, a.reps, log=log)

@@ -134,3 +134,21 @@ def test_r3_scores_the_rollout_with_the_references(tiny_model):
     assert set(res["rows"]) == {ladder.GEN.format("off"), *metrics.REFERENCES}
     assert res["rows"][ladder.GEN.format("off")]["mean_mse_to_truth"]["value"] > 0
     assert res["rows"][metrics.REF_FIRST]["tracking_corr"] in (None,) or res["rows"][metrics.REF_FIRST]["tracking_corr"]["value"] == 0.0
+
+
+def test_r2_oracle_that_ignores_the_prompt(lossless, videos):
+    """The true video whatever the prompt: the true prompt's shift agrees in sign, the flipped one's does not,
+    and no prompt changes the prediction."""
+    lat = ladder.encode(lossless, videos)
+    moving = [i for i, v in enumerate(videos) if v.params.pan != 0]  # r2 runs on these
+    res = ladder.run_r2(lossless, videos, lat, memories=("off",), window=W, reps=100, sampler=oracle(lat[moving]),
+                        log=lambda m: None, segments=4)
+    assert res["videos"] == [videos[i].params.seed for i in moving]
+    ref = res["references"][ladder.REF_RAW]
+    rows = res["memory"]["off"]["rows"]
+    assert rows[ladder.R2_TRUE]["sign_agreement"]["value"] == ref["sign_agreement"]["value"] >= 0.8
+    assert rows[ladder.R2_FLIP]["sign_agreement"]["value"] <= 0.2
+    assert rows[ladder.R2_TRUE]["shift_ratio"]["value"] == pytest.approx(1, abs=0.25)
+    assert all(r["relative_change"]["value"] == 0.0 for r in rows.values())
+    with pytest.raises(ValueError, match="frames"):
+        ladder.run_r2(lossless, videos, lat, memories=("off",), window=W, sampler=oracle(lat), segments=50, log=lambda m: None)
