@@ -127,13 +127,13 @@ def test_ladder_command_on_a_tiny_random_model_is_deterministic(tmp_path):
 
 
 def test_r3_scores_the_rollout_with_the_references(tiny_model):
-    vids = ladder.heldout_videos(2, seconds=1.0)
-    res = ladder.run_r3(tiny_model, vids, memories=("off",), opts=SamplerOptions(steps=1), window=W, reps=20, log=lambda m: None)
     from pfvg_core import metrics
 
+    vids = ladder.heldout_videos(2, seconds=1.0)
+    res = ladder.run_r3(tiny_model, vids, memories=("off",), opts=SamplerOptions(steps=1), window=W, reps=20, log=lambda m: None)
     assert set(res["rows"]) == {ladder.GEN.format("off"), *metrics.REFERENCES}
     assert res["rows"][ladder.GEN.format("off")]["mean_mse_to_truth"]["value"] > 0
-    assert res["rows"][metrics.REF_FIRST]["tracking_corr"] in (None,) or res["rows"][metrics.REF_FIRST]["tracking_corr"]["value"] == 0.0
+    assert res["rows"][metrics.REF_FIRST]["tracking_corr"]["value"] == 0.0  # a still video does not track the camera
 
 
 def test_r2_oracle_that_ignores_the_prompt(lossless, videos):
