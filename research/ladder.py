@@ -30,7 +30,6 @@ Deterministic for a fixed ``--seed`` (noise from the memory state's seed stream,
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
