@@ -45,16 +45,25 @@ def _run(argv):
 
 @pytest.fixture
 def finite_frames(monkeypatch):
-    """Every frame that reaches a video file must be finite."""
-    real = video_io.to_uint8_frames
+    """Every frame that reaches a video file must be finite: each chunk the decoder makes is looked at before it is
+    kept (``decoding.decode_video``, which the CLI decodes with)."""
+    from pfvg_core import decoding
+
+    real = decoding.decode_video
     seen = []
 
-    def checked(pixels):
-        assert torch.isfinite(pixels).all(), "a non-finite frame reached the output"
-        seen.append(pixels.shape)
-        return real(pixels)
+    def checked(codec, latents, **kw):
+        inner = kw.get("on_chunk")
 
-    monkeypatch.setattr(video_io, "to_uint8_frames", checked)
+        def look(px, t0):
+            if inner is not None:
+                inner(px, t0)  # the CLI's own check first: a non-finite chunk must stop the run there
+            assert torch.isfinite(px).all(), "a non-finite frame reached the output"
+            seen.append(tuple(px.shape))
+
+        return real(codec, latents, **{**kw, "on_chunk": look})
+
+    monkeypatch.setattr(decoding, "decode_video", checked)
     return seen
 
 
