@@ -15,31 +15,32 @@ run draws exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
-import warnings
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from . import distributed, flow
 from .atomic import atomic_dir, clean_stale, is_temp, write_json, write_text
-from .backbone import resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, read_safetensors, save_safetensors_atomic
 from .data import LatentDataset, step_order
 from .forcing import make_strategy, sample_t
-from .framepack import Schedule
 from .loop import Cancelled, segment_context, velocity
-from .model import Conditioning, PFVGModel, resolve_model, stack_prompts
-from .speed import COMPILE_MODES, compile_blocks
-from .state import MemoryConfig, init_state, step
-from .validate import STAGE, TRAINING, check_fields, number
+from .model import Conditioning, PFVGModel, stack_prompts
+from .speed import compile_blocks
+from .state import init_state, step
+
+# configuration and model placement live beside the loop (re-exported: ``from pfvg_core.train import TrainConfig``)
+from .train_config import (FULL_SIZE_PARAMS, PLANS, StageConfig, TrainConfig, _build, _memory_alias,  # noqa: F401,E402
+                           _shared_config, load_config, paper_stages)
+from .train_placement import (_check_dataset_fits, _skip_whole_net_stages, load_training_model,  # noqa: F401,E402
+                              save_model, trainable_in_fp32, with_block_offload)
 
 PARAM_GROUPS = ("all", "last-layers", "semanticpack", "dit", "encoders")
 
@@ -90,206 +91,6 @@ def flow_matching_loss(model: PFVGModel, ctx, clip: torch.Tensor, cond: Conditio
     v = velocity(model, ctx, x_t, t, cond, guidance)
     loss = torch.nn.functional.mse_loss(v, flow.target_velocity(clip, noise).float())
     return (loss, (x_t, t, v)) if return_forward else loss
-
-
-# --- configuration -----------------------------------------------------------------------------
-@dataclass
-class StageConfig:
-    name: str
-    forcing: str = "teacher"
-    params: str = "all"
-    steps: int = 100  # optimizer steps
-    lr: float | None = None  # default: TrainConfig.lr
-    student_steps: int = 5
-
-    def __post_init__(self):
-        make_strategy(self.forcing)
-        for k, lim in STAGE.items():  # finite, bounded (validate.py)
-            setattr(self, k, number(f"stage {str(self.name)[:40]!r} option {k}", getattr(self, k), lim))
-
-
-def paper_stages(stage1_steps: int = 100, stage2_steps: int = 50) -> list[StageConfig]:
-    """PFVG §4.1: stage 1 teacher forcing on the whole net; stage 2 Direct Forcing on the output layers."""
-    return [StageConfig("stage1-teacher", "teacher", "all", stage1_steps),
-            StageConfig("stage2-direct", "direct", "last-layers+semanticpack", stage2_steps)]
-
-
-@dataclass
-class TrainConfig:
-    model: str = "random:tiny"  # a PFVG model folder, or random:<config>
-    data: str = "data"
-    out: str = "runs/train"
-    stages: list[StageConfig] = field(default_factory=paper_stages)
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    seed: int = 0
-    t_dist: str = "logit_normal"
-    shift: float = 1.0
-    guidance: float = 10.0
-    window: int = 9
-    schedule: str = "td_f16k4f2k2f1k1"
-    rope: str = "video"
-    memory_mode: str = "on"  # on | off | zero (MemoryConfig.memory_mode)
-    accumulate: str | int = "video"  # "video" or every N clips
-    videos_per_step: int = 1  # global batch of videos per optimizer step
-    video_batch: int = 1  # videos stacked in one forward pass ([B, ...]; clips cut to the shortest of them)
-    max_clips: int | None = None  # cap clips per video (None: all)
-    save_every: int = 50  # optimizer steps between checkpoints
-    keep_checkpoints: int = 2
-    open_gate: float = 0.0  # log-weight a closed SemanticPack gate opens to when it trains (0: plain context, as the paper)
-    log: str = "train_log.jsonl"
-    device: str = "auto"  # auto (CUDA when there is one) | cpu | cuda | cuda:N
-    amp: str = "off"  # off | bf16 (autocast on the forward passes) | auto (bf16 on CUDA, off on CPU)
-    compile: str = "off"  # off | blocks: torch.compile of the DiT's repeated blocks (``speed.compile_blocks``)
-    psi_bptt: int = 1  # ψ updates a loss backpropagates through (1: only the last, as PFVG A.2; k: truncated BPTT)
-    # memory plan for big models (FramePack-F1; docs/training.md):
-    plan: str = "none"  # none | 80gb | 24gb: presets of the four options below (PLANS)
-    base_dtype: str = "auto"  # frozen weights: auto (bf16 for a full-size DiT, else float32) | float32 | bfloat16
-    base_storage: str = "compute"  # compute | fp8_e4m3fn | fp8_e5m2: frozen matmul weights stored in fp8
-    offload: str = "none"  # none | group: DiT blocks rest on the CPU, moved in for each forward and recomputation
-    gradient_checkpointing: str = "auto"  # auto (on for a full-size DiT) | on | off
-    whole_net_stages: str = "auto"  # auto: stages training the whole DiT are skipped for a full-size DiT in one process
-    cpu_offload: bool = False  # under torchrun: FSDP keeps the sharded weights, gradients and AdamW state in host memory
-    memory: InitVar[str | None] = None  # deprecated alias of memory_mode (same values)
-
-    def __post_init__(self, memory: str | None = None):
-        if memory is not None:
-            self.memory_mode = _memory_alias(memory, self.memory_mode, "TrainConfig")
-        for k, lim in TRAINING.items():  # finite, bounded (validate.py)
-            setattr(self, k, number(f"training option {k}", getattr(self, k), lim))
-        if not isinstance(self.stages, list):
-            raise ValueError(f"stages: expected a list of stages ([[stage]] tables), got {type(self.stages).__name__}")
-        self.stages = [s if isinstance(s, StageConfig) else _build(StageConfig, s, "stage") for s in self.stages]
-        if not self.stages:
-            raise ValueError("at least one stage is needed")
-        if self.t_dist not in ("uniform", "logit_normal"):
-            raise ValueError(f"t_dist must be 'uniform' or 'logit_normal', got {self.t_dist!r}")
-        if not (isinstance(self.accumulate, int) and self.accumulate >= 1) and self.accumulate != "video":
-            raise ValueError(f"accumulate must be 'video' or a positive number of clips, got {self.accumulate!r}")
-        if self.videos_per_step < 1 or self.save_every < 1:
-            raise ValueError("videos_per_step and save_every must be ≥ 1")
-        if self.video_batch < 1 or self.videos_per_step % self.video_batch:
-            raise ValueError(f"video_batch must be ≥ 1 and divide videos_per_step ({self.videos_per_step}), got {self.video_batch}")
-        if self.accumulate != "video" and self.videos_per_step != self.video_batch:
-            raise ValueError("accumulate by clips needs videos_per_step = video_batch (one forward batch per step)")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if self.amp not in ("off", "bf16", "auto"):
-            raise ValueError(f"amp must be 'off', 'bf16' or 'auto', got {self.amp!r}")
-        if self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
-        if self.psi_bptt < 1:
-            raise ValueError(f"psi_bptt must be ≥ 1, got {self.psi_bptt}")
-        if self.plan not in PLANS:
-            raise ValueError(f"plan must be one of {sorted(PLANS)}, got {self.plan!r}")
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for k, v in PLANS[self.plan].items():
-            if getattr(self, k) not in (v, defaults[k]):
-                raise ValueError(f"plan {self.plan!r} sets {k} = {v!r}, but the config gives {getattr(self, k)!r}: "
-                                 "drop one of them (docs/training.md: memory plans)")
-            setattr(self, k, v)
-        for k, allowed in (("base_dtype", ("auto", "float32", "bfloat16")), ("base_storage", ("compute", "fp8_e4m3fn", "fp8_e5m2")),
-                           ("offload", ("none", "group")), ("gradient_checkpointing", ("auto", "on", "off")),
-                           ("whole_net_stages", ("auto", "on"))):
-            if getattr(self, k) not in allowed:
-                raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}")
-        self.memory_config()  # validates window, schedule, rope, memory_mode
-
-    def memory_config(self) -> MemoryConfig:
-        return MemoryConfig(window=self.window, schedule=Schedule.parse(self.schedule), rope=self.rope, memory_mode=self.memory_mode)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def torch_device(self) -> torch.device:
-        """``auto``: the first CUDA device when there is one, else the CPU (``backbone.resolve_device``)."""
-        return resolve_device(self.device)
-
-    def autocast(self, device: torch.device, force: bool = False):
-        """bf16 autocast of the forward passes when asked (``auto``: on CUDA only; ``force``: a bf16 base with
-        fp32 trainable weights needs it); the loss stays fp32."""
-        on = force or self.amp == "bf16" or (self.amp == "auto" and device.type == "cuda")
-        return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
-
-
-# Single-GPU memory plans for stage 2 of a full-size DiT (figures: docs/training.md, ``bench train-f1``).
-PLANS = {
-    "none": {},
-    "80gb": dict(base_dtype="bfloat16", base_storage="compute", offload="none", gradient_checkpointing="on"),
-    "24gb": dict(base_dtype="bfloat16", base_storage="fp8_e4m3fn", offload="group", gradient_checkpointing="on"),
-}
-FULL_SIZE_PARAMS = 1_000_000_000  # a DiT this big is "full size": bf16 base, checkpointing, no whole-net stage alone
-
-
-def _memory_alias(memory, memory_mode, where: str):
-    """The old option name ``memory`` (a memory *mode*: on, off, zero) maps to ``memory_mode``."""
-    if memory_mode not in (None, "on") and memory != memory_mode:
-        raise ValueError(f"{where}: give memory_mode only (memory is its deprecated alias), got memory={memory!r} "
-                         f"and memory_mode={memory_mode!r}")
-    warnings.warn(f"{where}: option 'memory' is deprecated, use 'memory_mode' (same values: on, off, zero)",
-                  DeprecationWarning, stacklevel=3)
-    return memory
-
-
-def _build(cls, data: dict, what: str):
-    check_fields(cls, data, what)  # known names and annotated types (validate.py)
-    try:
-        return cls(**data)
-    except TypeError as e:
-        raise ValueError(f"invalid {what} options: {e}") from e
-
-
-def load_config(path: str) -> TrainConfig:
-    """Read a TOML (or YAML, if PyYAML is installed) training config; unknown options are errors."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"training config not found: {path}")
-    if path.endswith((".yaml", ".yml")):
-        try:
-            import yaml
-        except ImportError as e:
-            raise ValueError(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use TOML") from e
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    else:
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib
-        with open(path, "rb") as f:
-            try:
-                data = tomllib.load(f)
-            except tomllib.TOMLDecodeError as e:
-                raise ValueError(f"{path}: invalid TOML: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a table of options, got {type(data).__name__}")
-    if "stage" in data:  # [[stage]] tables
-        data["stages"] = data.pop("stage")
-    if "memory" in data:  # configs written before memory_mode
-        data["memory_mode"] = _memory_alias(data.pop("memory"), data.get("memory_mode"), path)
-    check_fields(TrainConfig, data, "training")
-    base = os.path.dirname(os.path.abspath(path))
-    for key in ("data", "out"):
-        if key in data and not os.path.isabs(data[key]):
-            data[key] = os.path.join(base, data[key])
-    if "model" in data and not data["model"].startswith("random:") and not os.path.isabs(data["model"]):
-        data["model"] = os.path.join(base, data["model"])
-    return _build(TrainConfig, data, "training")
-
-
-def _shared_config(config: TrainConfig) -> dict:
-    """The options every rank must agree on: all but the paths, which may differ from node to node
-    (the data itself is compared separately)."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("data", "out") and not (k == "model" and os.path.isdir(v))}
-
-
-def save_model(model: PFVGModel, folder: str, state: dict[str, torch.Tensor] | None = None) -> None:
-    """Write the trained model's bundle: the one writer of the single-process run's final model and of the
-    distributed run's consolidated export (``state``: the weights ``distributed.full_state_dict`` gathered)."""
-    model.save(folder, state)
 
 
 # --- the trainer -------------------------------------------------------------------------------
@@ -741,109 +542,6 @@ class Trainer:
             return
         keep = [json.dumps(r) + "\n" for r in read_log(self.cfg.out, self.cfg.log) if r["global_step"] <= upto]
         write_text(path, "".join(keep))
-
-
-def load_training_model(cfg: TrainConfig, device: torch.device) -> PFVGModel:
-    """The model ``cfg.model`` names: ``random:<config>``, ``default``, a PFVG bundle folder, or FramePack-F1 as
-    published (a diffusers transformer folder or one ``.safetensors`` file, fp8 files included: wrapped with a
-    fresh SemanticPack and a reference to the base weights, so that only what trains is saved). Frozen weights
-    in ``base_dtype`` (auto: bf16 for a full-size DiT) with ``base_storage`` / ``offload``."""
-    from .backbone import resolve_storage
-    from .checkpoint import safetensors_dtypes
-    from .model import BUNDLE_FILE
-    from .model import load_model_path
-
-    spec = cfg.model
-    if spec == "default" or spec.startswith("random:"):
-        return resolve_model(spec).to(device)
-    if not os.path.exists(spec):
-        raise FileNotFoundError(f"training option model: {spec} not found (a PFVG model folder, a FramePack-F1 diffusers "
-                                "folder or .safetensors file, or random:<config>)")
-    files = [spec] if os.path.isfile(spec) else [os.path.join(spec, f) for f in os.listdir(spec) if f.endswith(".safetensors")]
-    if os.path.isfile(os.path.join(spec, BUNDLE_FILE)) and not os.path.isfile(os.path.join(spec, "dit.safetensors")):
-        with open(os.path.join(spec, BUNDLE_FILE)) as f:
-            base = (json.load(f).get("meta") or {}).get("base") or {}
-        from .checkpoint import _weight_files
-
-        files = _weight_files(base["path"]) if os.path.exists(base.get("path", "")) else files
-    n = 0
-    for f in files:
-        if f.endswith(".safetensors") and os.path.isfile(f) and not f.endswith(("semanticpack.safetensors", "codec.safetensors")):
-            for _, shape in safetensors_dtypes(f).values():
-                n += int(torch.tensor(shape).prod()) if shape else 1
-    dtype = cfg.base_dtype if cfg.base_dtype != "auto" else ("bfloat16" if n >= FULL_SIZE_PARAMS else "float32")
-    storage = cfg.base_storage if resolve_storage(cfg.base_storage) is not None else "compute"
-    if cfg.offload == "group":  # frozen blocks rest on the CPU, each on the GPU only while it runs (offload.py)
-        return with_block_offload(load_model_path(spec, os.path.basename(spec.rstrip("/")), resolve_dtype(dtype), device="cpu",
-                                                  storage=storage), device)
-    return load_model_path(spec, os.path.basename(spec.rstrip("/")), resolve_dtype(dtype), device=device, storage=storage).to(device)
-
-
-def with_block_offload(model: PFVGModel, device: torch.device) -> PFVGModel:
-    """``model`` (on the CPU) with its DiT's blocks offloaded for training (``offload.BlockOffload``) and the rest on
-    ``device``: the 24 GB plan's block offload that also works under backward with gradient checkpointing."""
-    from .offload import BlockOffload
-
-    BlockOffload(model.dit, device)
-    for m in (model.semanticpack, model.text_encoder, model.image_encoder, model.codec):
-        if m is not None:
-            m.to(device)
-    return model
-
-
-def trainable_in_fp32(model: PFVGModel, params: list[torch.nn.Parameter]) -> None:
-    """Trainable weights in fp32 (master weights; bf16 autocast computes), frozen ones as loaded (bf16 / fp8).
-    A trainable layer under fp8 layerwise casting is taken out of it (diffusers' hook would store it back in fp8)."""
-    chosen = {id(p) for p in params}
-    for mod in model.modules():
-        own = list(mod.parameters(recurse=False))
-        if not any(id(p) in chosen for p in own):
-            continue
-        reg = getattr(mod, "_diffusers_hook", None)
-        hook = reg.get_hook("layerwise_casting") if reg is not None else None
-        if hook is not None:  # (diffusers cannot remove it) make its casts no-ops: the layer stays fp32
-            hook.storage_dtype = hook.compute_dtype = torch.float32
-        for p in own:
-            if id(p) in chosen and p.dtype != torch.float32:
-                p.data = p.data.float()
-
-
-def _skip_whole_net_stages(cfg: TrainConfig, full_size: bool, world: int) -> TrainConfig:
-    """PFVG §4.1 stage 1 trains the whole net: for a full-size DiT (12.9 B parameters; AdamW's state alone
-    ≈ 206 GB) in one process it cannot fit one GPU, so with ``whole_net_stages = 'auto'`` such stages are
-    skipped, with a message saying why; several GPUs run them under torchrun (docs/training.md)."""
-    if not full_size or world > 1 or cfg.whole_net_stages != "auto":
-        return cfg
-    whole = [s for s in cfg.stages if {"all", "dit"} & {g.strip() for g in s.params.split("+")}]
-    if not whole:
-        return cfg
-    kept = [s for s in cfg.stages if s not in whole]
-    msg = (f"stage(s) {', '.join(repr(s.name) for s in whole)} train the whole DiT: at full size that needs ≈ 206 GB of "
-           "optimizer state alone, more than one GPU holds, so they are skipped in a single process (run them on several "
-           "GPUs under torchrun, or set whole_net_stages = 'on')")
-    if not kept:
-        raise ValueError(msg.replace("so they are skipped", "and no other stage is left") )
-    warnings.warn(msg, stacklevel=3)
-    print(f"note: {msg}", flush=True)
-    return dataclasses.replace(cfg, stages=kept)
-
-
-def _check_dataset_fits(model: PFVGModel, data: LatentDataset) -> None:
-    """A cached F1 dataset's latent scale / temporal factor must be the model's (recorded on the model when it
-    has none, e.g. a tiny test DiT)."""
-    meta = data.meta(0) if len(data) else {}
-    if "latent_scale" not in meta:
-        return
-    for key, have in (("latent_scale", model.meta.get("latent_scale")), ("temporal_factor", model.meta.get("temporal_factor"))):
-        want = meta.get(key)
-        if want is None:
-            continue
-        if have is None:
-            model.meta[key] = want
-        elif abs(float(have) - float(want)) > 1e-6:
-            raise ValueError(f"dataset {data.folder}: {key} {want} differs from the model's {have} (encoded with another VAE?)")
-    if meta.get("fps"):  # generation then runs at the rate the model was trained at
-        model.meta.setdefault("fps", float(meta["fps"]))
 
 
 def cached_conditioning(videos, latent_offset: int) -> Conditioning:

@@ -167,12 +167,12 @@ def test_stage2_trains_one_step_on_the_card(f1, tmp_path, monkeypatch, plan):  #
     """``device = "cuda"`` with the card standing for CUDA: the frozen bf16 base, the trained layers and every tensor a
     step makes (clips, noise, t, ψ) where the DiT computes. (The 24gb plan's block offload swaps ``param.data`` between
     devices, which a meta tensor cannot take: its order of moves is tested on the CPU in test_grad_checkpointing.)"""
-    import pfvg_core.train as train
+    import pfvg_core.train_config as train_config
     from pfvg_core.cli import main
 
     read_files_to_the_card(monkeypatch)
     register_card_backend(monkeypatch)
-    monkeypatch.setattr(train, "resolve_device", lambda d: CARD)
+    monkeypatch.setattr(train_config, "resolve_device", lambda d: CARD)
     out = str(tmp_path / "run")
     path = _train_toml(f1, out, plan=plan)
     with open(path) as fh:
