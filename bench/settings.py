@@ -1,7 +1,7 @@
 """The F1 template's default speed settings from a measured ``python -m bench f1 --suite``.
 
 ``recommend_settings`` picks the fastest measured row within an error bound among the settings every card runs;
-``workflows/make_workflows.py --speed-from SUITE.json`` writes its choice into the F1 template.
+``example_workflows/make_workflows.py --speed-from SUITE.json`` writes its choice into the F1 template.
 """
 from __future__ import annotations
 

@@ -304,7 +304,7 @@ def bench_f1_suite(config: str = "hunyuan-f1", layers: tuple[int, int] | None = 
             _free()
     result["elapsed_s"] = round(suite.elapsed, 1)
     result["stopped_early"] = any("time budget" in str(r.get("skipped", "")) for r in result["rows"])
-    try:  # the F1 template's default (workflows/make_workflows.py --speed-from this file)
+    try:  # the F1 template's default (example_workflows/make_workflows.py --speed-from this file)
         result["recommended_settings"] = recommend_settings(result["rows"], error_bound)
     except ValueError as e:
         result["recommended_settings"] = {"none": str(e)}

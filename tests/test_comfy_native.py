@@ -46,7 +46,7 @@ def test_demo_inputs_install_is_a_no_op_without_comfyui(monkeypatch, tmp_path):
 
 
 def test_every_template_image_is_a_demo_input():
-    sys.path.insert(0, os.path.join(ROOT, "workflows"))
+    sys.path.insert(0, os.path.join(ROOT, "example_workflows"))
     mw = importlib.import_module("make_workflows")
     for name, build in mw.WORKFLOWS.items():
         for node in build().api().values():

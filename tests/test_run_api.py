@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location("run_api", os.path.join(HERE, "..", "workflows", "run_api.py"))
+spec = importlib.util.spec_from_file_location("run_api", os.path.join(HERE, "..", "example_workflows", "run_api.py"))
 run_api = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_api)
 

@@ -17,7 +17,7 @@ from test_node_safety import server  # noqa: F401  (fixture)
 from test_nodes import N, comfy_env  # noqa: F401  (fixture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WF = os.path.join(os.path.dirname(HERE), "workflows")
+WF = os.path.join(os.path.dirname(HERE), "example_workflows")
 sys.path.insert(0, WF)
 
 import make_workflows as mw  # noqa: E402

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WF = os.path.join(os.path.dirname(HERE), "workflows")
+WF = os.path.join(os.path.dirname(HERE), "example_workflows")
 sys.path.insert(0, WF)
 
 import make_workflows as mw  # noqa: E402
@@ -231,12 +231,12 @@ def test_headless_client_is_stdlib_only():
 
 def test_templates_are_served_no_folder_shadows_workflows():
     """ComfyUI's custom-node manager serves the first of these folders it finds under one URL prefix
-    (/api/workflow_templates/<pack>) and lists the .json files of all of them: only workflows/ may exist."""
+    (/api/workflow_templates/<pack>) and lists the .json files of all of them: only example_workflows/ may exist."""
     root = os.path.dirname(HERE)
-    served = ["example_workflows", "example", "examples", "workflow", "workflows"]  # ComfyUI's order
+    served = ["example_workflows", "example", "examples", "workflow", "workflows"]  # ComfyUI's order (app/custom_node_manager.py)
     present = [d for d in served if os.path.isdir(os.path.join(root, d))]
-    assert present == ["workflows"], present
-    names = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(root, "workflows", "*.json")))
+    assert present == ["example_workflows"], present
+    names = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(root, "example_workflows", "*.json")))
     assert names == sorted(mw.TITLES.values())  # the template list is exactly our workflows, by title
 
 

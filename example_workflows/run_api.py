@@ -2,7 +2,7 @@
 """Run an API-format workflow on a running ComfyUI, follow its progress, download its outputs.
 Standard library only.
 
-    python workflows/run_api.py workflows/api/pfvg_long_video_embedded.json \\
+    python example_workflows/run_api.py example_workflows/api/pfvg_long_video_embedded.json \\
         --server 127.0.0.1:8188 --upload demo/start.png:pfvg_start.png --out outputs/
 
 ``--set NODE.INPUT=VALUE`` overrides an input (JSON value, e.g. --set 4.seconds=10).

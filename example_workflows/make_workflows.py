@@ -1,9 +1,9 @@
 """Writes the shared workflows in both formats from one description:
-UI format (drag into ComfyUI; ComfyUI's template browser lists them) in workflows/<title>.json, API
-format (headless /prompt) in workflows/api/<name>.json.
+UI format (drag into ComfyUI; ComfyUI's template browser lists them) in example_workflows/<title>.json, API
+format (headless /prompt) in example_workflows/api/<name>.json.
 
-    python workflows/make_workflows.py               # the JSON files
-    python workflows/make_workflows.py --thumbnails  # and each template's thumbnail, workflows/<title>.jpg
+    python example_workflows/make_workflows.py               # the JSON files
+    python example_workflows/make_workflows.py --thumbnails  # and each template's thumbnail, example_workflows/<title>.jpg
 
 ComfyUI's template browser (frontend 1.27) shows a custom node pack's template by its file name (title and
 description) with ``<file name>.jpg`` as its thumbnail, so a UI file is named by its title. A template opens
@@ -275,7 +275,7 @@ def evaluate():
 F1_SCHEDULE = f"0: {PROMPT}\n[15s] the ball slows down and stops beside the yellow triangle"
 
 
-SPEED_FILE = os.path.join(HERE, "f1_speed.json")  # written by --speed-from (a measured bench f1 --suite)
+SPEED_FILE = os.path.join(os.path.dirname(HERE), "bench", "f1_speed.json")  # written by --speed-from (a measured suite); not in the template folder, whose every .json is listed as a template
 
 
 def f1_speed_widgets() -> dict:
@@ -375,7 +375,7 @@ TITLES = {name: title for name, (title, _, _) in TEMPLATES.items()}
 
 
 def ui_path(name: str, ext: str = "json") -> str:
-    """workflows/<title>.<ext>: the template file ComfyUI lists (its name is the title the browser shows)."""
+    """example_workflows/<title>.<ext>: the template file ComfyUI lists (its name is the title the browser shows)."""
     return os.path.join(HERE, f"{TITLES[name]}.{ext}")
 
 
