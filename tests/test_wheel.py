@@ -51,7 +51,13 @@ def _fresh_venv(folder: Path) -> Path:
     py = folder / "bin" / "python"
     out = subprocess.run([sys.executable, "-I", "-c", "import sys; print('\\n'.join(sys.path))"], capture_output=True,
                          text=True, cwd=folder, check=True).stdout.split("\n")
-    paths = [p for p in out if p and os.path.isdir(p) and not Path(p).resolve().is_relative_to(ROOT)]
+    prefix = Path(sys.prefix).resolve()  # the running environment (make's .venv lives inside the repository)
+
+    def shared(p: str) -> bool:
+        r = Path(p).resolve()
+        return not r.is_relative_to(ROOT) or r.is_relative_to(prefix)
+
+    paths = [p for p in out if p and os.path.isdir(p) and shared(p)]
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True,
                           text=True, check=True).stdout.strip()
     Path(site, "zz_shared_dependencies.pth").write_text("\n".join(paths) + "\n")
