@@ -1,3 +1,5 @@
+import uuid
+
 from pfvg_core.operations import DatasetOptions, TrainOptions
 
 from . import comfy_io as io
@@ -25,6 +27,12 @@ class DirectForcingTrain:
                                        "existing = new saves to <output_name>_00001, _00002, …)."}),
             **c.widgets(TrainOptions),
         }, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, **inputs):
+        """Never served from ComfyUI's cache: pressing Run again trains again (with ``existing = new`` into
+        ``<output_name>_00001``, …), as a user expects of a node that writes a model."""
+        return uuid.uuid4().hex
 
     def train(self, model, dataset, output_name, unique_id=None, **inputs):
         return io.train(model, dataset, output_name, c.options(TrainOptions, inputs), node_id=unique_id)

@@ -93,3 +93,12 @@ def test_the_training_template_reruns_without_touching_the_first_model(comfy_env
     assert os.path.basename(path1) == "again" and os.path.basename(path2) == "again_00001"
     assert (comfy_env.root / "models" / "pfvg" / "again" / "dit.safetensors").read_bytes() == before
     assert PFVGModel.load(path2).model_id == second.model_id != PFVGModel.load(path1).model_id
+
+
+def test_pressing_run_again_trains_again_not_served_from_comfyuis_cache():
+    """ComfyUI reuses a node's cached outputs while its inputs and IS_CHANGED value are the same: Direct Forcing Train
+    gives a new value every time, so a second press of Run with the same settings trains (and saves) again."""
+    node = N["PFVGDirectForcingTrain"]
+    inputs = dict(model=None, dataset="pfvg_world", output_name="pfvg_trained")
+    values = {node.IS_CHANGED(**inputs) for _ in range(3)}
+    assert len(values) == 3 and all(isinstance(v, str) and v == v for v in values)  # distinct, never NaN
