@@ -80,16 +80,38 @@ def select_parameters(model: PFVGModel, groups: str) -> list[torch.nn.Parameter]
     return [p for p in model.parameters() if id(p) in chosen]
 
 
+def motion_weights(clip: torch.Tensor, previous: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-location loss weights [B, 1, W, H, W] that pay for what moves: 1 + ``strength`` · d / mean(d), with
+    d = |x_k − x_{k−1}| (channel mean) between each latent frame of the clip and the one before it (``previous``
+    [B, C, 1, H, W]: the last frame before the clip). A plain flow loss is dominated by the still background:
+    copying the last frame already scores well, so the gradient for continuing a camera pan or a sprite's path is
+    a few percent of it. Weighted, the locations that change carry ``strength``× more of the loss (as the codec's
+    loss weights sprite pixels). Computed from the latents alone: any dataset, no labels. Mean weight per video 1 + strength."""
+    frames = torch.cat([previous.to(clip.dtype), clip], dim=2)
+    d = (frames[:, :, 1:] - frames[:, :, :-1]).abs().mean(1, keepdim=True)
+    return 1 + strength * d / d.mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
+
+
 def flow_matching_loss(model: PFVGModel, ctx, clip: torch.Tensor, cond: Conditioning, generator: torch.Generator,
-                       t_dist: str, shift: float, guidance: float | None, return_forward: bool = False):
+                       t_dist: str, shift: float, guidance: float | None, return_forward: bool = False,
+                       motion_weight: float = 0.0, previous: torch.Tensor | None = None):
     """Eq. 5: E‖v_θ(x_t, t) − (x − ε)‖² for one clip [B, C, W, H, W] in its context.
+    ``motion_weight`` > 0 (with ``previous``, the latent frame before the clip): the squared error weighted by
+    ``motion_weights`` and normalised by the weights' sum (0: the paper's plain MSE).
     ``return_forward``: also return (x_t, t, v_θ) — Direct Forcing's eq. 7 reuses them."""
     b = clip.shape[0]
     t = sample_t(b, generator, t_dist, shift).to(clip.device)
     noise = torch.randn(clip.shape, generator=generator).to(clip.device)
     x_t = flow.interpolate(clip, noise, t)
     v = velocity(model, ctx, x_t, t, cond, guidance)
-    loss = torch.nn.functional.mse_loss(v, flow.target_velocity(clip, noise).float())
+    target = flow.target_velocity(clip, noise).float()
+    if motion_weight > 0:
+        if previous is None:
+            raise ValueError("motion_weight > 0 needs the latent frame before the clip (previous)")
+        w = motion_weights(clip.float(), previous.float(), motion_weight).expand_as(target)
+        loss = ((v.float() - target) ** 2 * w).sum() / w.sum()
+    else:
+        loss = torch.nn.functional.mse_loss(v, target)
     return (loss, (x_t, t, v)) if return_forward else loss
 
 
@@ -234,6 +256,7 @@ class Trainer:
         amp = self.amp
         scheduled = videos[0].features is not None and any(len(v.prompts) > 1 for v in videos)
         k = cfg.psi_bptt if self.train_psi and state.psi is not None else 1
+        previous = start  # the latent frame before clip i (the true one: the loss weights follow the data)
         for i in range(n):
             gen = torch.Generator().manual_seed(_seed(cfg.seed, self.pos.stage, self.pos.global_step, vids[0], i))
             clip = torch.cat([v.clip(i, cfg.window) for v in videos]).to(m.device)
@@ -241,11 +264,13 @@ class Trainer:
                 cond = self._conditioning(prompts, start, videos, i)
             with amp:
                 ctx = segment_context(m, state)
-                loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True)
+                loss, fwd = flow_matching_loss(m, ctx, clip, cond, gen, cfg.t_dist, cfg.shift, cfg.guidance, return_forward=True,
+                                               motion_weight=cfg.motion_weight, previous=previous)
             # with truncated BPTT, later losses of the block backpropagate through this clip's ψ update again
             chained = k > 1 and (i + 1) % k != 0
             (loss * scale).backward(retain_graph=self._needs_retain(i, n) or (chained and i + 1 < n))
             losses.append(loss.detach())
+            previous = clip[:, :, -1:]
             if step_every and (i + 1) % step_every == 0 and i + 1 < n:
                 self._optimizer_step()
                 # graphs built before the update refer to the old weights: rebuild / cut them

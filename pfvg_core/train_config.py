@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     t_dist: str = "logit_normal"
     shift: float = 1.0
+    motion_weight: float = 0.0  # > 0: the flow loss weighted to the latents that change (``train.motion_weights``)
     guidance: float = 10.0
     window: int = 9
     schedule: str = "td_f16k4f2k2f1k1"

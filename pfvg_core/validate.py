@@ -96,6 +96,7 @@ TRAINING: dict[str, Limit] = {
     "grad_clip": Limit(0, 1e6),
     "seed": SEED,
     "shift": Limit(0.01, 100),
+    "motion_weight": Limit(0, 1000),
     "guidance": Limit(0, 100),
     "window": Limit(1, 64, integer=True),
     "videos_per_step": Limit(1, 100_000, integer=True),

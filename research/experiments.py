@@ -128,7 +128,9 @@ class Budget:
     seeds: tuple = (0, 1, 2)
     window: int = 4
     steps: int = 12  # sampling steps at evaluation
-    shift: float = 2.0
+    shift: float = 2.0  # the sampler's shift at evaluation
+    train_shift: float = 2.0  # the training times' shift (``forcing.sample_t``): higher draws more high-noise clips
+    motion_weight: float = 0.0  # the flow loss weighted to the latents that change (``train.motion_weights``; 0: plain)
     lr: float = 3e-4
     stage2_lr: float = 1e-4
     accumulate: int = 2  # shared pretraining: an optimizer step every 2 clips
@@ -265,13 +267,14 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
         if os.path.isfile(os.path.join(data, "done")):
             return codec, b
     t0 = time.time()
+    if have_codec:  # rendered and encoded one video at a time (thousands of fresh videos never sit in memory at once)
+        vids = (world.make_video(s, seconds=b.seconds, fps=8) for s in world.train_seeds(b.train_videos))
+        _write_latents(data, codec, vids, device)
+        log(f"{b.train_videos} training videos × {b.seconds:g} s: latents ready with the codec in {work} ({time.time() - t0:.0f}s)")
+        return codec, b
     vids = [world.make_video(s, seconds=b.seconds, fps=8) for s in world.train_seeds(b.train_videos)]
     frames = np.concatenate([v.frames for v in vids])
     log(f"{len(vids)} training videos × {b.seconds:g} s, {len(frames)} frames ({time.time() - t0:.0f}s)")
-    if have_codec:
-        _write_latents(data, codec, vids, device)
-        log(f"latents ready with the codec in {work} ({time.time() - t0:.0f}s)")
-        return codec, b
     configs = [(b.codec_channels, b.sprite_weight)] + [tuple(c) for c in b.codec_candidates if tuple(c) != (b.codec_channels, b.sprite_weight)]
     held = [world.make_video(s, seconds=b.seconds, fps=8) for s in world.heldout_seeds(4, start=1000)] if len(configs) > 1 else []
     measured, codecs = [], []
@@ -311,7 +314,7 @@ def _train_config(b: Budget, data: str, out: str, stage: StageConfig, memory: st
                        warmup_steps=b.warmup,
                        accumulate=b.accumulate if pre else b.psi_bptt, videos_per_step=b.video_batch, video_batch=b.video_batch,
                        lr=b.lr if pre else b.stage1_lr,
-                       save_every=5, shift=2.0, device=device, psi_bptt=b.psi_bptt, amp=b.amp, compile=b.compile)
+                       save_every=5, shift=b.train_shift, motion_weight=b.motion_weight, device=device, psi_bptt=b.psi_bptt, amp=b.amp, compile=b.compile)
 
 
 def train_job(spec: dict) -> dict:
