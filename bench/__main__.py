@@ -10,7 +10,7 @@ import sys
 from pfvg_core.checkpoint import CheckpointError
 from pfvg_core.validate import strict_json
 
-WHAT = ("loop", "train", "f1", "train-f1", "cache", "compile", "steps", "threads", "decode")
+WHAT = ("loop", "train", "f1", "train-f1", "cache", "compile", "steps", "threads", "decode", "world-train")
 
 
 def run(a) -> dict | None:
@@ -30,6 +30,10 @@ def run(a) -> dict | None:
         from bench.train_f1 import run_train_f1
 
         return run_train_f1(a)
+    if a.what == "world-train":
+        from bench.world_train import run as run_world_train
+
+        return run_world_train(quick=a.quick, compile_too=a.compile)
     from bench import engine
 
     return engine.run(a.what, quick=a.quick, config=a.config or "small")
@@ -43,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="fewer segments (smoke run)")
     b.add_argument("--config", default=None, help="DiT config to measure (loop/train: small; f1: hunyuan-f1)")
+    b.add_argument("--compile", action="store_true", help="world-train: also measure torch.compile of the DiT's blocks")
     add_f1_options(b)
     return b
 

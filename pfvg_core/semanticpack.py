@@ -188,8 +188,12 @@ class _GatedMemoryAttnProcessor:
     - g ≠ 1 without a DiT mask (batch 1): log g is carried in ``gate_channels`` extra head channels,
       q' = [q, 1, 0…], k' = [k, log g / scale on ψ keys (0 elsewhere), 0…], v' = [v, 0…], with the
       softmax scale of the real head size, so q'·k'·scale = q·k·scale + log g exactly; no mask;
-    - a DiT mask (batch > 1 with padded prompts, where diffusers itself passes one): an additive
-      float mask with log g on the ψ keys and −∞ on padding (native SDPA only, as diffusers there).
+    - a DiT mask (batch > 1 with padded prompts, where diffusers itself passes one) or padded ψ tokens at
+      batch > 1: the same gate channels, with the padding as a boolean key mask. A boolean mask needs no
+      gradient, so SDPA keeps its fused kernel; an additive mask carrying log g (which trains) would send every
+      training forward to SDPA's math path, which materialises the [B, H, N, N] scores (on a CPU ≈ half of a
+      training step's time, measured by ``python -m bench train-step``). ``force_mask`` selects that additive
+      form (log g on the ψ keys, −∞ on padding), kept as the reference the tests compare with.
     Padded ψ tokens at batch 1 are dropped before the DiT sees them (same result as −∞ logits)."""
 
     _attention_backend = None
@@ -206,18 +210,25 @@ class _GatedMemoryAttnProcessor:
         if inj.active is None or encoder_hidden_states is None:
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         n_lat, n_ctx = hidden_states.shape[1], encoder_hidden_states.shape[1]
-        if attention_mask is None and not inj.force_mask:
-            if inj.gate_is_one:
-                return self.inner(attn, hidden_states, encoder_hidden_states, None, image_rotary_emb)
-            return self._gated(attn, hidden_states, encoder_hidden_states, image_rotary_emb,
-                               inj.key_bias(n_lat, n_ctx, torch.float32, hidden_states.device)[:, 0, 0])
+        if not inj.force_mask:
+            if inj.gate_is_one:  # (no padded ψ token: the DiT's own mask, if any, is all there is to apply)
+                return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+            bias = inj.key_bias(n_lat, n_ctx, torch.float32, hidden_states.device)[:, 0, 0]  # [B, N]: −∞ on padded ψ
+            key_mask = None
+            if attention_mask is not None or inj.active[2] is not None:
+                keep = torch.isfinite(bias)
+                if attention_mask is not None:
+                    keep = keep & attention_mask.bool().reshape(keep.shape[0], -1)
+                bias, key_mask = bias.masked_fill(~keep, 0.0), keep[:, None, None, :]
+            return self._gated(attn, hidden_states, encoder_hidden_states, image_rotary_emb, bias, key_mask)
         bias = inj.key_bias(n_lat, n_ctx, hidden_states.dtype, hidden_states.device)  # [B, 1, 1, N]
         if attention_mask is not None:
             bias = bias.masked_fill(~attention_mask.bool(), float("-inf"))
         return self.inner(attn, hidden_states, encoder_hidden_states, bias, image_rotary_emb)
 
-    def _gated(self, attn, hidden_states, encoder_hidden_states, image_rotary_emb, bias):
-        """The steps of diffusers' ``HunyuanVideoAttnProcessor2_0`` with the gate in extra head channels."""
+    def _gated(self, attn, hidden_states, encoder_hidden_states, image_rotary_emb, bias, key_mask=None):
+        """The steps of diffusers' ``HunyuanVideoAttnProcessor2_0`` with the gate in extra head channels
+        (``bias`` [B, N]: log g on the ψ keys, 0 elsewhere) and ``key_mask`` [B, 1, 1, N] (True: attend) or None."""
         from diffusers.models.attention_dispatch import dispatch_attention_fn
         from diffusers.models.embeddings import apply_rotary_emb
 
@@ -252,7 +263,7 @@ class _GatedMemoryAttnProcessor:
         ka = k.new_zeros(b, n, h, pad)
         ka[..., 0] = (bias / scale).to(k.dtype)[:, :, None]
         out = dispatch_attention_fn(torch.cat([q, qa], -1), torch.cat([k, ka], -1), torch.cat([v, torch.zeros_like(ka)], -1),
-                                    attn_mask=None, dropout_p=0.0, is_causal=False, scale=scale,
+                                    attn_mask=key_mask, dropout_p=0.0, is_causal=False, scale=scale,
                                     backend=self._attention_backend, parallel_config=self._parallel_config)
         out = out[..., :d].flatten(2, 3).to(q.dtype)
         out, ctx = out[:, :-n_ctx], out[:, -n_ctx:]

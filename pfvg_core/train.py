@@ -171,6 +171,11 @@ class Trainer:
         model.set_gradient_checkpointing(on)
         self.checkpointing = on
         if config.compile != "off":  # launch-bound small models: fused kernels, fewer launches
+            # a video's clips backpropagate through graphs kept across clips (the encoders' features, ψ's truncated
+            # BPTT: retain_graph), which compiled backwards with donated buffers refuse: keep the buffers
+            import torch._functorch.config as functorch_config
+
+            functorch_config.donated_buffer = False
             compile_blocks(model, config.compile)
         self.data = dataset if dataset is not None else LatentDataset(config.data)
         _check_dataset_fits(model, self.data)

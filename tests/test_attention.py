@@ -152,3 +152,39 @@ def test_sage_is_refused_before_the_first_step_when_a_trained_gate_needs_more_he
     with torch.no_grad():
         narrow.semanticpack.log_gate.fill_(math.log(0.9))
     assert gated_attention_problem(narrow, "sage") is None  # 16 + 8 fits
+
+
+@pytest.mark.parametrize("log_gate", [-1.3, 0.7])
+def test_padded_batch_keeps_the_fused_kernel_and_equals_the_additive_form(log_gate, monkeypatch):
+    """Batch 2 with prompts of different lengths (the DiT passes a mask) and padded ψ tokens: the gate rides in
+    the head channels and the padding is a boolean mask that needs no gradient, so SDPA keeps its fused kernel.
+    Output and the gate's gradient equal the additive-mask form (log g in a float mask, which trains)."""
+    model = PFVGModel.build("tiny", seed=0)
+    model.semanticpack.open_gate(log_gate)
+    model.refresh_id()
+    start = torch.randn(2, 4, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+    cond = model.conditioning(["a red square", "a blue circle moving left on a long sandy road"], start)
+    state = init_state(model, start, cond)
+    assert state.psi_mask is not None and not bool(state.psi_mask.all())
+    packed = pack_history(state.history, state.start_latent, state.config.schedule)
+    idx = time_indices("video", packed, state.next_index, state.config.window)
+    x = torch.randn(2, 4, 9, 16, 16, generator=torch.Generator().manual_seed(6))
+
+    def run(force_mask):
+        model.injector.force_mask = force_mask
+        model.semanticpack.log_gate.grad = None
+        try:
+            tokens = model.semanticpack.context_tokens(state.psi.detach())
+            v = model.predict_velocity(x, torch.tensor([0.4, 0.7]), cond, packed, idx, tokens, state.psi_mask, guidance=6.0)
+            v.square().mean().backward()
+            return v.detach(), model.semanticpack.log_gate.grad.clone()
+        finally:
+            model.injector.force_mask = False
+
+    ref, ref_grad = run(True)
+    rec = _Recorder(monkeypatch)
+    out, grad = run(False)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5), (out - ref).abs().max()
+    assert torch.allclose(grad, ref_grad, atol=1e-5, rtol=1e-4), (grad, ref_grad)
+    masks = [m for m, _ in rec.calls if m is not None]
+    assert masks and all(m.dtype == torch.bool and not m.requires_grad for m in masks)
