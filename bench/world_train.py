@@ -8,9 +8,10 @@ whole net (stage 1), one thread. Rows, each after one warm-up step, ``--steps`` 
   channels there too: a mask that trains sends SDPA to its math path);
 - the same at batch 4 with the gate in the head channels and a boolean padding mask (``semanticpack``);
 - batch 1, 8 and 16 (more videos per forward pass);
+- bf16 autocast of the forward passes (``amp``);
 - memory off (the shared pretraining's step);
 - ``--compile``: ``torch.compile`` of the DiT's blocks (``speed.compile_blocks``; the compilation's seconds are
-  the row's ``first_step_s``).
+  the row's ``first_step_s``), at batch 4 and 16.
 
 Ratios are to the reference row of the same run. A CPU figure: on a GPU see ``research/throughput.py``.
 """
@@ -47,7 +48,7 @@ def measure(data: str, setting: dict, steps: int = 2, clips: int = 8, model_path
         cfg = TrainConfig(model="(bench)", data=data, out=out, stages=[StageConfig("bench", "teacher", "all", steps + 2)],
                           window=4, memory_mode=setting["memory_mode"], accumulate=8, videos_per_step=nb, video_batch=nb,
                           max_clips=clips, lr=1e-5, save_every=10**9, shift=2.0, device="cpu", psi_bptt=8,
-                          compile=setting.get("compile", "off"))
+                          compile=setting.get("compile", "off"), amp=setting.get("amp", "off"))
         model.injector.force_mask = bool(setting.get("additive_mask"))
         try:
             trainer = Trainer(cfg, model=model)
@@ -69,9 +70,11 @@ def settings(compile_too: bool = False) -> list[dict]:
     on = {"memory_mode": "on", "additive_mask": False, "compile": "off"}
     rows = [dict(on, name="reference", video_batch=4, additive_mask=True), dict(on, name="gate in head channels", video_batch=4)]
     rows += [dict(on, name=f"batch {n}", video_batch=n) for n in (1, 8, 16)]
+    rows.append(dict(on, name="bf16 autocast", video_batch=4, amp="bf16"))
     rows.append(dict(on, name="memory off", video_batch=4, memory_mode="off"))
     if compile_too:
         rows.append(dict(on, name="compiled blocks", video_batch=4, compile="blocks"))
+        rows.append(dict(on, name="batch 16, compiled blocks", video_batch=16, compile="blocks"))
     return rows
 
 

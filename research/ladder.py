@@ -390,7 +390,31 @@ def run_r3(model, videos, memories=("on", "off"), opts: SamplerOptions = Sampler
             rows[name][k] = None if not ok.any() else {**interval(np.nanmean(np.where(ok, vals, np.nan)[idx], -1)), "videos": int(ok.sum())}
     secs, cpu = time.time() - t0, time.process_time() - c0
     log(f"r3: {len(videos)} videos × {n} segments × memory {'/'.join(memories)}: {cpu:.1f} CPU s ({secs:.1f} s wall)")
-    return {"segments": n, "rows": rows, "seconds": round(secs, 1), "cpu_seconds": round(cpu, 1)}
+    points = {name: {k: [None if s.get(k) is None else float(s[k]) for s in per] for k in R3_METRICS}
+              for name, per in scores.items()}
+    return {"segments": n, "rows": rows, "differences": r3_differences(points, memories, idx), "points": points,
+            "seconds": round(secs, 1), "cpu_seconds": round(cpu, 1)}
+
+
+def r3_differences(points: dict, memories, idx: np.ndarray) -> dict:
+    """Paired differences over videos (same resamples): each memory mode − every other mode, and − each still
+    reference (first frame repeated, blurred first frame repeated), per metric; videos where either side has no
+    value (a metric with no event in that video) are left out of that pair."""
+    gens = [GEN.format(m) for m in memories]
+    pairs = [(a, b) for i, a in enumerate(gens) for b in gens[i + 1:]]
+    pairs += [(g, ref) for g in gens for ref in (metrics.REF_FIRST, metrics.REF_BLUR) if ref in points]
+    out = {}
+    for a, b in pairs:
+        out[f"{a} − {b}"] = d = {}
+        for k in R3_METRICS:
+            x = np.array([np.nan if u is None or w is None else u - w for u, w in zip(points[a][k], points[b][k])])
+            if np.isnan(x).all():
+                d[k] = None
+                continue
+            with np.errstate(all="ignore"):
+                m = np.nanmean(x[idx], -1)  # row 0 (the sample) has a value; a resample with none is left out
+            d[k] = {**interval(m[~np.isnan(m)]), "videos": int((~np.isnan(x)).sum())}
+    return out
 
 
 # --- the command ----------------------------------------------------------------------------------------
@@ -437,6 +461,10 @@ def markdown(res: dict) -> str:
         out.append("| row | " + " | ".join(R3_METRICS) + " |\n|---|" + "---|" * len(R3_METRICS))
         for name, row in r["rows"].items():
             out.append(f"| {name} | " + " | ".join(_fmt(row[k]) for k in R3_METRICS) + " |")
+        if r.get("differences"):
+            out.append("\nPaired differences (over videos):\n\n| pair | " + " | ".join(R3_METRICS) + " |\n|---|" + "---|" * len(R3_METRICS))
+            for name, d in r["differences"].items():
+                out.append(f"| {name} | " + " | ".join(_fmt(d[k]) for k in R3_METRICS) + " |")
     return "\n".join(out) + "\n"
 
 

@@ -133,6 +133,26 @@ def test_r3_scores_the_rollout_with_the_references(tiny_model):
     assert set(res["rows"]) == {ladder.GEN.format("off"), *metrics.REFERENCES}
     assert res["rows"][ladder.GEN.format("off")]["mean_mse_to_truth"]["value"] > 0
     assert res["rows"][metrics.REF_FIRST]["tracking_corr"]["value"] == 0.0  # a still video does not track the camera
+    pair = res["differences"][f"{ladder.GEN.format('off')} − {metrics.REF_FIRST}"]["mean_mse_to_truth"]
+    per = res["points"]
+    want = np.mean(np.subtract(per[ladder.GEN.format("off")]["mean_mse_to_truth"], per[metrics.REF_FIRST]["mean_mse_to_truth"]))
+    assert pair["value"] == pytest.approx(want) and pair["low"] <= pair["value"] <= pair["high"] and pair["videos"] == 2
+
+
+def test_r3_differences_are_paired_by_video():
+    """Known answer: mode a is mode b + 1 on every video (whatever the spread between videos), so the paired
+    interval is exactly [1, 1]; a video where a metric has no value is left out of that metric's pair."""
+    from pfvg_core import metrics
+
+    on, off = ladder.GEN.format("on"), ladder.GEN.format("off")
+    base = [0.1, 5.0, 30.0, 2.0]
+    pts = {on: {k: [b + 1 for b in base] for k in ladder.R3_METRICS}, off: {k: list(base) for k in ladder.R3_METRICS},
+           metrics.REF_FIRST: {k: [None, 1.0, 1.0, 1.0] for k in ladder.R3_METRICS}}
+    d = ladder.r3_differences(pts, ("on", "off"), ladder.resamples(4, 200, 0))
+    k = ladder.R3_METRICS[0]
+    assert d[f"{on} − {off}"][k] == {"value": 1.0, "low": 1.0, "high": 1.0, "videos": 4}
+    assert d[f"{on} − {metrics.REF_FIRST}"][k]["videos"] == 3
+    assert d[f"{on} − {metrics.REF_FIRST}"][k]["value"] == pytest.approx(np.mean([6.0, 31.0, 3.0]) - 1.0)
 
 
 def test_r2_oracle_that_ignores_the_prompt(lossless, videos):
