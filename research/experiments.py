@@ -131,6 +131,9 @@ class Budget:
     shift: float = 2.0  # the sampler's shift at evaluation
     train_shift: float = 2.0  # the training times' shift (``forcing.sample_t``): higher draws more high-noise clips
     motion_weight: float = 0.0  # the flow loss weighted to the latents that change (``train.motion_weights``; 0: plain)
+    # the fraction of training videos whose panning camera is made fast (period ``FAST_PAN_PERIOD`` s, no tilt:
+    # 4–8 px per frame): motion large enough for the DiT to learn to continue it (``research/motion_probe.py``)
+    fast_pans: float = 0.0
     lr: float = 3e-4
     stage2_lr: float = 1e-4
     accumulate: int = 2  # shared pretraining: an optimizer step every 2 clips
@@ -241,6 +244,28 @@ def pick_codec(measured: list[dict]) -> dict:
     return min(ok or measured, key=lambda m: max(m["sprite_colour_error_per_channel"] or [1e9]))
 
 
+FAST_PAN_PERIOD = 6.0  # the world's fastest period (``WorldParams.sample``: 6–16 s)
+
+
+def fast_pan_video(seed: int, seconds: float, period: float = FAST_PAN_PERIOD):
+    """The world of ``seed`` with its camera made to pan (no tilt) every ``period`` seconds; None for a seed whose
+    camera is static (pan amplitude 0)."""
+    p = world.WorldParams.sample(seed)
+    if p.pan == 0:
+        return None
+    return world.render(dataclasses.replace(p, period=float(period), tilt=0.0), seconds=seconds, fps=8.0)
+
+
+def training_video(seed: int, b: Budget):
+    """Training video ``seed`` of the budget: the world's own, or — for the ``fast_pans`` fraction of the seeds
+    (by seed, so the same seeds in every run) whose camera pans — the same world with a fast pan."""
+    if b.fast_pans > 0 and (seed * 2654435761 % 2**32) / 2**32 < b.fast_pans:
+        v = fast_pan_video(seed, b.seconds)
+        if v is not None:
+            return v
+    return world.make_video(seed, seconds=b.seconds, fps=8)
+
+
 def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCodec, Budget]:
     """Training videos → codec (the budget's, or the best of ``codec_candidates`` on held-out videos; trained
     once, kept in ``work``) → latents. Returns the codec and the budget with the codec chosen."""
@@ -268,11 +293,11 @@ def prepare_data(work: str, b: Budget, device: str, log=print) -> tuple[ConvCode
             return codec, b
     t0 = time.time()
     if have_codec:  # rendered and encoded one video at a time (thousands of fresh videos never sit in memory at once)
-        vids = (world.make_video(s, seconds=b.seconds, fps=8) for s in world.train_seeds(b.train_videos))
+        vids = (training_video(s, b) for s in world.train_seeds(b.train_videos))
         _write_latents(data, codec, vids, device)
         log(f"{b.train_videos} training videos × {b.seconds:g} s: latents ready with the codec in {work} ({time.time() - t0:.0f}s)")
         return codec, b
-    vids = [world.make_video(s, seconds=b.seconds, fps=8) for s in world.train_seeds(b.train_videos)]
+    vids = [training_video(s, b) for s in world.train_seeds(b.train_videos)]
     frames = np.concatenate([v.frames for v in vids])
     log(f"{len(vids)} training videos × {b.seconds:g} s, {len(frames)} frames ({time.time() - t0:.0f}s)")
     configs = [(b.codec_channels, b.sprite_weight)] + [tuple(c) for c in b.codec_candidates if tuple(c) != (b.codec_channels, b.sprite_weight)]
