@@ -34,6 +34,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -411,8 +412,9 @@ def r3_differences(points: dict, memories, idx: np.ndarray) -> dict:
             if np.isnan(x).all():
                 d[k] = None
                 continue
-            with np.errstate(all="ignore"):
-                m = np.nanmean(x[idx], -1)  # row 0 (the sample) has a value; a resample with none is left out
+            with warnings.catch_warnings():  # row 0 (the sample) has a value; a resample with none is left out
+                warnings.simplefilter("ignore", RuntimeWarning)
+                m = np.nanmean(x[idx], -1)
             d[k] = {**interval(m[~np.isnan(m)]), "videos": int((~np.isnan(x)).sum())}
     return out
 
