@@ -238,3 +238,24 @@ def test_a_deadline_before_the_first_step_is_a_failure_and_a_trained_folder_neve
     assert ex.ALL not in again["rows"] and ex.INFERENCE_OFF not in again["rows"] and len(again["rows"]) == len(ex.VARIANTS) - 1
     text = ex.markdown(again)
     assert "Not trained" in text and gone in text
+
+
+def test_compiled_training_backpropagates_through_graphs_kept_across_clips(tmp_path):
+    """Encoders trained with the DiT keep their graph across a video's clips (``retain_graph``), as ψ's truncated
+    backpropagation does: compiled blocks must take that backward too (donated buffers off), and give the
+    eager losses."""
+    from pfvg_core.data import write_latent_video
+    from pfvg_core.model import PFVGModel
+    from pfvg_core.train import StageConfig, TrainConfig, Trainer
+
+    g = torch.Generator().manual_seed(0)
+    write_latent_video(str(tmp_path / "data"), "v0", torch.randn(4, 13, 8, 8, generator=g), "prompt", 8.0)
+    losses = {}
+    for mode in ("off", "blocks"):
+        model = PFVGModel.build("tiny", semanticpack={"memory_tokens": 4}, seed=0)
+        cfg = TrainConfig(model="(test)", data=str(tmp_path / "data"), out=str(tmp_path / mode), window=4, memory_mode="on",
+                          stages=[StageConfig("s1", "teacher", "all", 2)], accumulate=3, psi_bptt=3, compile=mode,
+                          device="cpu", save_every=100)
+        Trainer(cfg, model=model).run()
+        losses[mode] = [json.loads(line)["loss"] for line in open(tmp_path / mode / "train_log.jsonl")]
+    assert len(losses["blocks"]) == 2 and losses["blocks"] == pytest.approx(losses["off"], rel=1e-4)
