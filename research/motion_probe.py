@@ -56,14 +56,19 @@ def score_r1(model: PFVGModel, held: list, opts: SamplerOptions, reps: int, log=
     return ladder.run_r1(model, held, lat, positions=(6, 10, 14), memories=("off",), opts=opts, window=4, reps=reps, log=log)
 
 
-def train(model: PFVGModel, work: str, minutes: float, n_videos: int, period: float, log=print) -> dict:
-    """The shared-pretraining stage on fresh fast-pan videos for ``minutes`` (one thread). Returns steps, clip-samples."""
+def train(model: PFVGModel, work: str, minutes: float, n_videos: int, period: float, log=print, mix: float | None = None) -> dict:
+    """The shared-pretraining stage on fresh fast-pan videos for ``minutes`` (one thread). Returns steps, clip-samples.
+    ``mix``: instead, the recipe's training videos with that ``fast_pans`` fraction (the world's own videos, some of
+    whose pans are made fast: ``experiments.training_video``)."""
+    from research.experiments import Budget, training_video
+
     data = os.path.join(work, "latents")
     os.makedirs(data, exist_ok=True)
     seeds = iter(range(0, world.HELDOUT_START))
     k = 0
     while k < n_videos:  # rendered and encoded one at a time
-        v = fast_pan_video(next(seeds), 10.0, period)
+        s = next(seeds)
+        v = fast_pan_video(s, 10.0, period) if mix is None else training_video(s, Budget(seconds=10.0, fast_pans=mix))
         if v is None:
             continue
         with torch.no_grad():
@@ -88,6 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--period", type=float, default=6.0, help="the camera's period in seconds")
     ap.add_argument("--videos", type=int, default=16, help="held-out videos for r1")
     ap.add_argument("--train-videos", type=int, default=600, help="fresh training videos written (more than it trains on)")
+    ap.add_argument("--mix", type=float, default=None,
+                    help="train on the world's own videos with this fraction of fast pans (the recipe's fast_pans) instead")
     ap.add_argument("--world-videos", type=int, default=0, help="also r1 on this many held-out videos of the world as it is")
     ap.add_argument("--steps", type=int, default=8, help="sampling steps (Euler, shift 2)")
     ap.add_argument("--reps", type=int, default=2000)
@@ -103,7 +110,8 @@ def main(argv=None) -> int:
     if plain:
         res["world_before"] = ladder.public(score_r1(model, plain, opts, a.reps))
     with tempfile.TemporaryDirectory() as work:
-        res["training"] = train(model, work, a.minutes, a.train_videos, a.period)
+        res["training"] = train(model, work, a.minutes, a.train_videos, a.period, mix=a.mix)
+    res["mix"] = a.mix
     model.dit.eval()
     res["after"] = ladder.public(score_r1(model, held, opts, a.reps))
     if plain:
