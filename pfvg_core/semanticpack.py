@@ -191,8 +191,8 @@ class _GatedMemoryAttnProcessor:
     - a DiT mask (batch > 1 with padded prompts, where diffusers itself passes one) or padded ψ tokens at
       batch > 1: the same gate channels, with the padding as a boolean key mask. A boolean mask needs no
       gradient, so SDPA keeps its fused kernel; an additive mask carrying log g (which trains) would send every
-      training forward to SDPA's math path, which materialises the [B, H, N, N] scores (on a CPU ≈ half of a
-      training step's time, measured by ``python -m bench train-step``). ``force_mask`` selects that additive
+      training forward to SDPA's math path, which materialises the [B, H, N, N] scores (on a CPU the embedded
+      recipe's step then takes 1.08× as long: ``python -m bench world-train``). ``force_mask`` selects that additive
       form (log g on the ψ keys, −∞ on padding), kept as the reference the tests compare with.
     Padded ψ tokens at batch 1 are dropped before the DiT sees them (same result as −∞ logits)."""
 
